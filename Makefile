@@ -1,0 +1,49 @@
+# Lamplighter — the two commands that matter: `make run` and `make test`.
+PY        ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+APT_PKGS  := qemu-system-arm firmware-microbit-micropython
+export LAMPLIGHTER_DATA_DIR ?= $(CURDIR)/var
+
+.PHONY: help install system-deps run test test-fast hil bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with its pinned dependencies
+
+system-deps:  ## install the Debian packages the HIL tests need (QEMU, micro:bit MicroPython)
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: install  ## start the fleet server on 127.0.0.1:8000 (SQLite under ./var) with emulated lampposts
+	$(BIN)/lamplighter demo
+
+test: install system-deps  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: install  ## the suite without the slow HIL cases
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+hil: install system-deps  ## the hardware-in-the-loop suite alone
+	$(BIN)/pytest -q -p no:cacheprovider hil_tests
+
+bench: install  ## run every benchmark and compare against its baseline
+	$(BIN)/python -m bench
+
+lint: install  ## ruff over the host code
+	$(BIN)/ruff check fleet ota tools tests hil_tests bench
+
+clean:  ## remove the virtualenv and local data
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""Technician and developer tooling: the `lamplighter` CLI, flashing, provisioning, board emulator."""

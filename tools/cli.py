@@ -1,0 +1,27 @@
+"""The `lamplighter` command: one entry point with a sub-command group for each kind of user."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="lamplighter",
+    help="Firmware and fleet manager for smart lampposts.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+device_app = typer.Typer(help="Technician tools for one node: flash, provision, emulate, monitor.",
+                         no_args_is_help=True)
+app.add_typer(device_app, name="device")
+
+
+def _register_commands() -> None:
+    """Import the modules that attach their commands to the groups above."""
+    from tools import cli_device  # noqa: F401
+
+
+_register_commands()
+
+if __name__ == "__main__":
+    app()
