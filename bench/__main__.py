@@ -9,7 +9,7 @@ import time
 
 from bench.report import print_figures
 
-SKIP = {"report"}
+SKIP = {"report", "__main__"}
 
 
 def available() -> list[str]:
