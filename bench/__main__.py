@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(f"bench.{name}")
         started = time.monotonic()
         figures = module.run()
-        title = f"{name}: {module.__doc__.strip().splitlines()[0]} ({time.monotonic() - started:.0f} s)"
+        headline = (module.__doc__ or name).strip().splitlines()[0]
+        title = f"{name}: {headline} ({time.monotonic() - started:.0f} s)"
         print_figures(title, figures)
         missed += sum(1 for f in figures if f.met is False)
     print(f"{missed} target(s) missed" if missed else "all targets met")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 @dataclass(frozen=True)
 class Figure:
-    """A measured value next to the baseline measured in the same run and the target it must meet."""
+    """A measured value beside its same-run baseline and the target it must meet."""
 
     name: str
     value: float

@@ -63,6 +63,7 @@ def run_micropython(
     try:
         proc = subprocess.run(
             micropython_command(script, heap_kb),
+            check=False,
             cwd=workdir,
             env=micropython_env(path_dirs),
             capture_output=True,
@@ -73,6 +74,7 @@ def run_micropython(
         script.unlink(missing_ok=True)
     if check and proc.returncode != 0:
         raise RuntimeError(
-            f"MicroPython exited with {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            f"MicroPython exited with {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
     return proc

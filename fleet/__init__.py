@@ -1,0 +1,1 @@
+"""Lamplighter fleet server: provisioning, device auth, check-in, telemetry, releases, rollouts."""

@@ -1,0 +1,1 @@
+"""HTTP routers: the device-facing API and the operator/data API, kept apart."""

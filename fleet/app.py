@@ -1,0 +1,35 @@
+"""The FastAPI application: its routers, and the refusal to serve an unmigrated database."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from fleet.api import device, devices
+from fleet.db import check_migrated, get_engine
+from fleet.logs import setup_logging
+from fleet.settings import get_settings
+
+log = logging.getLogger("fleet")
+
+
+def create_app(check_schema: bool = True) -> FastAPI:
+    """Build the app; with `check_schema`, refuse to start on a database that is not migrated."""
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    settings.master_key_bytes()  # fails fast in production mode without a master key
+    if check_schema:
+        check_migrated(get_engine())
+    app = FastAPI(
+        title="Lamplighter fleet server",
+        version="0.1.0",
+        description="Provisioning, device check-in, telemetry, releases and rollouts for "
+                    "smart lampposts. Device endpoints (/device/v1) take an HMAC signature; "
+                    "operator and data endpoints (/api/v1) take a bearer API token.",
+    )
+    app.include_router(device.router)
+    app.include_router(devices.router)
+    if not settings.master_key:
+        log.warning("no LAMPLIGHTER_MASTER_KEY set: device secrets use the development key")
+    return app

@@ -1,0 +1,139 @@
+"""Request authentication: HMAC-signed device requests and role-checked API tokens, kept apart."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from fleet.crypto import decrypt_secret, hash_token, signature_matches
+from fleet.db import get_session
+from fleet.models import ApiToken, Device, DeviceNonce
+from fleet.settings import get_settings
+
+ROLES = ("operator", "technician", "reader")
+_NONCE_RE = re.compile(r"^[0-9A-Za-z_-]{16,64}$")
+_PRUNE_PROBABILITY = 0.01
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=reason)
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """The authenticated device behind a request."""
+
+    device: Device
+
+
+async def authenticated_device(request: Request,
+                               session: Session = Depends(get_session)) -> DeviceIdentity:
+    """Verify a device request's HMAC signature, timestamp and nonce; return its device.
+
+    Headers: X-Device-Id, X-Timestamp (Unix seconds), X-Nonce (16–64 of [A-Za-z0-9_-]),
+    X-Signature (hex HMAC-SHA256 over method, path?query, timestamp, nonce, SHA-256 of the body).
+    """
+    headers = request.headers
+    if "authorization" in headers:
+        raise _unauthorized("device endpoints take a device signature, not an API token")
+    uid = headers.get("x-device-id")
+    ts_text = headers.get("x-timestamp")
+    nonce = headers.get("x-nonce")
+    signature = headers.get("x-signature")
+    if not (uid and ts_text and nonce and signature):
+        raise _unauthorized(
+            "missing device signature headers (X-Device-Id, X-Timestamp, X-Nonce, X-Signature)")
+    try:
+        ts = int(ts_text)
+    except ValueError:
+        raise _unauthorized("X-Timestamp must be whole Unix seconds") from None
+    settings = get_settings()
+    now = time.time()
+    if abs(now - ts) > settings.clock_skew_s:
+        raise _unauthorized(
+            f"stale timestamp: {ts} is {now - ts:+.0f} s from server time "
+            f"(allowed ±{settings.clock_skew_s} s); check the node's clock")
+    if not _NONCE_RE.match(nonce):
+        raise _unauthorized("X-Nonce must be 16–64 characters of [A-Za-z0-9_-]")
+    device = session.execute(select(Device).where(Device.uid == uid)).scalar_one_or_none()
+    if device is None:
+        raise _unauthorized("unknown device")
+    body = await request.body()
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    secret = decrypt_secret(settings.master_key_bytes(), device.secret_enc, device.uid)
+    if not signature_matches(secret, signature, request.method, path, ts_text, nonce, body):
+        raise _unauthorized("bad signature")
+    if device.status != "active":
+        raise HTTPException(status_code=403, detail=f"device is {device.status}")
+    _consume_nonce(session, device.id, nonce, ts, now - 2 * settings.clock_skew_s)
+    return DeviceIdentity(device=device)
+
+
+def _consume_nonce(session: Session, device_id: int | None, nonce: str, ts: int,
+                   prune_before: float) -> None:
+    """Record the nonce in the request's transaction (committed with the request's writes).
+
+    The unique key refuses a replay even from another server process sharing the database.
+    """
+    assert device_id is not None
+    if random.random() < _PRUNE_PROBABILITY:
+        session.execute(delete(DeviceNonce).where(DeviceNonce.ts < prune_before))
+    session.add(DeviceNonce(device_id=device_id, nonce=nonce, ts=ts))
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise _unauthorized("replayed nonce") from None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated operator, technician or data reader behind a request."""
+
+    token_id: int
+    name: str
+    role: str
+
+
+def _token_caller(request: Request, session: Session) -> Caller:
+    if "x-signature" in request.headers:
+        raise _unauthorized("operator endpoints take an API token, not a device signature")
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("missing API token: send 'Authorization: Bearer <token>'")
+    row = session.execute(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(token.strip()))
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        raise _unauthorized("unknown or revoked API token")
+    assert row.id is not None
+    return Caller(token_id=row.id, name=row.name, role=row.role)
+
+
+def require_role(*roles: str) -> Callable[..., Caller]:
+    """Dependency factory: the caller's token must carry one of `roles`."""
+
+    def dependency(request: Request, session: Session = Depends(get_session)) -> Caller:
+        caller = _token_caller(request, session)
+        if caller.role not in roles:
+            raise HTTPException(
+                status_code=403,
+                detail=f"a {caller.role} token cannot do this; it needs one of: {', '.join(roles)}")
+        return caller
+
+    return dependency
+
+
+operator_only = require_role("operator")
+provisioner = require_role("operator", "technician")
+fleet_reader = require_role("operator", "technician", "reader")
+data_reader = require_role("operator", "reader")

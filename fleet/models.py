@@ -1,0 +1,138 @@
+"""Database tables of the fleet server (SQLModel); schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+# 64-bit ids on PostgreSQL; SQLite only autoincrements an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current UTC time (what every timestamp column stores)."""
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable,
+                                                index=index))
+
+
+class Device(SQLModel, table=True):
+    """A lamppost node: its identity, where it stands, and what it last reported."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(index=True, unique=True, max_length=32)  # public id, e.g. ll-3f9a0c21d4e5
+    pole_id: str = Field(index=True, unique=True, max_length=64)
+    district: str = Field(default="", index=True, max_length=64)
+    group_name: str = Field(default="default", index=True, max_length=64)
+    lat: float | None = None
+    lon: float | None = None
+    board: str = Field(default="esp32_devkitc", max_length=32)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="active", max_length=16)  # active | decommissioned
+    secret_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    key_version: int = 1
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_seen: datetime | None = _ts(index=True)
+    fw_version: str = Field(default="", max_length=32)
+    applied_config_version: int = 0
+    last_status: dict[str, Any] = Field(default_factory=dict,
+                                        sa_column=Column(JSON, nullable=False))
+
+
+class Enrollment(SQLModel, table=True):
+    """A one-time code with which a factory-imaged node claims its identity on first boot."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(index=True, unique=True, max_length=64)
+    device_id: int = Field(foreign_key="device.id", index=True)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    used_at: datetime | None = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    """An operator, technician or data-reader API token (only its hash is stored)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    role: str = Field(max_length=16)  # operator | technician | reader
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = _ts()
+
+
+class DeviceNonce(SQLModel, table=True):
+    """A nonce a device has used; the unique key makes replays fail across server processes."""
+
+    __table_args__ = (UniqueConstraint("device_id", "nonce", name="uq_nonce_device"),)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True,
+                                                          autoincrement=True))
+    device_id: int = Field(index=True)
+    nonce: str = Field(max_length=64)
+    ts: float = Field(index=True)  # device timestamp, for pruning
+
+
+class ConfigProfile(SQLModel, table=True):
+    """Desired configuration for a group, or an override for one node; versions only grow."""
+
+    __table_args__ = (UniqueConstraint("scope", "target", name="uq_config_scope_target"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(max_length=8)  # group | device
+    target: str = Field(max_length=64)  # group name or device uid
+    version: int = 1
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Command(SQLModel, table=True):
+    """A command for one node (reboot, identify, lamp_override), delivered at check-in and acked."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: int = Field(foreign_key="device.id", index=True)
+    type: str = Field(max_length=32)
+    args: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    delivered_at: datetime | None = _ts()
+    acked_at: datetime | None = _ts()
+    result: str = Field(default="", max_length=200)
+
+
+class DeviceEvent(SQLModel, table=True):
+    """Something that happened to a node (registered, key rotated, decommissioned…)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: int = Field(foreign_key="device.id", index=True)
+    at: datetime = Field(default_factory=utcnow,
+                         sa_column=Column(DateTime(timezone=True), nullable=False))
+    kind: str = Field(max_length=32)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Reading(SQLModel, table=True):
+    """One telemetry reading; (device, seq) is the idempotency key of ingest."""
+
+    __table_args__ = (Index("ix_reading_ts", "ts"), Index("ix_reading_metric_ts", "metric", "ts"))
+    device_id: int = Field(primary_key=True)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    ts: float  # seconds since the Unix epoch, UTC, as measured by the node
+    metric: str = Field(max_length=24)
+    value: float
+    received_at: float  # seconds since the Unix epoch, UTC, when the server stored it

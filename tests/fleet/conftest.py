@@ -1,0 +1,128 @@
+"""API test fixtures: migrated SQLite and PostgreSQL databases, an app, tokens, signed calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlmodel import Session, SQLModel
+
+from fleet import db as fleet_db
+from fleet import settings as fleet_settings
+from fleet.tokens import create_token
+from tools.device_signing import signed_headers
+
+PG_ADMIN_URL = os.environ.get("LAMPLIGHTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_url(dbname: str) -> str:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated, dropped at the end."""
+    name = f"lamplighter_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _pg_url(name)
+    fleet_db.migrate(url)
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file copied for each test (migrating once keeps the suite fast)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    fleet_db.migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """The database URL of this test: every API test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        target = tmp_path / "fleet.db"
+        target.write_bytes(sqlite_template.read_bytes())
+        return f"sqlite:///{target}"
+    url = request.getfixturevalue("pg_database")
+    engine = fleet_db.make_engine(url)
+    tables = ", ".join(t.name for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def app_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the server's settings at this test's database and data directory."""
+    monkeypatch.setenv("LAMPLIGHTER_DATABASE_URL", db_url)
+    monkeypatch.setenv("LAMPLIGHTER_DATA_DIR", str(tmp_path / "var"))
+    fleet_settings.get_settings.cache_clear()
+    fleet_db.get_engine.cache_clear()
+    yield db_url
+    fleet_db.get_engine().dispose()
+    fleet_settings.get_settings.cache_clear()
+    fleet_db.get_engine.cache_clear()
+
+
+@pytest.fixture
+def client(app_env: str) -> Iterator[TestClient]:
+    from fleet.app import create_app
+
+    with TestClient(create_app()) as c:
+        yield c
+
+
+@pytest.fixture
+def session(app_env: str) -> Iterator[Session]:
+    with Session(fleet_db.get_engine()) as s:
+        yield s
+
+
+@pytest.fixture
+def tokens(session: Session) -> dict[str, dict[str, str]]:
+    """Authorization headers for one token of each role."""
+    return {role: {"Authorization": f"Bearer {create_token(session, f'test-{role}', role)}"}
+            for role in ("operator", "technician", "reader")}
+
+
+@pytest.fixture
+def register(client: TestClient, tokens: dict[str, dict[str, str]]) -> Callable[..., dict]:
+    """Register a node through the API and return its credentials."""
+    counter = iter(range(1, 10_000))
+
+    def make(**fields: object) -> dict:
+        body = {"pole_id": f"P-{next(counter):05d}", "district": "harbour", "group": "default",
+                "lat": 51.5, "lon": -0.12, "board": "emulated", **fields}
+        resp = client.post("/api/v1/devices", json=body, headers=tokens["operator"])
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    return make
+
+
+@pytest.fixture
+def device_call(client: TestClient) -> Callable[..., object]:
+    """POST a JSON body to a device endpoint, signed as `creds` (overrides for refusal tests)."""
+
+    def call(creds: dict, path: str, payload: object, *, secret: str | None = None,
+             ts: int | None = None, nonce: str | None = None, body: bytes | None = None,
+             as_device: str | None = None):
+        raw = json.dumps(payload).encode() if body is None else body
+        headers = signed_headers(as_device or creds["device_id"], secret or creds["secret"],
+                                 "POST", path, json.dumps(payload).encode(), ts=ts, nonce=nonce)
+        return client.post(path, content=raw, headers=headers)
+
+    return call
