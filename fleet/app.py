@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 
 from fastapi import FastAPI
@@ -30,6 +32,9 @@ def create_app(check_schema: bool = True) -> FastAPI:
     )
     app.include_router(device.router)
     app.include_router(devices.router)
+    for optional in ("telemetry",):
+        if importlib.util.find_spec(f"fleet.api.{optional}") is not None:
+            app.include_router(importlib.import_module(f"fleet.api.{optional}").router)
     if not settings.master_key:
         log.warning("no LAMPLIGHTER_MASTER_KEY set: device secrets use the development key")
     return app
