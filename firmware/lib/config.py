@@ -1,0 +1,232 @@
+"""Node configuration: safe defaults, validation with reasons, versioned atomic save/load."""
+
+import json
+import os
+
+METRICS = ("temperature_c", "humidity_pct", "pressure_hpa", "pm25_ugm3", "pm10_ugm3", "lux")
+
+
+def _metric(window, k, alpha, deadband, heartbeat_s, min_mad):
+    return {"window": window, "k": k, "alpha": alpha, "deadband": deadband,
+            "heartbeat_s": heartbeat_s, "min_mad": min_mad}
+
+
+# Every key the node reads. Times are in the unit their name says.
+DEFAULTS = {
+    "version": 0,
+    "checkin_interval_s": 300,  # how often the node talks to the fleet server
+    "telemetry_batch": 20,  # records per upload
+    "queue_capacity": 2000,  # telemetry records kept on flash while offline
+    "log_level": "info",
+    "lamp_rated_w": 60.0,  # lamp power at 100 %
+    "sample_period_ms": {  # how often each sensor is read
+        "bme280": 10000,
+        "light": 2000,
+        "pms5003": 30000,
+        "occupancy": 200,
+    },
+    "metrics": {  # filter settings per metric (see filters.pipeline_from_config)
+        "temperature_c": _metric(5, 3.0, 0.3, 0.2, 900, 0.05),
+        "humidity_pct": _metric(5, 3.0, 0.3, 1.0, 900, 0.2),
+        "pressure_hpa": _metric(5, 3.0, 0.3, 0.5, 900, 0.05),
+        "pm25_ugm3": _metric(5, 3.0, 0.3, 2.0, 900, 1.0),
+        "pm10_ugm3": _metric(5, 3.0, 0.3, 3.0, 900, 1.0),
+        "lux": _metric(5, 3.0, 0.5, 5.0, 900, 0.5),
+    },
+    "dimming": {
+        "dusk_lux": 30.0,
+        "dawn_lux": 60.0,
+        "confirm_ms": 30000,
+        "dim_level": 30,
+        "full_level": 100,
+        "ramp_up_ms": 1000,
+        "ramp_down_ms": 10000,
+        "schedule": [],  # [[start_minute, end_minute, level], ...]
+        "override_level": None,  # operator override from configuration; None: no override
+    },
+    "occupancy": {
+        "debounce_ms": 200,
+        "hold_ms": 30000,
+    },
+}
+
+INT = "int"
+NUM = "number"
+STR = "str"
+# key -> (kind, minimum, maximum); for STR the "minimum" is the tuple of allowed values
+_RULES = {
+    "version": (INT, 0, 2**30),
+    "checkin_interval_s": (INT, 10, 86400),
+    "telemetry_batch": (INT, 1, 200),
+    "queue_capacity": (INT, 10, 20000),
+    "log_level": (STR, ("debug", "info", "warn", "error"), None),
+    "lamp_rated_w": (NUM, 1, 2000),
+    "sample_period_ms.bme280": (INT, 1000, 3600000),
+    "sample_period_ms.light": (INT, 100, 3600000),
+    "sample_period_ms.pms5003": (INT, 1000, 3600000),
+    "sample_period_ms.occupancy": (INT, 20, 10000),
+    "metrics.*.window": (INT, 3, 15),
+    "metrics.*.k": (NUM, 1.0, 10.0),
+    "metrics.*.alpha": (NUM, 0.01, 1.0),
+    "metrics.*.deadband": (NUM, 0.0, 10000.0),
+    "metrics.*.heartbeat_s": (INT, 10, 86400),
+    "metrics.*.min_mad": (NUM, 0.0, 1000.0),
+    "dimming.dusk_lux": (NUM, 0.0, 1000.0),
+    "dimming.dawn_lux": (NUM, 0.0, 1000.0),
+    "dimming.confirm_ms": (INT, 0, 600000),
+    "dimming.dim_level": (INT, 0, 100),
+    "dimming.full_level": (INT, 1, 100),
+    "dimming.ramp_up_ms": (INT, 0, 60000),
+    "dimming.ramp_down_ms": (INT, 0, 600000),
+    "occupancy.debounce_ms": (INT, 0, 10000),
+    "occupancy.hold_ms": (INT, 0, 3600000),
+}
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _rule_for(path):
+    rule = _RULES.get(path)
+    if rule is None and path.startswith("metrics."):
+        parts = path.split(".")
+        if len(parts) == 3:
+            rule = _RULES.get("metrics.*." + parts[2])
+    return rule
+
+
+def _check_scalar(path, value, rule):
+    kind, low, high = rule
+    if kind == STR:
+        if value not in low:
+            return "must be one of " + ", ".join(low)
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a number" if kind == NUM else "must be an integer"
+    if kind == INT and not isinstance(value, int):
+        return "must be an integer"
+    if value < low or value > high:
+        return "must be between %s and %s" % (low, high)
+    return None
+
+
+def _check_schedule(value):
+    if not isinstance(value, list):
+        return "must be a list of [start_minute, end_minute, level]"
+    for i, entry in enumerate(value):
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            return "entry %d must be [start_minute, end_minute, level]" % i
+        for j, (low, high) in enumerate(((0, 1439), (0, 1439), (0, 100))):
+            item = entry[j]
+            if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
+                return "entry %d item %d must be an integer %d..%d" % (i, j, low, high)
+    return None
+
+
+def _check_special(path, value):
+    if path == "dimming.schedule":
+        return _check_schedule(value)
+    if path == "dimming.override_level":
+        if value is None:
+            return None
+        return _check_scalar(path, value, (INT, 0, 100))
+    return "unknown key"
+
+
+def _merge(path, default, new, errors):
+    """Merge `new` over a copy of `default` (both dicts); record refusals in `errors`."""
+    merged = _copy(default)
+    for key, value in new.items():
+        full = path + key
+        if key not in default:
+            errors.append(full + ": unknown key")
+            continue
+        if isinstance(default[key], dict):
+            if not isinstance(value, dict):
+                errors.append(full + ": must be an object")
+                continue
+            merged[key] = _merge(full + ".", default[key], value, errors)
+            continue
+        rule = _rule_for(full)
+        reason = _check_scalar(full, value, rule) if rule else _check_special(full, value)
+        if reason:
+            errors.append(full + ": " + reason)
+        else:
+            merged[key] = _copy(value)
+    return merged
+
+
+def validate(new_cfg, base=None):
+    """Return (merged_cfg, errors): `new_cfg` merged over `base` (default DEFAULTS).
+
+    Each error is "key: reason"; refused keys keep the base value.
+    """
+    errors = []
+    if not isinstance(new_cfg, dict):
+        return _copy(base or DEFAULTS), ["config: must be an object"]
+    merged = _merge("", base or DEFAULTS, new_cfg, errors)
+    dim = merged["dimming"]
+    if dim["dusk_lux"] > dim["dawn_lux"]:
+        errors.append("dimming.dusk_lux: must not exceed dimming.dawn_lux")
+    if dim["dim_level"] > dim["full_level"]:
+        errors.append("dimming.dim_level: must not exceed dimming.full_level")
+    return merged, errors
+
+
+def load_with_errors(path):
+    """Return (cfg, errors): the saved config, or DEFAULTS with the reason it was unusable."""
+    try:
+        f = open(path)
+    except OSError:
+        return _copy(DEFAULTS), []  # never configured: defaults, nothing wrong
+    try:
+        saved = json.loads(f.read())
+    except (OSError, ValueError):  # unreadable, not text or not JSON
+        return _copy(DEFAULTS), ["config file: corrupt (not JSON), using defaults"]
+    finally:
+        f.close()
+    cfg, errors = validate(saved)
+    if errors:
+        return _copy(DEFAULTS), ["config file: invalid, using defaults: " + errors[0]]
+    return cfg, []
+
+
+def load(path, log=None):
+    """Return the saved config, or DEFAULTS if missing or corrupt (corruption is logged)."""
+    cfg, errors = load_with_errors(path)
+    if log is not None:
+        for reason in errors:
+            log.error("config_corrupt", reason=reason)
+    return cfg
+
+
+def save(path, cfg, version):
+    """Write `cfg` with its `version` atomically: temp file, then rename over the old one."""
+    data = _copy(cfg)
+    data["version"] = version
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data))
+    os.rename(tmp, path)
+
+
+def apply(path, new_cfg, version):
+    """Validate `new_cfg` and save it as `version`; on any error keep the saved config.
+
+    Returns (ok, errors). A version older than the saved one is refused.
+    """
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        return False, ["version: must be a non-negative integer"]
+    current, _ = load_with_errors(path)
+    if version < current["version"]:
+        return False, ["version: %d is older than the current %d" % (version, current["version"])]
+    merged, errors = validate(new_cfg)
+    if errors:
+        return False, errors
+    save(path, merged, version)
+    return True, []

@@ -1,0 +1,149 @@
+"""Per-metric signal filters: Hampel spike rejection, EMA smoothing, report-on-change."""
+
+# MicroPython 1.9 syntax only: this module also runs on the bare-metal micro:bit build.
+
+MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian times this is its standard deviation
+
+
+class SpikeFilter:
+    """Causal Hampel filter over the last `window` raw samples (the newest included).
+
+    A sample is a spike when |x - median| > k * 1.4826 * max(MAD, min_mad); a spike is
+    replaced by the window median. Raw samples (spikes too) enter the window, so a genuine
+    step becomes the median after window // 2 + 1 samples and is followed from then on.
+    `min_mad` (same unit as the signal) stops a perfectly flat or quantised signal from
+    turning every tiny change into a "spike".
+    """
+
+    def __init__(self, window=5, k=3.0, min_mad=0.01):
+        if window < 3:
+            raise ValueError("window must be >= 3")
+        self.window = window
+        self.k = k
+        self.min_mad = min_mad
+        self.rejected = 0
+        self._ring = [0.0] * window
+        self._work = [0.0] * window
+        self._next = 0
+        self._count = 0
+
+    def reset(self):
+        self._next = 0
+        self._count = 0
+
+    def _median_of_work(self, n):
+        work = self._work
+        # insertion sort of the first n entries: n is tiny, no allocation
+        for i in range(1, n):
+            v = work[i]
+            j = i - 1
+            while j >= 0 and work[j] > v:
+                work[j + 1] = work[j]
+                j -= 1
+            work[j + 1] = v
+        mid = n // 2
+        if n % 2:
+            return work[mid]
+        return (work[mid - 1] + work[mid]) * 0.5
+
+    def update(self, x):
+        x = float(x)
+        ring = self._ring
+        ring[self._next] = x
+        self._next = (self._next + 1) % self.window
+        if self._count < self.window:
+            self._count += 1
+        n = self._count
+        if n < 3:
+            return x
+        work = self._work
+        for i in range(n):
+            work[i] = ring[i]
+        median = self._median_of_work(n)
+        for i in range(n):
+            d = ring[i] - median
+            work[i] = d if d >= 0 else -d
+        mad = self._median_of_work(n)
+        if mad < self.min_mad:
+            mad = self.min_mad
+        dev = x - median
+        if dev < 0:
+            dev = -dev
+        if dev > self.k * MAD_TO_SIGMA * mad:
+            self.rejected += 1
+            return median
+        return x
+
+
+class Ema:
+    """Exponential moving average; the first sample initialises it."""
+
+    def __init__(self, alpha):
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError("alpha must be in (0, 1]")
+        self.alpha = alpha
+        self.value = None
+
+    def update(self, x):
+        if self.value is None:
+            self.value = float(x)
+        else:
+            self.value += self.alpha * (x - self.value)
+        return self.value
+
+
+class ReportOnChange:
+    """Says when a value is worth reporting: moved beyond a deadband, or heartbeat due."""
+
+    def __init__(self, deadband, heartbeat_ms):
+        self.deadband = deadband
+        self.heartbeat_ms = heartbeat_ms
+        self.last_value = None
+        self.last_ms = 0
+
+    def check(self, now_ms, value):
+        last = self.last_value
+        if last is not None:
+            moved = value - last
+            if moved < 0:
+                moved = -moved
+            if moved <= self.deadband and now_ms - self.last_ms < self.heartbeat_ms:
+                return False
+        self.last_value = value
+        self.last_ms = now_ms
+        return True
+
+
+class MetricPipeline:
+    """Spike rejection, then EMA, then report-on-change, for one metric."""
+
+    def __init__(self, spike_window=5, spike_k=3.0, alpha=0.3, deadband=0.2,
+                 heartbeat_ms=900000, min_mad=0.01):
+        self.spike = SpikeFilter(spike_window, spike_k, min_mad)
+        self.ema = Ema(alpha)
+        self.report = ReportOnChange(deadband, heartbeat_ms)
+        self.last = None
+        self.rejected = 0  # spikes replaced so far (mirrors self.spike.rejected)
+
+    def push(self, now_ms, raw):
+        """Feed one raw reading; return the value to report now, or None."""
+        if raw is None:
+            return None
+        value = self.ema.update(self.spike.update(raw))
+        self.rejected = self.spike.rejected
+        self.last = value
+        if self.report.check(now_ms, value):
+            return value
+        return None
+
+
+def pipeline_from_config(metric_cfg):
+    """Build a MetricPipeline from a config dict (window, k, alpha, deadband, heartbeat_s)."""
+    return MetricPipeline(
+        spike_window=metric_cfg["window"],
+        spike_k=metric_cfg["k"],
+        alpha=metric_cfg["alpha"],
+        deadband=metric_cfg["deadband"],
+        heartbeat_ms=int(metric_cfg["heartbeat_s"] * 1000),
+        min_mad=metric_cfg.get("min_mad", 0.01),
+    )
