@@ -6,7 +6,9 @@ import importlib
 import importlib.util
 import logging
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from fleet.api import device, devices
 from fleet.db import check_migrated, get_engine
@@ -35,6 +37,14 @@ def create_app(check_schema: bool = True) -> FastAPI:
     for optional in ("telemetry",):
         if importlib.util.find_spec(f"fleet.api.{optional}") is not None:
             app.include_router(importlib.import_module(f"fleet.api.{optional}").router)
+    app.add_exception_handler(DataError, _refused_by_database)
     if not settings.master_key:
         log.warning("no LAMPLIGHTER_MASTER_KEY set: device secrets use the development key")
     return app
+
+
+async def _refused_by_database(_: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot store (a NUL byte, a huge number) is a client error."""
+    reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+    return JSONResponse(status_code=422, content={"detail": f"value refused by the database: "
+                                                            f"{reason}"})

@@ -11,6 +11,8 @@ Name = Annotated[str, Field(min_length=1, max_length=64,
                             pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")]
 Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.:-]+$")]
 BOARDS = ("esp32_devkitc", "emulated")
+INT32_MAX = 2**31 - 1
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]  # fits a 32-bit column on every database
 
 
 class Strict(BaseModel):
@@ -95,22 +97,23 @@ class EnrollRequest(Strict):
 
 
 class CommandAck(Strict):
-    id: int
+    id: Count
     ok: bool = True
     result: Annotated[str, Field(max_length=200)] = ""
 
 
 class CheckIn(Strict):
     fw_version: Annotated[str, Field(max_length=32)] = ""
-    uptime_s: Annotated[int, Field(ge=0)] = 0
-    mem_free: Annotated[int, Field(ge=0)] | None = None
+    uptime_s: Count = 0
+    mem_free: Count | None = None
     rssi: Annotated[int, Field(ge=-130, le=0)] | None = None
     boot_reason: Annotated[str, Field(max_length=32)] = ""
-    sensor_faults: dict[Annotated[str, Field(max_length=24)], Annotated[int, Field(ge=0)]] = {}
-    config_version: Annotated[int, Field(ge=0)] = 0
+    sensor_faults: Annotated[dict[Annotated[str, Field(max_length=24)], Count],
+                             Field(max_length=16)] = {}
+    config_version: Count = 0
     update_state: Annotated[str, Field(max_length=32)] = "idle"
-    queue_len: Annotated[int, Field(ge=0)] | None = None
-    queue_dropped: Annotated[int, Field(ge=0)] | None = None
+    queue_len: Count | None = None
+    queue_dropped: Count | None = None
     lamp_level_pct: Annotated[float, Field(ge=0, le=100)] | None = None
     acks: Annotated[list[CommandAck], Field(max_length=50)] = []
 

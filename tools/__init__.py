@@ -1,1 +1,1 @@
-"""Technician and developer tooling: the `lamplighter` CLI, flashing, provisioning, board emulator."""
+"""Technician and developer tools: the `lamplighter` CLI, flashing, provisioning, emulator."""

@@ -19,6 +19,9 @@ app.add_typer(device_app, name="device")
 def _register_commands() -> None:
     """Import the modules that attach their commands to the groups above."""
     from tools import cli_device  # noqa: F401
+    from tools.cli_server import server_app
+
+    app.add_typer(server_app, name="server")
 
 
 _register_commands()

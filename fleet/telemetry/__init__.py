@@ -1,0 +1,1 @@
+"""Telemetry for the data team: metric catalogue, ingest, query, aggregates, export, live stream."""

@@ -1,0 +1,156 @@
+"""Telemetry ingest: validate a node's whole batch, then store new readings idempotently."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from fleet.models import Reading
+from fleet.telemetry.metrics import CATALOGUE, METRIC_NAMES
+
+READING_KEYS = frozenset(("seq", "ts", "m", "v"))
+MAX_SEQ = 2**63 - 1
+_TABLE: Table = Reading.__table__  # type: ignore[attr-defined]
+
+# The request body as documented in OpenAPI (the handler validates it itself, see BatchRefused).
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["readings"],
+    "properties": {"readings": {
+        "type": "array", "minItems": 1, "maxItems": 500,
+        "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["seq", "ts", "m", "v"],
+            "properties": {
+                "seq": {"type": "integer", "minimum": 0,
+                        "description": "The node's queue sequence number (idempotency key)"},
+                "ts": {"type": "number", "description": "Node time of the reading, epoch s UTC"},
+                "m": {"type": "string", "enum": list(METRIC_NAMES), "description": "Metric"},
+                "v": {"type": "number", "description": "Value in the metric's unit"},
+            },
+        },
+    }},
+}
+
+
+class BatchRefused(ValueError):
+    """The batch is refused as a whole; `detail` names the reading and the reason."""
+
+    def __init__(self, reason: str, index: int | None = None, seq: object = None,
+                 field: str | None = None) -> None:
+        where = "" if index is None else f"reading {index}" + (
+            f" (seq {seq})" if isinstance(seq, int) and not isinstance(seq, bool) else "") + ": "
+        super().__init__(where + reason)
+        self.detail: dict[str, Any] = {"error": where + reason, "index": index,
+                                       "seq": seq if isinstance(seq, int) else None,
+                                       "field": field}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What the node is told: new readings stored, duplicates skipped, highest seq received."""
+
+    stored: int
+    duplicates: int
+    acked_seq: int
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_reading(i: int, item: object, oldest: float, newest: float) -> tuple[int, float, str,
+                                                                               float]:
+    if not isinstance(item, dict):
+        raise BatchRefused("must be an object {seq, ts, m, v}", i)
+    seq = item.get("seq")
+    if item.keys() != READING_KEYS:
+        missing = sorted(READING_KEYS - item.keys())
+        extra = sorted(item.keys() - READING_KEYS)
+        what = f"missing {', '.join(missing)}" if missing else f"unknown key {', '.join(extra)}"
+        raise BatchRefused(f"{what} (a reading is exactly seq, ts, m, v)", i, seq)
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
+        raise BatchRefused(f"seq must be a non-negative integer, got {seq!r}", i, None, "seq")
+    ts, name, value = item["ts"], item["m"], item["v"]
+    metric = CATALOGUE.get(name) if isinstance(name, str) else None
+    if metric is None:
+        raise BatchRefused(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}",
+                           i, seq, "m")
+    if not _is_number(ts) or not math.isfinite(ts):
+        raise BatchRefused(f"ts must be epoch seconds (a finite number), got {ts!r}", i, seq, "ts")
+    if ts > newest:
+        raise BatchRefused(f"ts {ts} is {ts - time.time():.0f} s in the future (more than the "
+                           "allowed clock skew); check the node's clock", i, seq, "ts")
+    if ts < oldest:
+        raise BatchRefused(f"ts {ts} is older than the {round((time.time() - oldest) / 86400)} "
+                           "days the server accepts", i, seq, "ts")
+    if not _is_number(value) or not math.isfinite(value):
+        raise BatchRefused(f"v must be a finite number, got {value!r}", i, seq, "v")
+    if not metric.accepts(value):
+        raise BatchRefused(f"{value!r} is outside {name}'s range {metric.range_text()}",
+                           i, seq, "v")
+    return seq, float(ts), name, float(value)
+
+
+def parse_batch(body: bytes, *, max_batch: int, max_age_days: int, clock_skew_s: int,
+                now: float | None = None) -> list[tuple[int, float, str, float]]:
+    """Validate a whole batch body; return (seq, ts, metric, value) per distinct reading.
+
+    Raises BatchRefused on the first problem. A seq repeated with identical content is kept once;
+    a seq repeated with different content refuses the batch.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BatchRefused(f"body is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.keys() != {"readings"}:
+        raise BatchRefused('body must be exactly {"readings": [...]}')
+    items = doc["readings"]
+    if not isinstance(items, list) or not items:
+        raise BatchRefused("readings must be a non-empty list", field="readings")
+    if len(items) > max_batch:
+        raise BatchRefused(f"{len(items)} readings in one batch; at most {max_batch} are "
+                           "accepted — split the batch", field="readings")
+    now = time.time() if now is None else now
+    oldest, newest = now - max_age_days * 86400, now + clock_skew_s
+    seen: dict[int, tuple[int, float, str, float]] = {}
+    for i, item in enumerate(items):
+        reading = _check_reading(i, item, oldest, newest)
+        earlier = seen.get(reading[0])
+        if earlier is None:
+            seen[reading[0]] = reading
+        elif earlier != reading:
+            raise BatchRefused("seq repeated in the batch with different content", i,
+                               reading[0], "seq")
+    return list(seen.values())
+
+
+def store_batch(session: Session, device_id: int,
+                readings: list[tuple[int, float, str, float]]) -> IngestResult:
+    """Insert the readings the server does not have yet, and commit (with the request's nonce).
+
+    (device_id, seq) is the key: INSERT … ON CONFLICT DO NOTHING makes a resent or overlapping
+    batch store only what is new. One multi-row statement per batch, no ORM objects.
+    """
+    received_at = time.time()
+    rows = [{"device_id": device_id, "seq": seq, "ts": ts, "metric": metric, "value": value,
+             "received_at": received_at} for seq, ts, metric, value in readings]
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(_TABLE).on_conflict_do_nothing(
+        index_elements=["device_id", "seq"]).returning(_TABLE.c.seq)
+    # executemany + RETURNING: SQLAlchemy sends one multi-row INSERT ("insertmanyvalues")
+    # from a cached statement, far cheaper than compiling .values(rows) per batch.
+    stored = len(session.execute(stmt, rows).all())
+    session.commit()
+    return IngestResult(stored=stored, duplicates=len(rows) - stored,
+                        acked_seq=max(r[0] for r in readings))
