@@ -58,9 +58,12 @@ async def authenticated_device(request: Request,
     settings = get_settings()
     now = time.time()
     if abs(now - ts) > settings.clock_skew_s:
-        raise _unauthorized(
-            f"stale timestamp: {ts} is {now - ts:+.0f} s from server time "
-            f"(allowed ±{settings.clock_skew_s} s); check the node's clock")
+        raise HTTPException(
+            status_code=401,
+            detail=f"stale timestamp: {ts} is {ts - now:+.0f} s from server time "
+                   f"(allowed ±{settings.clock_skew_s} s); check the node's clock",
+            # Time is no secret: a node whose clock drifted corrects it and signs again.
+            headers={"X-Server-Time": str(int(now))})
     if not _NONCE_RE.match(nonce):
         raise _unauthorized("X-Nonce must be 16–64 characters of [A-Za-z0-9_-]")
     device = session.execute(select(Device).where(Device.uid == uid)).scalar_one_or_none()

@@ -1,0 +1,80 @@
+"""The node's uplink, on MicroPython, against a real fleet server process."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+# RFC 4231 test case 2 (facts): key "Jefe", data "what do ya want for nothing?".
+RFC4231_KEY = b"Jefe".hex()
+RFC4231_MAC = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+
+
+def test_hmac_matches_rfc4231_and_long_keys_match_the_host(mpy):
+    import hashlib
+    import hmac
+
+    long_key = bytes(range(131))
+    out = mpy(
+        "import json\nfrom binascii import hexlify, unhexlify\nfrom hmac_sha256 import HmacSha256\n"
+        f"a = HmacSha256(unhexlify('{RFC4231_KEY}')).digest(b'what do ya ', b'want for nothing?')\n"
+        f"b = HmacSha256(unhexlify('{long_key.hex()}')).digest(b'x' * 200)\n"
+        "print(json.dumps([hexlify(a).decode(), hexlify(b).decode()]))\n")
+    assert out[0][0] == RFC4231_MAC
+    assert out[0][1] == hmac.new(long_key, b"x" * 200, hashlib.sha256).hexdigest()
+
+
+def _identity_script(creds: dict, server_url: str, clock_offset: int, body: str) -> str:
+    ident = {"device_id": creds["device_id"], "secret": creds["secret"], "server": server_url}
+    return (
+        "import json, time\nfrom uplink import Uplink\nfrom log import Log\n"
+        "class Quiet:\n    def write(self, s):\n        pass\n"
+        "log = Log(stream=Quiet())\n"
+        f"ident = json.loads({json.dumps(json.dumps(ident))})\n"
+        f"up = Uplink(ident, lambda: time.time() + {clock_offset}, log=log)\n" + body)
+
+
+def test_node_checks_in_and_the_server_records_it(mpy, live_server):
+    creds = live_server.register("UP-1", group="harbour")
+    httpx.put(f"{live_server.url}/api/v1/groups/harbour/config",
+              json={"config": {"dim_level": 25}}, headers=live_server.operator_headers)
+    out = mpy(_identity_script(creds, live_server.url, 0,
+        "reply = up.checkin({'fw_version': '0.1.0', 'uptime_s': 5, 'config_version': 0})\n"
+        "print(json.dumps(reply))\n"))
+    reply = out[-1]
+    assert reply["config"] == {"dim_level": 25} and reply["next_checkin_s"] > 0
+    shown = httpx.get(f"{live_server.url}/api/v1/devices/{creds['device_id']}",
+                      headers=live_server.operator_headers).json()
+    assert shown["online"] is True and shown["fw_version"] == "0.1.0"
+
+
+def test_node_with_a_wrong_clock_corrects_it_and_gets_through(mpy, live_server):
+    creds = live_server.register("UP-2")
+    out = mpy(_identity_script(creds, live_server.url, -7200,
+        "reply = up.checkin({'fw_version': '0.1.0'})\n"
+        "print(json.dumps([reply is not None, up.offset_s]))\n"))
+    accepted, offset = out[-1]
+    assert accepted is True
+    assert 7190 <= offset <= 7210
+
+
+def test_node_with_a_wrong_key_is_refused_and_says_so(mpy, live_server):
+    creds = dict(live_server.register("UP-3"), secret="11" * 32)
+    proc_out = mpy(_identity_script(creds, live_server.url, 0,
+        "reply = up.checkin({'fw_version': '0.1.0'})\n"
+        "print(json.dumps([reply, up.last_status, log.recent()[-1]]))\n"))
+    reply, status, last_log = proc_out[-1]
+    assert (reply, status) == (None, 401)
+    assert "checkin_refused" in last_log and "bad signature" in last_log
+
+
+def test_unreachable_server_raises_a_clear_error_not_a_crash(mpy, live_server):
+    from tools.fleet_process import free_port
+
+    creds = live_server.register("UP-4")
+    out = mpy(_identity_script(creds, f"http://127.0.0.1:{free_port()}", 0,
+        "from http_client import HttpError\n"
+        "try:\n    up.checkin({})\n    print(json.dumps('no error'))\n"
+        "except HttpError as e:\n    print(json.dumps(str(e)))\n"))
+    assert out[-1].startswith("cannot connect to 127.0.0.1")
