@@ -1,0 +1,220 @@
+"""Telemetry API: node ingest (/device/v1/telemetry) and the data team's read endpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from fleet.auth import Caller, DeviceIdentity, authenticated_device, data_reader
+from fleet.db import get_engine, get_session
+from fleet.settings import get_settings
+from fleet.telemetry.export import csv_chunks, parquet_chunks
+from fleet.telemetry.ingest import BATCH_SCHEMA, BatchRefused, parse_batch, store_batch
+from fleet.telemetry.metrics import catalogue_json
+from fleet.telemetry.query import (
+    AGGREGATE_BY,
+    MAX_AGGREGATE_ROWS,
+    MAX_PAGE,
+    BadFilter,
+    ReadingFilter,
+    aggregate,
+    parse_bucket,
+    query_readings,
+)
+from fleet.telemetry.stream import sse_events, start_cursor
+
+device_router = APIRouter(prefix="/device/v1", tags=["device"])
+data_router = APIRouter(prefix="/api/v1/telemetry", tags=["telemetry"])
+router = APIRouter()
+
+
+class IngestReply(BaseModel):
+    stored: int = Field(description="Readings new to the server, stored now")
+    duplicates: int = Field(description="Readings the server already had (same seq), skipped")
+    acked_seq: int = Field(description="Highest seq in the batch: the node may drop up to it")
+
+
+class ReadingOut(BaseModel):
+    device_id: str
+    pole_id: str
+    district: str
+    group: str
+    ts: str = Field(description="Node time of the reading, ISO 8601 UTC")
+    metric: str
+    value: float
+    unit: str
+    seq: int
+
+
+class ReadingPage(BaseModel):
+    readings: list[ReadingOut]
+    next: str | None = Field(description="Cursor for the next page (pass as `after`), or null")
+
+
+class AggregateRow(BaseModel):
+    bucket_start: str = Field(description="Start of the bucket, ISO 8601 UTC")
+    metric: str
+    device_id: str | None = None
+    group: str | None = None
+    min: float
+    avg: float
+    max: float
+    count: int
+    unit: str
+
+
+class AggregateReply(BaseModel):
+    bucket_s: int
+    by: str
+    rows: list[AggregateRow]
+    truncated: bool = Field(description="True when more rows matched than `limit`")
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+@device_router.post(
+    "/telemetry", response_model=IngestReply,
+    openapi_extra={"requestBody": {"required": True,
+                                   "content": {"application/json": {"schema": BATCH_SCHEMA}}}},
+    responses={401: {"description": "bad or missing device signature"},
+               403: {"description": "device decommissioned"},
+               422: {"description": "batch refused, nothing stored; detail names the reading"}})
+def ingest(ident: DeviceIdentity = Depends(authenticated_device),
+           body: bytes = Depends(_raw_body),
+           session: Session = Depends(get_session)) -> IngestReply:
+    """Store a batch of readings: all or nothing, idempotent by (node, seq)."""
+    settings = get_settings()
+    try:
+        readings = parse_batch(body, max_batch=settings.telemetry_max_batch,
+                               max_age_days=settings.telemetry_max_age_days,
+                               clock_skew_s=settings.clock_skew_s)
+    except BatchRefused as exc:
+        raise HTTPException(422, exc.detail) from None
+    assert ident.device.id is not None
+    result = store_batch(session, ident.device.id, readings)
+    return IngestReply(stored=result.stored, duplicates=result.duplicates,
+                       acked_seq=result.acked_seq)
+
+
+def reading_filter(
+    device: Annotated[list[str] | None, Query(description="Node uid; repeat for several")] = None,
+    group: str | None = None, district: str | None = None,
+    min_lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    min_lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    max_lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    max_lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    metric: Annotated[list[str] | None, Query(description="Metric; repeat for several")] = None,
+    start: Annotated[str | None, Query(description="From (inclusive): ISO 8601 or epoch s")] = None,
+    end: Annotated[str | None, Query(description="Until (exclusive): ISO 8601 or epoch s")] = None,
+) -> ReadingFilter:
+    """The filters every read endpoint shares."""
+    try:
+        return ReadingFilter.build(devices=device, group=group, district=district,
+                                   min_lat=min_lat, min_lon=min_lon, max_lat=max_lat,
+                                   max_lon=max_lon, metrics=metric, start=start, end=end)
+    except BadFilter as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+Filter = Annotated[ReadingFilter, Depends(reading_filter)]
+Reader = Annotated[Caller, Depends(data_reader)]
+_READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or unknown API token"},
+    403: {"description": "the token's role may not read telemetry"},
+    422: {"description": "bad filter"},
+}
+
+
+@data_router.get("/metrics", responses=_READ_RESPONSES)
+def metrics(_: Reader) -> list[dict[str, Any]]:
+    """The metric catalogue: name, unit, accepted range, meaning and sensor."""
+    return catalogue_json()
+
+
+@data_router.get("/readings", response_model=ReadingPage, responses=_READ_RESPONSES)
+def readings(flt: Filter, _: Reader, session: Session = Depends(get_session),
+             limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
+             after: Annotated[str | None, Query(description="Cursor from `next`")] = None,
+             ) -> dict[str, Any]:
+    """Readings matching the filters, oldest first, one page at a time (keyset pagination)."""
+    try:
+        rows, nxt = query_readings(session, flt, limit=limit, after=after)
+    except BadFilter as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"readings": rows, "next": nxt}
+
+
+@data_router.get("/aggregate", response_model=AggregateReply, responses=_READ_RESPONSES)
+def aggregates(flt: Filter, _: Reader, session: Session = Depends(get_session),
+               bucket: Annotated[str, Query(description="Bucket width: 30s, 15m, 1h, 1d …")]
+               = "1h",
+               by: Annotated[str, Query(pattern="^(none|device|group)$",
+                                        description="Also split buckets per node or group")]
+               = "none",
+               limit: Annotated[int, Query(ge=1, le=MAX_AGGREGATE_ROWS)] = MAX_AGGREGATE_ROWS,
+               ) -> dict[str, Any]:
+    """min/avg/max/count of each metric per time bucket, computed in the database."""
+    assert by in AGGREGATE_BY
+    try:
+        bucket_s = parse_bucket(bucket)
+    except BadFilter as exc:
+        raise HTTPException(422, str(exc)) from None
+    rows, truncated = aggregate(session, flt, bucket_s=bucket_s, by=by, limit=limit)
+    return {"bucket_s": bucket_s, "by": by, "rows": rows, "truncated": truncated}
+
+
+def _download(chunks: Iterator[bytes], media_type: str, filename: str) -> StreamingResponse:
+    return StreamingResponse(chunks, media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@data_router.get("/export.csv", response_class=StreamingResponse, responses={
+    **_READ_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "CSV, header row"}})
+def export_csv(flt: Filter, _: Reader) -> StreamingResponse:
+    """All matching readings as CSV (streamed; ts in ISO 8601 UTC)."""
+    return _download(csv_chunks(get_engine(), flt), "text/csv; charset=utf-8",
+                     "readings.csv")
+
+
+@data_router.get("/export.parquet", response_class=StreamingResponse, responses={
+    **_READ_RESPONSES,
+    200: {"content": {"application/vnd.apache.parquet": {}}, "description": "Parquet file"}})
+def export_parquet(flt: Filter, _: Reader) -> StreamingResponse:
+    """All matching readings as Parquet (streamed row group by row group; ts timestamp[ms, UTC])."""
+    return _download(parquet_chunks(get_engine(), flt), "application/vnd.apache.parquet",
+                     "readings.parquet")
+
+
+@data_router.get("/stream", response_class=StreamingResponse, responses={
+    **_READ_RESPONSES, 200: {"content": {"text/event-stream": {}},
+                             "description": "Server-sent events, one `reading` event each"}})
+def stream(flt: Filter, _: Reader,
+           last_event_id: Annotated[str | None, Header(description="Resume after this event")]
+           = None,
+           max_events: Annotated[int | None, Query(ge=1, le=1_000_000,
+                                                   description="End after this many")] = None,
+           timeout_s: Annotated[float | None, Query(gt=0, le=86400,
+                                                    description="End after this long")] = None,
+           poll_s: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
+           heartbeat_s: Annotated[float, Query(ge=1, le=300)] = 15.0) -> StreamingResponse:
+    """New readings as they arrive (server-sent events); resume with Last-Event-ID."""
+    try:
+        cursor = start_cursor(last_event_id, time.time())
+    except BadFilter as exc:
+        raise HTTPException(422, f"Last-Event-ID: {exc}") from None
+    events = sse_events(get_engine(), flt, cursor=cursor, max_events=max_events,
+                        timeout_s=timeout_s, poll_s=poll_s, heartbeat_s=heartbeat_s)
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+router.include_router(device_router)
+router.include_router(data_router)
