@@ -6,7 +6,7 @@ STAMP     := $(VENV)/.installed
 APT_PKGS  := qemu-system-arm firmware-microbit-micropython
 export LAMPLIGHTER_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: help install system-deps run test test-fast hil bench lint clean
+.PHONY: help install system-deps services run test test-fast hil bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -27,19 +27,25 @@ system-deps:  ## install the Debian packages the HIL tests need (QEMU, micro:bit
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+services:  ## make sure the local PostgreSQL the tests use is running (starts it if not)
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  echo "starting PostgreSQL"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start; \
+	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+
 run: install  ## start the fleet server on 127.0.0.1:8000 (SQLite under ./var) with emulated lampposts
 	$(BIN)/lamplighter demo
 
-test: install system-deps  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL)
+test: install system-deps services  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL)
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test-fast: install  ## the suite without the slow HIL cases
+test-fast: install services  ## the suite without the slow HIL cases
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
-hil: install system-deps  ## the hardware-in-the-loop suite alone
+hil: install system-deps services  ## the hardware-in-the-loop suite alone
 	$(BIN)/pytest -q -p no:cacheprovider hil_tests
 
-bench: install  ## run every benchmark and compare against its baseline
+bench: install services  ## run every benchmark and compare against its baseline
 	$(BIN)/python -m bench
 
 lint: install  ## ruff over the host code
