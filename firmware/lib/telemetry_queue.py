@@ -207,10 +207,16 @@ class TelemetryQueue:
         self.next_seq = seq + 1
         return seq
 
-    def peek(self, max_n):
-        """Up to max_n oldest records as a list of (seq, payload bytes); nothing is removed."""
+    def peek(self, max_n, from_seq=None):
+        """Up to max_n oldest records as a list of (seq, payload bytes); nothing is removed.
+
+        With `from_seq`, start there instead of at the oldest record (to send the next batch
+        while an earlier one is still waiting for its ack).
+        """
         out = []
         head = self._head
+        if from_seq is not None and from_seq > head:
+            head = from_seq
         segments = self._segments
         index = len(segments) - 1
         while index > 0 and segments[index] > head:
@@ -232,9 +238,10 @@ class TelemetryQueue:
                 # return what precedes them; once that is acked, skip them and count them
                 if out:
                     break
-                self.lost += end_seq - max(seq, head)
-                self._head = end_seq
-                self._save_state()
+                if head == self._head:
+                    self.lost += end_seq - max(seq, head)
+                    self._head = end_seq
+                    self._save_state()
             head = end_seq
             index += 1
         return out
