@@ -18,6 +18,8 @@ from fleet.telemetry.metrics import CATALOGUE, METRIC_NAMES, unit_of
 
 MAX_PAGE = 10_000
 MAX_AGGREGATE_ROWS = 10_000
+# "+01:00" sent unencoded in a URL arrives as " 01:00": put the plus sign back.
+_LOST_PLUS_RE = re.compile(r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
 _BUCKET_RE = re.compile(r"^(\d+)(s|m|h|d)$")
 _BUCKET_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 AGGREGATE_BY = ("none", "device", "group")
@@ -33,7 +35,8 @@ def parse_time(text: str, name: str) -> float:
         value = float(text)
     except ValueError:
         try:
-            parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
+            cleaned = _LOST_PLUS_RE.sub(r"\1+\2", text.strip())
+            parsed = datetime.fromisoformat(cleaned.replace("z", "Z"))
         except ValueError:
             raise BadFilter(f"{name}={text!r} is neither ISO 8601 (2026-11-24T18:00:00Z) "
                             "nor epoch seconds") from None
