@@ -40,9 +40,13 @@ class BadSignature(ValueError):
 # Reused for every call: the signed-digit recodings of S and k, and the base-point table.
 _naf_s = [0] * _DIGITS
 _naf_k = [0] * _DIGITS
-# Flat y+x, y-x, 2d*x*y of B, 3B, 5B, ... (affine, fully reduced), filled on first use;
-# allocated here so that a fragmented heap later cannot refuse it.
-_base_table = [0] * (3 << (_WIDTH_B - 2))
+# y+x, y-x, 2d*x*y of B, 3B, 5B, ... (affine, fully reduced), 32 bytes little-endian each,
+# filled on first use. One flat buffer allocated at import: a table of separate big integers
+# would be scattered over the heap and fragment it for every later allocation.
+_ENTRY = const(96)
+_base_table = bytearray(_ENTRY << (_WIDTH_B - 2))
+_base_view = memoryview(_base_table)
+_base_ready = [False]
 
 
 def _fold(x):
@@ -143,8 +147,8 @@ def _recode(scalar, width, digits):
 
 def _base_table_get():
     """The affine odd multiples of B (built on first use: one inversion for all of them)."""
-    if _base_table[0]:
-        return _base_table
+    if _base_ready[0]:
+        return _base_view
     p = _P
     bx, by = _decode_point(_B_BYTES)
     count = 1 << (_WIDTH_B - 2)
@@ -169,10 +173,12 @@ def _base_table_get():
         inv = inv * z % p
         x = x * zi % p
         y = y * zi % p
-        table[3 * i] = (y + x) % p
-        table[3 * i + 1] = (y - x) % p
-        table[3 * i + 2] = _D2 * x % p * y % p
-    return table
+        j = _ENTRY * i
+        table[j:j + 32] = ((y + x) % p).to_bytes(32, "little")
+        table[j + 32:j + 64] = ((y - x) % p).to_bytes(32, "little")
+        table[j + 64:j + 96] = (_D2 * x % p * y % p).to_bytes(32, "little")
+    _base_ready[0] = True
+    return _base_view
 
 
 def _double_ext(x, y, z, _t):
@@ -235,6 +241,7 @@ def _double_scalar_mul(s, k, a_table):
     nk = _naf_k
     top = max(_recode(s, _WIDTH_B, ns), _recode(k, _WIDTH_A, nk))
     m = _MASK
+    from_bytes = int.from_bytes
     x = 0
     y = 1
     z = 1
@@ -272,15 +279,13 @@ def _double_scalar_mul(s, k, a_table):
             t = (t & m) + 19 * (t >> 255)
         if ds:
             # Mixed addition of an affine multiple of B (Z2 = 1): 7 multiplications.
-            j = 3 * ((ds if ds > 0 else -ds) >> 1)
-            if ds > 0:
-                qp = base[j]
-                qm = base[j + 1]
-                qt = base[j + 2]
-            else:
-                qp = base[j + 1]
-                qm = base[j]
-                qt = -base[j + 2]
+            j = _ENTRY * ((ds if ds > 0 else -ds) >> 1)
+            qp = from_bytes(base[j:j + 32], "little")
+            qm = from_bytes(base[j + 32:j + 64], "little")
+            qt = from_bytes(base[j + 64:j + 96], "little")
+            if ds < 0:
+                qp, qm = qm, qp
+                qt = -qt
             a = (y - x) * qm
             a = (a & m) + 19 * (a >> 255)
             b = (y + x) * qp
