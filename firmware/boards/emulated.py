@@ -1,0 +1,307 @@
+"""Emulated board: machine-like buses and pins that talk to the world process over TCP."""
+
+import os
+import socket
+import struct
+import sys
+
+import gc
+
+# opcodes and status codes: see docs/emulated-board.md (tools/emulator/protocol.py on the host)
+_OP_HELLO = 0x48
+_OP_I2C_READ = 0x72
+_OP_I2C_WRITE = 0x77
+_OP_I2C_SCAN = 0x73
+_OP_UART_ANY = 0x61
+_OP_UART_READ = 0x75
+_OP_UART_WRITE = 0x74
+_OP_PIN_READ = 0x70
+_OP_PWM_DUTY = 0x64
+_OP_SLEEP = 0x7A
+_OP_WDT_START = 0x57
+_OP_WDT_FEED = 0x66
+_OP_RESET = 0x78
+_OP_CHECKIN = 0x43
+_OP_TELEMETRY = 0x54
+
+_ST_OK = 0
+_ST_NODEV = 1
+_ST_RESET = 3
+_ST_HALT = 4
+
+_ENODEV = 19
+_EIO = 5
+
+_I2C_BME280 = 0x76
+_UART_PM = 1
+_UART_RADAR = 2
+_PIN_PIR = 0
+_PWM_LAMP = 0
+
+_TX_SIZE = 2048
+_RX_SIZE = 1024
+
+
+class WorldLink:
+    """Request/response over one TCP connection, with preallocated frame buffers."""
+
+    def __init__(self, port):
+        addr = socket.getaddrinfo("127.0.0.1", port)[0][-1]
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.connect(addr)
+        try:
+            self.sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
+        except OSError:
+            pass
+        self.tx = bytearray(_TX_SIZE)
+        self.txv = memoryview(self.tx)
+        self.rx = bytearray(_RX_SIZE)
+        self.rxv = memoryview(self.rx)
+        self.now_ms = 0
+        self.rx_len = 0
+
+    def _recv_into(self, start, n):
+        got = 0
+        rxv = self.rxv
+        while got < n:
+            k = self.sock.readinto(rxv[start + got:start + n])
+            if not k:
+                raise OSError(_EIO)
+            got += k
+
+    def call(self, op, n):
+        """Send op with the first n bytes of self.tx[3:] as payload; return the status.
+
+        The reply's payload is left in self.rx[0:self.rx_len]."""
+        tx = self.tx
+        tx[0] = op
+        tx[1] = n & 0xFF
+        tx[2] = n >> 8
+        self.sock.write(self.txv[:3 + n])
+        self._recv_into(0, 11)
+        status, self.now_ms, size = struct.unpack_from("<BQH", self.rx, 0)
+        if size > _RX_SIZE:
+            raise OSError(_EIO)
+        self.rx_len = size
+        if size:
+            self._recv_into(0, size)
+        if status == _ST_RESET or status == _ST_HALT:
+            # the watchdog fired or the run is over: stop as abruptly as a real reset
+            sys.exit(status)
+        return status
+
+
+class EmuI2C:
+    """The machine.I2C subset the drivers use."""
+
+    def __init__(self, link):
+        self.link = link
+
+    def readfrom_mem_into(self, addr, memaddr, buf):
+        link = self.link
+        n = len(buf)
+        tx = link.tx
+        tx[3] = addr
+        tx[4] = memaddr
+        tx[5] = n
+        if link.call(_OP_I2C_READ, 3) != _ST_OK:
+            raise OSError(_ENODEV)
+        buf[:] = link.rxv[:n]
+
+    def readfrom_mem(self, addr, memaddr, nbytes):
+        buf = bytearray(nbytes)
+        self.readfrom_mem_into(addr, memaddr, buf)
+        return bytes(buf)
+
+    def writeto_mem(self, addr, memaddr, buf):
+        link = self.link
+        n = len(buf)
+        tx = link.tx
+        tx[3] = addr
+        tx[4] = memaddr
+        tx[5:5 + n] = buf
+        if link.call(_OP_I2C_WRITE, 2 + n) != _ST_OK:
+            raise OSError(_ENODEV)
+
+    def scan(self):
+        link = self.link
+        link.call(_OP_I2C_SCAN, 0)
+        return list(link.rx[:link.rx_len])
+
+
+class EmuUART:
+    """The machine.UART subset the drivers use (any, read, readinto, write)."""
+
+    def __init__(self, link, uart_id):
+        self.link = link
+        self.uart_id = uart_id
+
+    def any(self):
+        link = self.link
+        link.tx[3] = self.uart_id
+        link.call(_OP_UART_ANY, 1)
+        return link.rx[0] | (link.rx[1] << 8)
+
+    def readinto(self, buf, nbytes=None):
+        link = self.link
+        n = len(buf) if nbytes is None else min(nbytes, len(buf))
+        tx = link.tx
+        tx[3] = self.uart_id
+        tx[4] = n & 0xFF
+        tx[5] = n >> 8
+        link.call(_OP_UART_READ, 3)
+        got = link.rx_len
+        if not got:
+            return None  # like machine.UART on timeout
+        buf[:got] = link.rxv[:got]
+        return got
+
+    def read(self, nbytes=256):
+        buf = bytearray(nbytes)
+        got = self.readinto(buf)
+        return bytes(buf[:got]) if got else None
+
+    def write(self, data):
+        link = self.link
+        n = len(data)
+        link.tx[3] = self.uart_id
+        link.tx[4:4 + n] = data
+        link.call(_OP_UART_WRITE, 1 + n)
+        return n
+
+
+class EmuPin:
+    """An input pin whose level the world decides."""
+
+    def __init__(self, link, pin_id):
+        self.link = link
+        self.pin_id = pin_id
+
+    def value(self):
+        link = self.link
+        link.tx[3] = self.pin_id
+        link.call(_OP_PIN_READ, 1)
+        return link.rx[0]
+
+
+class EmuPWM:
+    """A PWM output whose duty the world records (the lamp driver's control input)."""
+
+    def __init__(self, link, pwm_id):
+        self.link = link
+        self.pwm_id = pwm_id
+        self._duty = None
+
+    def duty_u16(self, value=None):
+        if value is None:
+            return self._duty or 0
+        value = int(value)
+        if value < 0:
+            value = 0
+        elif value > 65535:
+            value = 65535
+        link = self.link
+        struct.pack_into("<BH", link.tx, 3, self.pwm_id, value)
+        link.call(_OP_PWM_DUTY, 3)
+        self._duty = value
+
+
+class WorldUplink:
+    """Uplink for a node without a server: check-ins and telemetry go to the world, which
+    records them (and may answer with configuration or commands the scenario holds)."""
+
+    def __init__(self, link):
+        self.link = link
+
+    def checkin(self, status):
+        import json
+
+        body = json.dumps(status).encode()
+        link = self.link
+        n = len(body)
+        if n > _TX_SIZE - 3:
+            raise ValueError("status too large")
+        link.tx[3:3 + n] = body
+        link.call(_OP_CHECKIN, n)
+        if not link.rx_len:
+            return None
+        return json.loads(bytes(link.rx[:link.rx_len]))
+
+    def post_telemetry(self, records):
+        link = self.link
+        tx = link.tx
+        pos = 5
+        count = 0
+        for seq, payload in records:
+            size = len(payload)
+            if pos + 6 + size > _TX_SIZE:
+                break
+            struct.pack_into("<IH", tx, pos, seq, size)
+            tx[pos + 6:pos + 6 + size] = payload
+            pos += 6 + size
+            count += 1
+        struct.pack_into("<H", tx, 3, count)
+        link.call(_OP_TELEMETRY, pos - 3)
+        if link.rx_len < 4:
+            return None
+        return struct.unpack_from("<I", link.rx, 0)[0]
+
+
+class Board:
+    """The emulated lamppost controller: same interface as boards/esp32_devkitc.Board."""
+
+    name = "emulated"
+
+    def __init__(self, port=None, flash_dir=None):
+        if port is None:
+            port = int(os.getenv("LAMPLIGHTER_WORLD") or "0")
+        if not port:
+            raise OSError("set LAMPLIGHTER_WORLD to the world's TCP port")
+        self.link = WorldLink(port)
+        self.link.call(_OP_HELLO, 0)
+        self._boot_ms, self._start_epoch = struct.unpack_from("<QI", self.link.rx, 0)
+        self._reset_cause = bytes(self.link.rx[12:self.link.rx_len]).decode()
+        self.flash_dir = flash_dir or os.getenv("LAMPLIGHTER_FLASH") or "flash"
+        try:
+            os.mkdir(self.flash_dir)
+        except OSError:
+            pass
+        self.i2c = EmuI2C(self.link)
+        self.uart_pm = EmuUART(self.link, _UART_PM)
+        self.uart_radar = EmuUART(self.link, _UART_RADAR)
+        self.pin_pir = EmuPin(self.link, _PIN_PIR)
+        self.pwm_lamp = EmuPWM(self.link, _PWM_LAMP)
+        self.uplink = WorldUplink(self.link)
+        # benchmark runs also count what raw 1 Hz reporting would have sent
+        self.measure_raw = os.getenv("LAMPLIGHTER_MEASURE_RAW") == "1"
+
+    def ticks_ms(self):
+        """Monotonic ms since this boot, on the world's virtual clock (as of the last reply)."""
+        return self.link.now_ms - self._boot_ms
+
+    def epoch_s(self):
+        """UTC wall clock seconds (virtual)."""
+        return self._start_epoch + self.link.now_ms // 1000
+
+    def sleep_ms(self, ms):
+        if ms <= 0:
+            return
+        struct.pack_into("<I", self.link.tx, 3, int(ms))
+        self.link.call(_OP_SLEEP, 4)
+
+    def start_watchdog(self, timeout_ms):
+        struct.pack_into("<I", self.link.tx, 3, int(timeout_ms))
+        self.link.call(_OP_WDT_START, 4)
+
+    def feed_watchdog(self):
+        self.link.call(_OP_WDT_FEED, 0)
+
+    def reset_cause(self):
+        return self._reset_cause
+
+    def reset(self):
+        self.link.call(_OP_RESET, 0)
+        sys.exit(0)
+
+    def mem_free(self):
+        return gc.mem_free()

@@ -1,0 +1,404 @@
+"""The lamppost node: reads sensors on their schedules, filters, drives the lamp, queues telemetry."""
+
+import gc
+import json
+import os
+
+import config
+from dimming import DimmingPolicy, energy_wh
+from drivers.bme280 import BME280
+from drivers.lamp import Lamp
+from drivers.ld2410 import LD2410
+from drivers.pir import PIR
+from drivers.pms5003 import PMS5003
+from drivers.veml7700 import VEML7700
+from filters import pipeline_from_config
+from log import Log
+from occupancy import Occupancy
+from telemetry_queue import TelemetryQueue
+
+FW_VERSION = "0.1.0"
+REPORT_INTERVAL_S = 900  # presence_count, lamp_level_pct and energy_wh cover this long
+WATCHDOG_MS = 30000
+PMS_DRAIN_MS = 1000  # the sensor streams a frame a second; keep its UART buffer drained
+FIRST_CHECKIN_MS = 5000
+UPLOAD_RETRY_MS = 60000
+HOUSEKEEPING_MS = 3600000  # heap and stats line once an hour
+IDENTIFY_MS = 10000
+MAX_CONSECUTIVE_ERRORS = 10  # loop exceptions in a row before the node reboots itself
+UPLOAD_BATCHES_PER_ROUND = 10
+
+# value formats of the telemetry metrics (units are in the names)
+FORMATS = (
+    ("temperature_c", "%.2f"), ("humidity_pct", "%.1f"), ("pressure_hpa", "%.2f"),
+    ("pm25_ugm3", "%.1f"), ("pm10_ugm3", "%.1f"), ("lux", "%.1f"),
+    ("presence_count", "%d"), ("lamp_level_pct", "%.1f"), ("energy_wh", "%.3f"),
+)
+SENSORS = ("bme280", "veml7700", "pms5003", "ld2410", "pir")
+
+
+class Node:
+    """One lamppost controller. Time and I/O come only from `board`.
+
+    step() runs one scheduler tick and returns how long to sleep before the next one;
+    run() loops until `until_ms` (board ticks) or forever. The lamp starts at full and goes
+    back to full on a sensor fault or an exception in the loop (fail lit).
+    """
+
+    def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False):
+        self.board = board
+        self.lamp = Lamp(board.pwm_lamp)  # full from the first instant
+        self.log = log or Log(clock_ms=board.ticks_ms)
+        self.uplink = uplink
+        self.measure_raw = measure_raw
+        root = board.flash_dir.rstrip("/")
+        self.config_path = root + "/config.json"
+        self.state_path = root + "/node_state.json"
+        if cfg is None:
+            cfg = config.load(self.config_path, self.log)
+        else:
+            cfg, errors = config.validate(cfg)
+            for reason in errors:
+                self.log.error("config_refused", reason=reason)
+        self.boot_reason = board.reset_cause()
+        self.queue = TelemetryQueue(root + "/queue", cfg["queue_capacity"])
+        if self.queue.discarded_tail:
+            self.log.warn("queue_tail_discarded")
+        self.bme280 = BME280(board.i2c)
+        self.veml7700 = VEML7700(board.i2c)
+        self.pms5003 = PMS5003(board.uart_pm)
+        self.ld2410 = LD2410(board.uart_radar)
+        self.pir = PIR(board.pin_pir)
+        self.loop_errors = 0  # exceptions caught in the loop (counted as "controller" faults)
+        self._errors_in_row = 0
+        self._formats = {}
+        for metric, fmt in FORMATS:
+            self._formats[metric] = '{"ts":%d,"m":"' + metric + '","v":' + fmt + "}"
+        # counters for the benchmark and the status line
+        self.queued_bytes = 0
+        self.queued_records = 0
+        self.raw_bytes = 0
+        self.raw_records = 0
+        self.heap_peak = 0
+        self.lux = None
+        self._pms_fresh = False
+        self._identify_until = None
+        self._done_cmds = self._load_done_commands()
+        self._next_checkin_s = None
+        self._apply_config(cfg)
+        now = board.ticks_ms()
+        self._last_ms = now
+        self._interval_start_ms = now
+        self._interval_energy = 0.0
+        self._interval_level_ms = 0.0
+        self.energy_total_wh = 0.0
+        self._due = {
+            "occupancy": now, "light": now, "bme280": now, "pms_drain": now,
+            "pms5003": now + self.periods["pms5003"], "report": now + REPORT_INTERVAL_S * 1000,
+            "checkin": now + FIRST_CHECKIN_MS, "upload": now + FIRST_CHECKIN_MS,
+            "housekeeping": now, "watchdog": now,
+        }
+        self.log.info("boot", fw=FW_VERSION, board=board.name, reason=self.boot_reason,
+                      config_version=cfg["version"], queued=len(self.queue))
+
+    # ------------------------------------------------------------------ configuration
+    def _apply_config(self, cfg):
+        self.cfg = cfg
+        self.periods = cfg["sample_period_ms"]
+        self.pipelines = {}
+        for metric in config.METRICS:
+            self.pipelines[metric] = pipeline_from_config(cfg["metrics"][metric])
+        d = cfg["dimming"]
+        self.policy = DimmingPolicy(d["dusk_lux"], d["dawn_lux"], d["dim_level"], d["full_level"],
+                                    d["ramp_up_ms"], d["ramp_down_ms"], d["schedule"],
+                                    d["confirm_ms"])
+        if d["override_level"] is not None:
+            self.policy.set_override(d["override_level"])
+        o = cfg["occupancy"]
+        self.occupancy = Occupancy(o["debounce_ms"], o["hold_ms"])
+        self.log.set_level(cfg["log_level"])
+
+    # ------------------------------------------------------------------ telemetry
+    def _queue(self, metric, value, ts):
+        payload = (self._formats[metric] % (ts, value)).encode()
+        try:
+            self.queue.append(payload)
+        except OSError as e:
+            self.log.error("queue_write_failed", error=e.args[0] if e.args else 0)
+            return
+        self.queued_bytes += len(payload)
+        self.queued_records += 1
+
+    def _sample(self, metric, raw, now, ts):
+        """Feed one raw reading through its filter; queue it when it is worth reporting."""
+        if self.measure_raw:
+            # what raw 1 Hz reporting would send: every reading, encoded the same way
+            self.raw_bytes += len(self._formats[metric] % (ts, raw))
+            self.raw_records += 1
+        value = self.pipelines[metric].push(now, raw)
+        if value is not None:
+            self._queue(metric, value, ts)
+
+    # ------------------------------------------------------------------ sensor tasks
+    def _read_light(self, now, ts):
+        if self.veml7700.read():
+            self._sample("lux", self.veml7700.lux, now, ts)
+            self.lux = self.pipelines["lux"].last
+        elif self.veml7700.health.failed:
+            self.lux = None
+
+    def _read_bme280(self, now, ts):
+        b = self.bme280
+        if b.read():
+            self._sample("temperature_c", b.temperature_c, now, ts)
+            self._sample("humidity_pct", b.humidity_pct, now, ts)
+            self._sample("pressure_hpa", b.pressure_hpa, now, ts)
+
+    def _report_pms(self, now, ts):
+        if self._pms_fresh:
+            self._pms_fresh = False
+            self._sample("pm25_ugm3", self.pms5003.pm25_ugm3, now, ts)
+            self._sample("pm10_ugm3", self.pms5003.pm10_ugm3, now, ts)
+
+    def _report_interval(self, now, ts):
+        span = now - self._interval_start_ms
+        if span > 0:
+            self._queue("presence_count", self.occupancy.take_count(), ts)
+            self._queue("lamp_level_pct", self._interval_level_ms / span, ts)
+            self._queue("energy_wh", self._interval_energy, ts)
+        self._interval_start_ms = now
+        self._interval_energy = 0.0
+        self._interval_level_ms = 0.0
+
+    def sensor_faults(self):
+        """Fault count per sensor (plus "controller" for exceptions caught in the loop)."""
+        out = {}
+        for name in SENSORS:
+            out[name] = getattr(self, name).health.faults
+        out["controller"] = self.loop_errors
+        return out
+
+    def dimming_fault(self):
+        """True when the lamp cannot be dimmed safely: no light reading or no radar."""
+        return self.veml7700.health.failed or self.ld2410.health.failed
+
+    # ------------------------------------------------------------------ lamp
+    def _drive_lamp(self, now, ts):
+        if self._identify_until is not None:
+            if now < self._identify_until:
+                self.lamp.set(100 if (now // 1000) % 2 else 0, 0, now)
+                return
+            self._identify_until = None
+        minute = (ts % 86400) // 60
+        level, ramp_ms = self.policy.decide(now, self.lux, self.occupancy.occupied,
+                                            self.dimming_fault(), minute)
+        self.lamp.set(level, ramp_ms, now)
+        self.lamp.update(now)
+
+    # ------------------------------------------------------------------ uplink
+    def status(self):
+        return {
+            "fw_version": FW_VERSION,
+            "uptime_s": self.board.ticks_ms() // 1000,
+            "mem_free": self.board.mem_free(),
+            "rssi": self._rssi(),
+            "boot_reason": self.boot_reason,
+            "sensor_faults": self.sensor_faults(),
+            "config_version": self.cfg["version"],
+            "queue_len": len(self.queue),
+            "queue_dropped": self.queue.dropped,
+            "lamp_level_pct": round(self.lamp.level, 1),
+            "commands_done": self._done_cmds,
+        }
+
+    def _rssi(self):
+        rssi = getattr(self.board, "rssi", None)
+        return rssi() if rssi else None
+
+    def _checkin(self, now):
+        reply = self.uplink.checkin(self.status())
+        self._done_cmds = []
+        if not reply:
+            return
+        if "config" in reply and "config_version" in reply:
+            self._apply_reply_config(reply["config"], reply["config_version"])
+        for cmd in reply.get("commands") or ():
+            self._run_command(cmd, now)
+        nxt = reply.get("next_checkin_s")
+        if isinstance(nxt, int) and 10 <= nxt <= 86400:
+            self._next_checkin_s = nxt
+
+    def _apply_reply_config(self, new_cfg, version):
+        if version == self.cfg["version"]:
+            return
+        ok, errors = config.apply(self.config_path, new_cfg, version)
+        if not ok:
+            self.log.error("config_refused", version=version, reason=errors[0])
+            return
+        self._apply_config(config.load(self.config_path, self.log))
+        self.log.info("config_applied", version=version)
+
+    def _run_command(self, cmd, now):
+        kind = cmd.get("type")
+        cid = cmd.get("id")
+        args = cmd.get("args") or {}
+        self.log.info("command", id=cid, type=kind)
+        if kind == "identify":
+            self._identify_until = now + IDENTIFY_MS
+        elif kind == "lamp_override":
+            level = args.get("level")
+            if level is None:
+                self.policy.clear_override()
+            else:
+                secs = args.get("duration_s")
+                try:
+                    self.policy.set_override(level, None if secs is None else now + secs * 1000)
+                except (ValueError, TypeError):
+                    self.log.error("command_refused", id=cid, reason="bad level")
+        elif kind == "reboot":
+            self._done_cmds.append(cid)
+            self._save_done_commands()
+            self.log.info("reboot", id=cid)
+            self.lamp.full()
+            self.board.reset()
+            return
+        else:
+            self.log.warn("command_unknown", id=cid, type=kind)
+        self._done_cmds.append(cid)
+
+    def _save_done_commands(self):
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(json.dumps({"commands_done": self._done_cmds}))
+        os.rename(tmp, self.state_path)
+
+    def _load_done_commands(self):
+        try:
+            with open(self.state_path) as f:
+                done = json.loads(f.read()).get("commands_done") or []
+            os.remove(self.state_path)
+            return done
+        except (OSError, ValueError):
+            return []
+
+    def _upload(self):
+        """Send queued records in batches; stop at the first batch that is not acknowledged."""
+        batch = self.cfg["telemetry_batch"]
+        for _ in range(UPLOAD_BATCHES_PER_ROUND):
+            records = self.queue.peek(batch)
+            if not records:
+                return True
+            top = self.uplink.post_telemetry(records)
+            if top is None:
+                return False
+            self.queue.ack(top)
+        return True
+
+    # ------------------------------------------------------------------ scheduler
+    def _housekeeping(self, now):
+        gc.collect()
+        alloc = gc.mem_alloc()
+        if alloc > self.heap_peak:
+            self.heap_peak = alloc
+        self.log.info("heap", alloc=alloc, free=gc.mem_free(), peak=self.heap_peak)
+        self.log.info("stats", queued_records=self.queued_records, queued_bytes=self.queued_bytes,
+                      raw_records=self.raw_records, raw_bytes=self.raw_bytes,
+                      queue_len=len(self.queue), dropped=self.queue.dropped,
+                      energy_wh=self.energy_total_wh, faults=self._faults_text())
+
+    def _faults_text(self):
+        parts = []
+        for name, count in self.sensor_faults().items():
+            if count:
+                parts.append(name + ":" + str(count))
+        return ",".join(parts) or "none"
+
+    def step(self):
+        """One scheduler tick: run every task that is due; return ms until the next one."""
+        board = self.board
+        now = board.ticks_ms()
+        ts = board.epoch_s()
+        due = self._due
+        periods = self.periods
+        if now >= due["watchdog"]:
+            board.feed_watchdog()
+            due["watchdog"] = now + 1000
+        # accounting for the time since the previous tick, at the level the lamp had
+        dt = now - self._last_ms
+        if dt > 0:
+            wh = energy_wh(self.lamp.level, dt, self.cfg["lamp_rated_w"])
+            self._interval_energy += wh
+            self.energy_total_wh += wh
+            self._interval_level_ms += self.lamp.level * dt
+            self._last_ms = now
+        if now >= due["occupancy"]:
+            pir = self.pir.read(now)
+            self.ld2410.poll(now)
+            self.occupancy.update(now, pir, self.ld2410.presence)
+            due["occupancy"] = now + periods["occupancy"]
+        if now >= due["light"]:
+            self._read_light(now, ts)
+            due["light"] = now + periods["light"]
+        if now >= due["pms_drain"]:
+            if self.pms5003.poll(now):
+                self._pms_fresh = True
+            due["pms_drain"] = now + min(PMS_DRAIN_MS, periods["pms5003"])
+        if now >= due["pms5003"]:
+            self._report_pms(now, ts)
+            due["pms5003"] = now + periods["pms5003"]
+        if now >= due["bme280"]:
+            self._read_bme280(now, ts)
+            due["bme280"] = now + periods["bme280"]
+        self._drive_lamp(now, ts)
+        if now >= due["report"]:
+            self._report_interval(now, ts)
+            due["report"] = now + REPORT_INTERVAL_S * 1000
+        if self.uplink is not None:
+            if now >= due["checkin"]:
+                interval = self._next_checkin_s or self.cfg["checkin_interval_s"]
+                due["checkin"] = now + interval * 1000
+                self._checkin(now)
+                due["upload"] = now
+            if now >= due["upload"]:
+                self._upload()
+                due["upload"] = now + UPLOAD_RETRY_MS
+        if now >= due["housekeeping"]:
+            self._housekeeping(now)
+            due["housekeeping"] = now + HOUSEKEEPING_MS
+        self._errors_in_row = 0
+        nxt = due["occupancy"]
+        for key in due:
+            if due[key] < nxt:
+                nxt = due[key]
+        if self.lamp.level != self.lamp.target and now + 200 < nxt:
+            nxt = now + 200  # keep a ramp smooth
+        wait = nxt - board.ticks_ms()
+        return wait if wait > 0 else 0
+
+    def _loop_failed(self, exc):
+        """An exception escaped a tick: light the lamp, count it, reboot if it keeps happening."""
+        self.loop_errors += 1
+        self._errors_in_row += 1
+        try:
+            self.lamp.full()
+        except Exception:  # noqa: the lamp output itself failing must not stop the loop
+            pass
+        self.log.error("loop_error", error=repr(exc), in_row=self._errors_in_row)
+        if self._errors_in_row >= MAX_CONSECUTIVE_ERRORS:
+            self.log.error("rebooting", reason="repeated loop errors")
+            self.board.reset()
+
+    def run(self, until_ms=None):
+        """Run the scheduler until board ticks reach `until_ms` (None: forever)."""
+        board = self.board
+        while until_ms is None or board.ticks_ms() < until_ms:
+            try:
+                wait = self.step()
+            except Exception as e:  # noqa: fail lit, never crash
+                self._loop_failed(e)
+                wait = 1000
+            if until_ms is not None:
+                left = until_ms - board.ticks_ms()
+                if wait > left:
+                    wait = left
+            board.sleep_ms(wait)

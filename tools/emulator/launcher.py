@@ -1,0 +1,215 @@
+"""Start one emulated lamppost: a world plus a MicroPython node process with its own flash dir."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from tools.emulator.scenario import Scenario
+from tools.emulator.world import World
+from tools.micropython import ESP32_HEAP_KB, FIRMWARE_DIR, micropython_executable
+
+# The unix port is 64-bit: every object word and GC block is twice an ESP32's, so the ~100 KB an
+# ESP32 has free is modelled by a heap twice that size.
+NODE_HEAP_KB = 2 * ESP32_HEAP_KB
+
+# What a device does at power-up: run boot.py, then main.py, in the same globals.
+BOOT_AND_MAIN = "exec(open('boot.py').read())\nexec(open('main.py').read())\n"
+
+
+BUILD_ROOT = Path(tempfile.gettempdir()) / "lamplighter-emulator-build"
+
+
+def mpy_cross_executable() -> str:
+    beside = Path(micropython_executable()).parent / "mpy-cross"
+    return str(beside) if beside.exists() else (shutil.which("mpy-cross") or "mpy-cross")
+
+
+def build_firmware(source: Path = FIRMWARE_DIR, root: Path = BUILD_ROOT) -> Path:
+    """Compile firmware/ to .mpy the way a release bundle ships it; return the build dir.
+
+    boot.py and main.py stay source (a device runs them as scripts). The build is cached by
+    the content of the sources.
+    """
+    files = sorted(p for p in source.rglob("*.py") if "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(source)).encode() + b"\0" + p.read_bytes())
+    dest = root / digest.hexdigest()[:16]
+    if (dest / "main.py").exists():
+        return dest
+    tmp = root / (dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for p in files:
+        rel = p.relative_to(source)
+        out = tmp / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if rel.parent == Path("."):
+            shutil.copyfile(p, out)
+        else:
+            subprocess.run([mpy_cross_executable(), "-o", str(out.with_suffix(".mpy")), str(p)],
+                           check=True, capture_output=True)
+    try:
+        tmp.rename(dest)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # built meanwhile by another process
+    return dest
+
+
+def parse_log_line(line: str) -> tuple[int, str, str, dict[str, str]] | None:
+    """Split a node log line `<ms> <LEVEL> <event> k=v ...` (None if it is not one)."""
+    parts = line.split(" ", 3)
+    if len(parts) < 3 or not parts[0].isdigit():
+        return None
+    fields: dict[str, str] = {}
+    if len(parts) == 4:
+        for item in parts[3].split(" "):
+            key, _, value = item.partition("=")
+            fields[key] = value.strip('"')
+    return int(parts[0]), parts[1], parts[2], fields
+
+
+class Launcher:
+    """Runs the firmware in firmware/ on the unix port against a world.
+
+    The node reboots (a new process) whenever it exits by itself (watchdog, reset command);
+    power_cut() kills it with SIGKILL and it stays off until power_restore().
+    `config` (a dict) is written to the node's flash as its saved configuration before boot.
+    """
+
+    def __init__(self, flash_dir: Path, scenario: Scenario | None = None, speed: float = 0.0,
+                 end_ms: int | None = None, heap_kb: int = NODE_HEAP_KB,
+                 config: dict | None = None, measure_raw: bool = False,
+                 on_line: Callable[[str], None] | None = None, keep_lines: int = 200000,
+                 compiled: bool = True) -> None:
+        self.flash_dir = Path(flash_dir)
+        self.app_dir = build_firmware() if compiled else FIRMWARE_DIR
+        self.world = World(scenario, speed=speed, end_ms=end_ms)
+        self.heap_kb = heap_kb
+        self.config = config
+        self.measure_raw = measure_raw
+        self.on_line = on_line
+        self.lines: deque[str] = deque(maxlen=keep_lines)
+        self.boots = 0
+        self.exit_codes: list[int] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._powered = False
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._monitor: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> Launcher:
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        if self.config is not None:
+            (self.flash_dir / "config.json").write_text(json.dumps(self.config))
+        self.world.start()
+        self.power_restore()
+        self._monitor = threading.Thread(target=self._watch, name="launcher", daemon=True)
+        self._monitor.start()
+        return self
+
+    def _spawn(self) -> None:
+        env = dict(os.environ)
+        env.update({
+            "LAMPLIGHTER_WORLD": str(self.world.port),
+            "LAMPLIGHTER_FLASH": str(self.flash_dir.resolve()),
+            "LAMPLIGHTER_MEASURE_RAW": "1" if self.measure_raw else "0",
+            "MICROPYPATH": ".frozen",
+        })
+        cmd = [micropython_executable(), "-X", f"heapsize={self.heap_kb}k", "-c", BOOT_AND_MAIN]
+        proc = subprocess.Popen(cmd, cwd=self.app_dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self._proc = proc
+        self.boots += 1
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            if self.on_line:
+                self.on_line(line)
+
+    def _watch(self) -> None:
+        while not self._stopping:
+            proc = self._proc
+            if proc is not None and proc.poll() is not None:
+                with self._lock:
+                    if self._proc is proc:
+                        self.exit_codes.append(proc.returncode)
+                        self._proc = None
+                        if self._powered and not self._stopping and not self.world.halted.is_set():
+                            self._spawn()  # the board resets and boots again
+            time.sleep(0.02)
+
+    def power_cut(self) -> None:
+        """Cut the node's power at this instant (SIGKILL); it stays off until power_restore()."""
+        with self._lock:
+            self._powered = False
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def power_restore(self) -> None:
+        with self._lock:
+            self._powered = True
+            if self._proc is None or self._proc.poll() is not None:
+                self._spawn()
+
+    def running(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Wait until the world's run is over (its end_ms reached); True if it was."""
+        done = self.world.halted.wait(timeout)
+        if done:
+            deadline = time.monotonic() + 10
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return done
+
+    def wait_virtual(self, ms: int, timeout: float = 120.0) -> bool:
+        """Wait until the world's virtual clock reaches `ms` (True) or `timeout` real seconds."""
+        deadline = time.monotonic() + timeout
+        while self.world.now_ms < ms:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.power_cut()
+        if self._monitor:
+            self._monitor.join(timeout=5)
+        self.world.stop()
+
+    def __enter__(self) -> Launcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what the node said -----------------------------------------------------------------
+    def events(self, name: str) -> list[tuple[int, dict[str, str]]]:
+        """(ms, fields) of every log line of event `name` so far."""
+        out = []
+        for line in list(self.lines):
+            parsed = parse_log_line(line)
+            if parsed and parsed[2] == name:
+                out.append((parsed[0], parsed[3]))
+        return out
