@@ -6,9 +6,9 @@ import os
 METRICS = ("temperature_c", "humidity_pct", "pressure_hpa", "pm25_ugm3", "pm10_ugm3", "lux")
 
 
-def _metric(window, k, alpha, deadband, heartbeat_s, min_mad):
+def _metric(window, k, alpha, deadband, heartbeat_s, min_mad, deadband_rel=0.0):
     return {"window": window, "k": k, "alpha": alpha, "deadband": deadband,
-            "heartbeat_s": heartbeat_s, "min_mad": min_mad}
+            "deadband_rel": deadband_rel, "heartbeat_s": heartbeat_s, "min_mad": min_mad}
 
 
 # Every key the node reads. Times are in the unit their name says.
@@ -29,9 +29,9 @@ DEFAULTS = {
         "temperature_c": _metric(5, 3.0, 0.3, 0.2, 900, 0.05),
         "humidity_pct": _metric(5, 3.0, 0.3, 1.0, 900, 0.2),
         "pressure_hpa": _metric(5, 3.0, 0.3, 0.5, 900, 0.05),
-        "pm25_ugm3": _metric(5, 3.0, 0.3, 2.0, 900, 1.0),
-        "pm10_ugm3": _metric(5, 3.0, 0.3, 3.0, 900, 1.0),
-        "lux": _metric(5, 3.0, 0.5, 5.0, 900, 0.5),
+        "pm25_ugm3": _metric(5, 3.0, 0.3, 1.0, 900, 1.0, 0.05),
+        "pm10_ugm3": _metric(5, 3.0, 0.3, 1.0, 900, 1.0, 0.05),
+        "lux": _metric(5, 3.0, 0.5, 2.0, 900, 0.5, 0.1),
     },
     "dimming": {
         "dusk_lux": 30.0,
@@ -69,6 +69,7 @@ _RULES = {
     "metrics.*.k": (NUM, 1.0, 10.0),
     "metrics.*.alpha": (NUM, 0.01, 1.0),
     "metrics.*.deadband": (NUM, 0.0, 10000.0),
+    "metrics.*.deadband_rel": (NUM, 0.0, 1.0),
     "metrics.*.heartbeat_s": (INT, 10, 86400),
     "metrics.*.min_mad": (NUM, 0.0, 1000.0),
     "dimming.dusk_lux": (NUM, 0.0, 1000.0),

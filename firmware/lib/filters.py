@@ -93,10 +93,16 @@ class Ema:
 
 
 class ReportOnChange:
-    """Says when a value is worth reporting: moved beyond a deadband, or heartbeat due."""
+    """Says when a value is worth reporting: moved beyond a deadband, or heartbeat due.
 
-    def __init__(self, deadband, heartbeat_ms):
+    The deadband is the larger of `deadband` (absolute, in the metric's unit) and
+    `deadband_rel` times the last reported value's magnitude (for wide-range metrics such as
+    lux or particulates, where a fixed band is too fine at high values or too coarse at low).
+    """
+
+    def __init__(self, deadband, heartbeat_ms, deadband_rel=0.0):
         self.deadband = deadband
+        self.deadband_rel = deadband_rel
         self.heartbeat_ms = heartbeat_ms
         self.last_value = None
         self.last_ms = 0
@@ -107,7 +113,10 @@ class ReportOnChange:
             moved = value - last
             if moved < 0:
                 moved = -moved
-            if moved <= self.deadband and now_ms - self.last_ms < self.heartbeat_ms:
+            band = self.deadband_rel * (last if last >= 0 else -last)
+            if band < self.deadband:
+                band = self.deadband
+            if moved <= band and now_ms - self.last_ms < self.heartbeat_ms:
                 return False
         self.last_value = value
         self.last_ms = now_ms
@@ -118,10 +127,10 @@ class MetricPipeline:
     """Spike rejection, then EMA, then report-on-change, for one metric."""
 
     def __init__(self, spike_window=5, spike_k=3.0, alpha=0.3, deadband=0.2,
-                 heartbeat_ms=900000, min_mad=0.01):
+                 heartbeat_ms=900000, min_mad=0.01, deadband_rel=0.0):
         self.spike = SpikeFilter(spike_window, spike_k, min_mad)
         self.ema = Ema(alpha)
-        self.report = ReportOnChange(deadband, heartbeat_ms)
+        self.report = ReportOnChange(deadband, heartbeat_ms, deadband_rel)
         self.last = None
         self.rejected = 0  # spikes replaced so far (mirrors self.spike.rejected)
 
@@ -138,7 +147,10 @@ class MetricPipeline:
 
 
 def pipeline_from_config(metric_cfg):
-    """Build a MetricPipeline from a config dict (window, k, alpha, deadband, heartbeat_s)."""
+    """Build a MetricPipeline from a config dict (window, k, alpha, deadband, heartbeat_s).
+
+    Optional keys: min_mad (spike filter MAD floor), deadband_rel (relative deadband).
+    """
     return MetricPipeline(
         spike_window=metric_cfg["window"],
         spike_k=metric_cfg["k"],
@@ -146,4 +158,5 @@ def pipeline_from_config(metric_cfg):
         deadband=metric_cfg["deadband"],
         heartbeat_ms=int(metric_cfg["heartbeat_s"] * 1000),
         min_mad=metric_cfg.get("min_mad", 0.01),
+        deadband_rel=metric_cfg.get("deadband_rel", 0.0),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from collections.abc import Callable
@@ -177,3 +178,26 @@ print(json.dumps(out))
     }
     for name, (first, quiet, beat) in out.items():
         assert (first, quiet, beat) == (10.0, None, 10.0), name
+
+
+RELATIVE = """
+import json
+from filters import ReportOnChange
+r = ReportOnChange(2.0, 900000, deadband_rel=0.1)
+out = []
+for now, value in json.loads(%r):
+    out.append(r.check(now, value))
+print(json.dumps(out))
+"""
+
+
+def test_relative_deadband_scales_with_the_reported_value(mpy):
+    steps = [
+        (0, 1000.0),  # first: reported
+        (1, 1050.0),  # 5 % of 1000: inside the 10 % band
+        (2, 1120.0),  # 12 %: reported
+        (3, 10.0),  # big fall: reported
+        (4, 11.5),  # 1.5 lux: inside the absolute 2 lux floor
+        (5, 12.5),  # 2.5 lux: reported
+    ]
+    assert mpy(RELATIVE % json.dumps(steps))[0] == [True, False, True, True, False, True]
