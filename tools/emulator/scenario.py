@@ -65,7 +65,7 @@ class Pedestrian:
         """(distance to the post, moving?) at time t_s."""
         half = self.dwell_s / 2.0
         dt = t_s - self.t_mid_s
-        if abs(dt) <= half:
+        if self.dwell_s > 0 and abs(dt) <= half:
             return self.offset_m, False
         along = (abs(dt) - half) * self.speed_mps
         return math.hypot(self.offset_m, along), True

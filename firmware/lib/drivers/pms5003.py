@@ -32,6 +32,7 @@ class PMS5003:
         self._same = 0
         self._last_ok_ms = None
         self._new = False
+        self._heard = False
         self._skipped = 0
 
     def _feed(self, b):
@@ -94,6 +95,7 @@ class PMS5003:
                 same = False
                 prev[i] = f[4 + i]
         self._same = self._same + 1 if same else 0
+        self._heard = True
         if self._same >= self.stuck_limit:
             self.health.fault("stuck")
             return
@@ -106,6 +108,7 @@ class PMS5003:
     def poll(self, now_ms):
         """Consume what the UART holds; return True if a new valid frame came in."""
         self._new = False
+        self._heard = False
         self._skipped = 0
         chunk = self._chunk
         while True:
@@ -123,8 +126,8 @@ class PMS5003:
             if self._same < self.stuck_limit:
                 self.health.ok()
             return True
-        if self._last_ok_ms is None:
-            self._last_ok_ms = now_ms
+        if self._last_ok_ms is None or self._heard:
+            self._last_ok_ms = now_ms  # a stuck sensor is not a silent one
         if now_ms - self._last_ok_ms >= self.silence_ms:
             self.health.fault("silent")
         return False
