@@ -77,6 +77,34 @@ def off_curve_y() -> int:
         y += 1
 
 
+def _affine_add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = a, b
+    t = D * x1 * x2 * y1 * y2 % P
+    return ((x1 * y2 + y1 * x2) * pow(1 + t, P - 2, P) % P,
+            (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P)
+
+
+def test_precomputed_base_table_is_the_odd_multiples_of_the_base_point(mpy):
+    y = 4 * pow(5, P - 2, P) % P
+    xx = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
+    x = pow(xx, (P + 3) // 8, P)
+    if (x * x - xx) % P:
+        x = x * pow(2, (P - 1) // 4, P) % P
+    base = (P - x if x & 1 else x, y)
+    twice = _affine_add(base, base)
+    expected, point = [], base
+    for _ in range(32):
+        px, py = point
+        expected.append(b"".join(le32(v) for v in ((py + px) % P, (py - px) % P,
+                                                    2 * D * px * py % P)).hex())
+        point = _affine_add(point, twice)
+    out = mpy("import ed25519, json, binascii\n"
+              "t = ed25519._BASE_MULTIPLES\n"
+              "print(json.dumps([binascii.hexlify(t[i:i + 96]).decode()"
+              " for i in range(0, len(t), 96)]))\n")
+    assert out[0] == expected
+
+
 def test_rfc8032_vectors_verify(mpy, tmp_path):
     assert run_cases(mpy, tmp_path, RFC8032) == ["ok"] * len(RFC8032)
 
