@@ -179,18 +179,36 @@ def validate(new_cfg, base=None):
     return merged, errors
 
 
-def load_with_errors(path):
-    """Return (cfg, errors): the saved config, or DEFAULTS with the reason it was unusable."""
+def _read_json(path):
+    """Parsed JSON of `path`; None if the file is missing; ValueError if it is not JSON."""
     try:
         f = open(path)
     except OSError:
-        return _copy(DEFAULTS), []  # never configured: defaults, nothing wrong
+        return None
     try:
-        saved = json.loads(f.read())
-    except (OSError, ValueError):  # unreadable, not text or not JSON
-        return _copy(DEFAULTS), ["config file: corrupt (not JSON), using defaults"]
+        return json.loads(f.read())
+    except OSError as e:  # unreadable: treat like garbage
+        raise ValueError(str(e)) from None
     finally:
         f.close()
+
+
+def load_with_errors(path):
+    """Return (cfg, errors): the saved config, or DEFAULTS with the reason it was unusable."""
+    try:
+        saved = _read_json(path)
+    except ValueError:
+        return _copy(DEFAULTS), ["config file: corrupt (not JSON), using defaults"]
+    if saved is None:
+        # A file system whose rename cannot replace (FAT) lost power between removing the old
+        # file and renaming the new one: the temp file is then complete and the newest. If
+        # it is not valid either, the very first save was cut: never configured.
+        try:
+            saved = _read_json(path + ".tmp")
+        except ValueError:
+            saved = None
+        if saved is None or validate(saved)[1]:
+            return _copy(DEFAULTS), []
     cfg, errors = validate(saved)
     if errors:
         return _copy(DEFAULTS), ["config file: invalid, using defaults: " + errors[0]]
@@ -213,7 +231,11 @@ def save(path, cfg, version):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(json.dumps(data))
-    os.rename(tmp, path)
+    try:
+        os.rename(tmp, path)  # atomic on littlefs and POSIX
+    except OSError:
+        os.remove(path)  # FAT cannot rename over a file; load() then falls back to tmp
+        os.rename(tmp, path)
 
 
 def apply(path, new_cfg, version):

@@ -24,6 +24,15 @@ _STATE = "state.json"
 _STATE_TMP = "state.tmp"
 
 
+def _replace(src, dst):
+    """Rename src over dst: atomic on littlefs and POSIX; FAT needs dst removed first."""
+    try:
+        os.rename(src, dst)
+    except OSError:
+        os.remove(dst)
+        os.rename(src, dst)
+
+
 def _segment_name(first_seq):
     return "q%010d.seg" % first_seq
 
@@ -73,9 +82,9 @@ class TelemetryQueue:
         except OSError:
             pass
 
-    def _load_state(self):
+    def _load_state(self, name=_STATE):
         try:
-            with open(self._path(_STATE)) as f:
+            with open(self._path(name)) as f:
                 state = json.loads(f.read())
             return (state["head"], state["next"], state["dropped"], state["acked"],
                     state.get("lost", 0))
@@ -88,7 +97,7 @@ class TelemetryQueue:
             f.write(json.dumps({"head": self._head, "next": self.next_seq,
                                 "dropped": self.dropped, "acked": self.acked,
                                 "lost": self.lost}))
-        os.rename(tmp, self._path(_STATE))
+        _replace(tmp, self._path(_STATE))
 
     # ---------------------------------------------------------------- reading frames
     def _read_frames(self, first, offset, seq, want_from, out, max_n):
@@ -130,6 +139,11 @@ class TelemetryQueue:
 
     # ---------------------------------------------------------------- opening
     def _open(self):
+        state = self._load_state()
+        if state is None:
+            # a file system whose rename cannot replace (FAT) lost power between removing
+            # the old state and renaming the new one: the complete temp file is the newest
+            state = self._load_state(_STATE_TMP)
         self._remove(_STATE_TMP)
         segments = []
         for entry in os.ilistdir(self.dir):
@@ -141,7 +155,6 @@ class TelemetryQueue:
                     pass
         segments.sort()
         self._segments = segments
-        state = self._load_state()
         if state is None:
             head = segments[0] if segments else 1
             next_seq = 1

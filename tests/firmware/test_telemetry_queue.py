@@ -212,8 +212,8 @@ while True:
             q.ack(batch[-1][0])
             print(json.dumps(["acked", batch[-1][0]]))
 """
-CUT_CAPACITY = 150
-CUT_SEGMENT = 20
+CUT_CAPACITY = 60
+CUT_SEGMENT = 8
 PAD = b"abcdefghijklmnopqrstuvwxyz" * 9
 
 
@@ -307,3 +307,15 @@ def test_one_hundred_power_cuts_during_writes(mpy, tmp_path):
     assert cut_while_writing >= 70
     assert torn_seen >= 3
     assert dropped > 0  # the campaign filled the queue, so drops were exercised
+
+
+def test_a_complete_state_temp_file_is_used_when_the_state_file_vanished(mpy, tmp_path):
+    append(mpy, "s", 10, capacity=6, segment=4)  # 4 dropped, and counted in the state
+    state = tmp_path / "q" / "state.json"
+    saved = state.read_text()
+    state.unlink()
+    (tmp_path / "q" / "state.tmp").write_text(saved)  # power cut between remove and rename
+    records, (length, next_seq, dropped, _, _) = dump(mpy, capacity=6, segment=4)
+    assert dropped == 4 and length == 6 and next_seq == 11
+    assert [s for s, _ in records] == list(range(5, 11))
+    assert not (tmp_path / "q" / "state.tmp").exists()
