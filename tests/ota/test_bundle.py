@@ -1,0 +1,166 @@
+"""Bundles: built from the app with mpy-cross, packed in the documented layout, checked on read."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from ota.bundle import (
+    HEADER_SIZE,
+    MAGIC,
+    extract_bundle,
+    load_staged,
+    read_envelope,
+    stage_release,
+    verify_bundle,
+    write_bundle,
+)
+from ota.errors import BadSignature, BuildError, BundleError, ExpiredManifest
+from ota.keys import KeyRing, generate_private_key, raw_public_key
+from ota.manifest import sign_manifest
+from tools.micropython import run_micropython
+
+KEY = generate_private_key()
+
+
+def ring() -> KeyRing:
+    r = KeyRing()
+    r.add(raw_public_key(KEY))
+    return r
+
+
+def make_app(root: Path) -> Path:
+    app = root / "app"
+    (app / "lib").mkdir(parents=True)
+    (app / "__pycache__").mkdir()
+    (app / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    (app / "main.py").write_text("import greet\nprint(greet.hello('lamp'))\n")
+    (app / "boot.py").write_text("# boot\n")
+    (app / "lib" / "greet.py").write_text("def hello(name):\n    return 'hello ' + name\n")
+    (app / "lib" / "defaults.json").write_text('{"level": 3}')
+    return app
+
+
+def build(tmp_path: Path, sequence: int = 3, expires: int | None = None) -> tuple[Path, Path]:
+    app = tmp_path / "app"
+    if not app.exists():
+        make_app(tmp_path)
+    stage = tmp_path / f"stage{sequence}"
+    manifest = stage_release(app, stage, version="1.0.0", sequence=sequence, board=["emulated"],
+                             expires=expires or int(time.time()) + 3600)
+    bundle = tmp_path / f"r{sequence}.llb"
+    write_bundle(stage, sign_manifest(manifest, KEY), bundle)
+    return stage, bundle
+
+
+def test_build_compiles_modules_keeps_boot_and_main_as_source(tmp_path):
+    stage, bundle = build(tmp_path)
+    manifest = verify_bundle(bundle, ring())
+    assert [f.path for f in manifest.files] == [
+        "boot.py", "lib/defaults.json", "lib/greet.mpy", "main.py"]
+    assert (stage / "files" / "lib" / "greet.mpy").read_bytes()[:1] == b"M"  # .mpy magic
+
+
+def test_bundle_layout_is_header_envelope_then_files_in_order(tmp_path):
+    stage, bundle = build(tmp_path)
+    data = bundle.read_bytes()
+    magic, fmt, length = struct.unpack(">8sHI", data[:HEADER_SIZE])
+    assert (magic, fmt) == (MAGIC, 1)
+    envelope = json.loads(data[HEADER_SIZE:HEADER_SIZE + length])
+    manifest = json.loads(envelope["manifest"])
+    body = b"".join((stage / "files" / f["path"]).read_bytes() for f in manifest["files"])
+    assert data[HEADER_SIZE + length:] == body
+    assert len(body) == manifest["total_size"]
+
+
+def test_extracted_app_runs_on_micropython(tmp_path):
+    _, bundle = build(tmp_path)
+    out = tmp_path / "installed"
+    extract_bundle(bundle, ring(), out)
+    proc = run_micropython((out / "main.py").read_text(), path_dirs=[out / "lib"], cwd=out)
+    assert proc.stdout.strip() == "hello lamp"
+
+
+def _rewrite(bundle: Path, transform) -> Path:
+    target = bundle.with_name("bad.llb")
+    target.write_bytes(transform(bundle.read_bytes()))
+    return target
+
+
+@pytest.mark.parametrize("transform,match", [
+    (lambda d: d + b"\x00", "longer"),
+    (lambda d: d[:-1], "ends inside"),
+    (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "SHA-256"),
+    (lambda d: b"XX" + d[2:], "magic"),
+    (lambda d: d[:8] + b"\x00\x02" + d[10:], "format"),
+    (lambda d: d[:10] + b"\x7f\xff\xff\xff" + d[14:], "exceeds"),
+    (lambda d: d[:20], "ends inside the signed manifest"),
+])
+def test_damaged_bundles_are_refused(tmp_path, transform, match):
+    _, bundle = build(tmp_path)
+    with pytest.raises(BundleError, match=match):
+        verify_bundle(_rewrite(bundle, transform), ring())
+
+
+def test_files_from_another_release_fail_their_hash(tmp_path):
+    _, first = build(tmp_path, sequence=3)
+    (tmp_path / "app" / "lib" / "defaults.json").write_text('{"level": 4}')
+    _, second = build(tmp_path, sequence=4)
+    a, b = first.read_bytes(), second.read_bytes()
+    a_env = HEADER_SIZE + struct.unpack(">I", a[10:14])[0]
+    b_env = HEADER_SIZE + struct.unpack(">I", b[10:14])[0]
+    mixed = tmp_path / "mixed.llb"
+    mixed.write_bytes(a[:a_env] + b[b_env:])
+    with pytest.raises(BundleError, match="defaults.json does not match"):
+        verify_bundle(mixed, ring())
+
+
+def test_signature_is_checked_before_any_file_data(tmp_path):
+    _, bundle = build(tmp_path)
+    data = bundle.read_bytes()
+    length = struct.unpack(">I", data[10:14])[0]
+    envelope = json.loads(data[HEADER_SIZE:HEADER_SIZE + length])
+    envelope["manifest"] = envelope["manifest"].replace('"sequence":3', '"sequence":9')
+    forged = json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
+    bad = tmp_path / "forged.llb"
+    bad.write_bytes(struct.pack(">8sHI", MAGIC, 1, len(forged)) + forged + b"garbage")
+    with pytest.raises(BadSignature):
+        verify_bundle(bad, ring())
+    with open(bad, "rb") as stream:
+        assert read_envelope(stream).key_id == envelope["key_id"]
+        assert stream.read() == b"garbage"
+
+
+def test_expired_bundle_is_refused_at_verify_time(tmp_path):
+    _, bundle = build(tmp_path)
+    with pytest.raises(ExpiredManifest):
+        verify_bundle(bundle, ring(), now=time.time() + 7200)
+
+
+def test_a_staged_file_changed_after_build_is_not_packed(tmp_path):
+    stage, _ = build(tmp_path)
+    (stage / "files" / "main.py").write_text("print('evil')\n")
+    with pytest.raises(BuildError, match="changed"):
+        write_bundle(stage, sign_manifest(load_staged(stage), KEY), tmp_path / "x.llb")
+    assert not (tmp_path / "x.llb").exists()
+
+
+def test_syntax_error_in_the_app_fails_the_build_with_mpy_cross_message(tmp_path):
+    app = make_app(tmp_path)
+    (app / "lib" / "broken.py").write_text("def f(:\n")
+    with pytest.raises(BuildError, match="broken.py"):
+        stage_release(app, tmp_path / "s", version="1.0.0", sequence=1, board=["emulated"],
+                      expires=int(time.time()) + 60)
+
+
+def test_firmware_release_carries_one_image(tmp_path):
+    image = tmp_path / "micropython.bin"
+    image.write_bytes(bytes(range(256)) * 40)
+    manifest = stage_release(image, tmp_path / "s", version="1.29.0", sequence=2,
+                             board=["esp32_devkitc"], kind="firmware",
+                             expires=int(time.time()) + 60)
+    assert [(f.path, f.size) for f in manifest.files] == [("firmware.bin", 10240)]

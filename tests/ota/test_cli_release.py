@@ -1,0 +1,128 @@
+"""`lamplighter release`: an operator makes a key, builds, signs and verifies a bundle offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ota.keys import (
+    KeyRing,
+    apply_revocation,
+    apply_rotation,
+    key_id,
+    load_private_key,
+    load_public_key,
+)
+from tools.cli_release import release_app
+
+runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(release_app, [str(a) for a in args], env=env)
+
+
+def app_dir(root: Path) -> Path:
+    app = root / "app"
+    (app / "lib").mkdir(parents=True)
+    (app / "main.py").write_text("print('lamp')\n")
+    (app / "lib" / "lamp.py").write_text("LEVEL = 1\n")
+    return app
+
+
+def keygen(tmp_path: Path, name: str = "release.pem"):
+    result = invoke("keygen", tmp_path / name)
+    assert result.exit_code == 0, result.output
+    private = tmp_path / name
+    assert f"key id {key_id(load_private_key(private))}" in result.output
+    return private, tmp_path / f"{name}.pub"
+
+
+def test_keygen_build_sign_verify(tmp_path):
+    private, public = keygen(tmp_path)
+    kid = key_id(load_private_key(private))
+    built = invoke("build", app_dir(tmp_path), "--out", tmp_path / "stage", "--version", "1.4.0",
+                   "--sequence", "12", "--board", "emulated", "--board", "esp32_devkitc")
+    assert built.exit_code == 0, built.output
+    assert "2 files" in built.output
+    signed = invoke("sign", tmp_path / "stage", "--key", private, "--out", tmp_path / "r.llb")
+    assert signed.exit_code == 0, signed.output
+    assert kid in signed.output
+    envelope = json.loads((tmp_path / "r.llb.manifest.json").read_text())
+    assert envelope["key_id"] == kid
+    verified = invoke("verify", tmp_path / "r.llb", "--trusted", public)
+    assert verified.exit_code == 0, verified.output
+    assert "OK: app 1.4.0 (sequence 12)" in verified.output
+
+
+def test_keygen_refuses_to_overwrite(tmp_path):
+    private, _ = keygen(tmp_path)
+    before = private.read_bytes()
+    result = invoke("keygen", private)
+    assert result.exit_code == 1
+    assert "refusing to overwrite" in result.output
+    assert private.read_bytes() == before
+
+
+def test_verify_with_another_key_or_tampered_bundle_is_refused(tmp_path):
+    private, _ = keygen(tmp_path)
+    _, other_public = keygen(tmp_path, "other.pem")
+    invoke("build", app_dir(tmp_path), "--out", tmp_path / "stage", "--version", "1.0.0",
+           "--sequence", "1", "--board", "emulated")
+    invoke("sign", tmp_path / "stage", "--key", private, "--out", tmp_path / "r.llb")
+    result = invoke("verify", tmp_path / "r.llb", "--trusted", other_public)
+    assert result.exit_code == 1
+    assert "REFUSED (unknown_key)" in result.output
+    data = bytearray((tmp_path / "r.llb").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "r.llb").write_bytes(bytes(data))
+    result = invoke("verify", tmp_path / "r.llb", "--trusted", tmp_path / "release.pem.pub")
+    assert result.exit_code == 1
+    assert "REFUSED (bad_bundle)" in result.output
+
+
+def test_encrypted_key_signs_with_password_from_environment(tmp_path):
+    env = {"LL_KEY_PASSWORD": "correct horse"}
+    result = invoke("keygen", tmp_path / "k.pem", "--encrypt", "--password-env",
+                    "LL_KEY_PASSWORD", env=env)
+    assert result.exit_code == 0, result.output
+    invoke("build", app_dir(tmp_path), "--out", tmp_path / "stage", "--version", "1.0.0",
+           "--sequence", "1", "--board", "emulated")
+    wrong = invoke("sign", tmp_path / "stage", "--key", tmp_path / "k.pem", "--out",
+                   tmp_path / "r.llb", "--password-env", "LL_KEY_PASSWORD",
+                   env={"LL_KEY_PASSWORD": "wrong"})
+    assert wrong.exit_code == 1 and "password is wrong" in wrong.output
+    right = invoke("sign", tmp_path / "stage", "--key", tmp_path / "k.pem", "--out",
+                   tmp_path / "r.llb", "--password-env", "LL_KEY_PASSWORD", env=env)
+    assert right.exit_code == 0, right.output
+
+
+def test_build_with_a_bad_version_explains_itself(tmp_path):
+    result = invoke("build", app_dir(tmp_path), "--out", tmp_path / "stage", "--version", "v1",
+                    "--sequence", "1", "--board", "emulated")
+    assert result.exit_code == 1
+    assert "semantic version" in result.output
+
+
+def test_rotate_and_revoke_write_statements_the_key_ring_accepts(tmp_path):
+    old_private, old_public = keygen(tmp_path, "old.pem")
+    _, new_public = keygen(tmp_path, "new.pem")
+    result = invoke("rotate", "--old-key", old_private, "--new-public", new_public,
+                    "--out", tmp_path / "rot.json")
+    assert result.exit_code == 0, result.output
+    ring = KeyRing()
+    ring.add(load_public_key(old_public))
+    new_id = apply_rotation(ring, (tmp_path / "rot.json").read_bytes())
+    assert new_id == key_id(load_public_key(new_public))
+    bad = invoke("revoke", "nothex", "--key", old_private, "--serial", "1",
+                 "--out", tmp_path / "rev.json")
+    assert bad.exit_code == 1 and "not key ids" in bad.output
+    _, third_public = keygen(tmp_path, "third.pem")
+    third_id = key_id(load_public_key(third_public))
+    ring.add(load_public_key(third_public))
+    result = invoke("revoke", third_id, "--key", tmp_path / "new.pem", "--serial", "1",
+                    "--out", tmp_path / "rev.json")
+    assert result.exit_code == 0, result.output
+    assert apply_revocation(ring, (tmp_path / "rev.json").read_bytes()) == [third_id]

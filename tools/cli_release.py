@@ -1,0 +1,232 @@
+"""`lamplighter release …`: the operator's offline side of signed updates (keys, build, sign)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ota.bundle import load_staged, stage_release, verify_bundle, write_bundle
+from ota.errors import KeyFileError, OtaError
+from ota.keys import (
+    KeyRing,
+    generate_private_key,
+    key_id,
+    load_private_key,
+    load_public_key,
+    make_revocation,
+    make_rotation,
+    save_private_key,
+    save_public_key,
+)
+from ota.manifest import sign_manifest
+
+release_app = typer.Typer(
+    help="Release signing keys, bundle builds, offline signing and verification.",
+    no_args_is_help=True,
+)
+
+DAY = 86400
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _refuse_overwrite(paths: list[Path], force: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise _fail(f"refusing to overwrite {', '.join(existing)} (use --force)")
+
+
+def _load_signing_key(path: Path, password_env: str | None):
+    """Load a private key; an encrypted one takes its password from the env var or a prompt."""
+    password = os.environ.get(password_env, "").encode() if password_env else None
+    try:
+        return load_private_key(path, password)
+    except KeyFileError as exc:
+        if "encrypted" not in str(exc) or password_env:
+            raise _fail(str(exc)) from None
+    prompted = typer.prompt(f"password for {path}", hide_input=True).encode()
+    try:
+        return load_private_key(path, prompted)
+    except KeyFileError as exc:
+        raise _fail(str(exc)) from None
+
+
+@release_app.command()
+def keygen(
+    private_key: Annotated[Path, typer.Argument(help="Where to write the private key (PEM).")],
+    public_key: Annotated[Path | None, typer.Option(
+        "--public", help="Where to write the public key (default: <private_key>.pub).")] = None,
+    encrypt: Annotated[bool, typer.Option(
+        help="Encrypt the private key with a password (prompted, or --password-env).")] = False,
+    password_env: Annotated[str | None, typer.Option(
+        help="Environment variable holding the password for --encrypt.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite existing key files.")] = False,
+) -> None:
+    """Create an Ed25519 release key pair and print its key id.
+
+    Keep the private key offline: only the public key goes to the server and the nodes.
+    """
+    public_key = public_key or private_key.with_name(private_key.name + ".pub")
+    _refuse_overwrite([private_key, public_key], force)
+    password = None
+    if encrypt:
+        if password_env:
+            password = os.environ.get(password_env, "").encode()
+            if not password:
+                raise _fail(f"environment variable {password_env} is empty")
+        else:
+            password = typer.prompt("password", hide_input=True,
+                                    confirmation_prompt=True).encode()
+    key = generate_private_key()
+    save_private_key(key, private_key, password)
+    save_public_key(key, public_key)
+    typer.echo(f"key id {key_id(key)}")
+    typer.echo(f"private key: {private_key} (keep offline)")
+    typer.echo(f"public key:  {public_key}")
+
+
+@release_app.command()
+def build(
+    source: Annotated[Path, typer.Argument(
+        help="The app directory (kind app) or the firmware image file (kind firmware).")],
+    out: Annotated[Path, typer.Option(help="Staging directory to create (must be empty).")],
+    version: Annotated[str, typer.Option(help="Semantic version, e.g. 1.4.0.")],
+    sequence: Annotated[int, typer.Option(
+        help="Release sequence number; nodes only install a higher one than they run.")],
+    board: Annotated[list[str], typer.Option(
+        help="Compatible board name; repeat for several (e.g. esp32_devkitc, emulated).")],
+    expires_days: Annotated[float, typer.Option(
+        help="Days until nodes refuse this release (freeze protection).")] = 90,
+    hardware: Annotated[list[str] | None, typer.Option(
+        help="Compatible hardware revision; repeat for several (default: any).")] = None,
+    kind: Annotated[str, typer.Option(help="app (a bundle of files) or firmware (one image).")]
+    = "app",
+    compile_py: Annotated[bool, typer.Option(
+        "--compile/--no-compile", help="Compile .py modules to .mpy with mpy-cross.")] = True,
+    march: Annotated[str | None, typer.Option(
+        help="mpy-cross -march for native code (e.g. xtensawin); default: bytecode only.")]
+    = None,
+) -> None:
+    """Compile and stage a release (unsigned manifest + files); sign it with `release sign`."""
+    now = int(time.time())
+    try:
+        manifest = stage_release(
+            source, out, version=version, sequence=sequence, board=board,
+            expires=now + int(expires_days * DAY), created=now, kind=kind,
+            hardware=hardware or None, compile_py=compile_py, march=march,
+        )
+    except OtaError as exc:
+        raise _fail(f"build failed: {exc}") from None
+    typer.echo(f"staged {manifest.kind} {manifest.version} (sequence {manifest.sequence}) "
+               f"for {', '.join(manifest.board)}: {len(manifest.files)} files, "
+               f"{manifest.total_size} bytes")
+    typer.echo(f"next: lamplighter release sign {out} --key <private key> --out <bundle>")
+
+
+@release_app.command()
+def sign(
+    staging: Annotated[Path, typer.Argument(help="Staging directory made by `release build`.")],
+    key: Annotated[Path, typer.Option(help="Release private key (PEM).")],
+    out: Annotated[Path, typer.Option(help="Bundle file to write (e.g. app-1.4.0.llb).")],
+    password_env: Annotated[str | None, typer.Option(
+        help="Environment variable holding the key's password (else prompted if needed).")]
+    = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing bundle.")] = False,
+) -> None:
+    """Sign a staged release offline and pack the bundle (+ the signed manifest beside it)."""
+    envelope_path = out.with_name(out.name + ".manifest.json")
+    _refuse_overwrite([out, envelope_path], force)
+    private = _load_signing_key(key, password_env)
+    try:
+        manifest = load_staged(staging)
+        signed = sign_manifest(manifest, private)
+        size = write_bundle(staging, signed, out)
+    except OtaError as exc:
+        raise _fail(f"sign failed: {exc}") from None
+    envelope_path.write_bytes(signed.to_bytes())
+    typer.echo(f"signed {manifest.version} (sequence {manifest.sequence}) with key "
+               f"{signed.key_id}")
+    typer.echo(f"bundle: {out} ({size} bytes)")
+    typer.echo(f"signed manifest: {envelope_path}")
+
+
+def _ring(trusted: list[Path], keyring: Path | None) -> KeyRing:
+    try:
+        ring = KeyRing.from_json(json.loads(keyring.read_text())) if keyring else KeyRing()
+        for path in trusted:
+            ring.add(load_public_key(path))
+    except (OSError, ValueError, OtaError) as exc:
+        raise _fail(f"cannot load trusted keys: {exc}") from None
+    if not ring.keys:
+        raise _fail("give at least one trusted public key (--trusted) or a --keyring")
+    return ring
+
+
+@release_app.command()
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Bundle file to check.")],
+    trusted: Annotated[list[Path] | None, typer.Option(
+        help="Trusted public key file (PEM, raw or hex); repeat for several.")] = None,
+    keyring: Annotated[Path | None, typer.Option(
+        help="Key ring JSON (trusted keys and revoked key ids).")] = None,
+    ignore_expiry: Annotated[bool, typer.Option(
+        help="Accept an expired manifest (inspection only).")] = False,
+) -> None:
+    """Check a bundle as a node would: signature by a trusted key, expiry, every file's hash."""
+    ring = _ring(trusted or [], keyring)
+    try:
+        manifest = verify_bundle(bundle, ring, None if ignore_expiry else time.time())
+    except OSError as exc:
+        raise _fail(f"cannot read {bundle}: {exc.strerror}") from None
+    except OtaError as exc:
+        raise _fail(f"REFUSED ({exc.reason}): {exc}") from None
+    expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(manifest.expires))
+    typer.echo(f"OK: {manifest.kind} {manifest.version} (sequence {manifest.sequence}) signed by "
+               f"{manifest.key_id}, boards {', '.join(manifest.board)}, "
+               f"{len(manifest.files)} files, {manifest.total_size} bytes, expires {expires}")
+
+
+@release_app.command()
+def rotate(
+    old_key: Annotated[Path, typer.Option(help="The current release private key (signs).")],
+    new_public: Annotated[Path, typer.Option(help="The new release public key.")],
+    out: Annotated[Path, typer.Option(help="Rotation statement file to write (JSON).")],
+    keep_old: Annotated[bool, typer.Option(
+        help="Keep trusting the old key after the rotation.")] = False,
+    password_env: Annotated[str | None, typer.Option(
+        help="Environment variable holding the old key's password.")] = None,
+) -> None:
+    """Write a rotation statement, signed by the old key, introducing the new key."""
+    private = _load_signing_key(old_key, password_env)
+    try:
+        new_raw = load_public_key(new_public)
+    except OtaError as exc:
+        raise _fail(str(exc)) from None
+    out.write_bytes(make_rotation(private, new_raw, retire_old=not keep_old))
+    typer.echo(f"rotation {key_id(private)} -> {key_id(new_raw)} written to {out}")
+
+
+@release_app.command()
+def revoke(
+    key_ids: Annotated[list[str], typer.Argument(help="Key ids to revoke.")],
+    key: Annotated[Path, typer.Option(help="A trusted release private key (signs the list).")],
+    serial: Annotated[int, typer.Option(help="List serial; must exceed the previous list's.")],
+    out: Annotated[Path, typer.Option(help="Revocation list file to write (JSON).")],
+    password_env: Annotated[str | None, typer.Option(
+        help="Environment variable holding the key's password.")] = None,
+) -> None:
+    """Write a signed revocation list: nodes and the server refuse these key ids from then on."""
+    bad = [k for k in key_ids if len(k) != 16 or any(c not in "0123456789abcdef" for c in k)]
+    if bad:
+        raise _fail(f"not key ids (16 lowercase hex digits): {', '.join(bad)}")
+    private = _load_signing_key(key, password_env)
+    out.write_bytes(make_revocation(private, key_ids, serial))
+    typer.echo(f"revocation list {serial} ({len(set(key_ids))} key ids) written to {out}")
