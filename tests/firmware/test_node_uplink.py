@@ -1,0 +1,90 @@
+"""The node with an uplink: status, configuration and commands from check-ins, telemetry upload,
+and fail-lit behaviour when the loop itself throws."""
+
+import json
+import time
+
+from tools.emulator.harness import run_on_board, running_world
+from tools.emulator.launcher import NODE_HEAP_KB, Launcher
+from tools.emulator.scenario import DEFAULT_START_EPOCH, Scenario
+
+NIGHT_START = DEFAULT_START_EPOCH + 10 * 3600  # 22:00, dark, nobody about
+
+FAKE_UPLINK_RUN = """
+from node import Node
+
+class FakeUplink:
+    def __init__(self):
+        self.statuses = []
+        self.posted = []
+        self.replies = [{"config": {"dimming": {"dim_level": 10}}, "config_version": 5,
+                         "commands": [{"id": "c1", "type": "lamp_override",
+                                       "args": {"level": 55, "duration_s": 120}}],
+                         "next_checkin_s": 60}]
+
+    def checkin(self, status):
+        self.statuses.append(status)
+        return self.replies.pop(0) if self.replies else None
+
+    def post_telemetry(self, records):
+        self.posted.extend(records)
+        return records[-1][0]
+
+up = FakeUplink()
+node = Node(board, uplink=up)
+node.run(until_ms=300000)
+healthy_update = node.occupancy.update
+def broken(*args):
+    raise RuntimeError("injected")
+node.occupancy.update = broken
+node.run(until_ms=305500)
+errors_seen = node.loop_errors
+node.occupancy.update = healthy_update
+node.run(until_ms=960000)  # past the first 15-minute report
+print(json.dumps({"statuses": up.statuses, "seqs": [s for s, _ in up.posted],
+                  "payloads": [p.decode() for _, p in up.posted], "errors": errors_seen,
+                  "saved": json.loads(open(board.flash_dir + "/config.json").read())["version"]}))
+"""
+
+
+def test_checkin_applies_config_and_commands_uploads_and_fails_lit(tmp_path):
+    scenario = Scenario(start_epoch=NIGHT_START, footfall_scale=0.0, bus_stop_per_h=0.0)
+    with running_world(scenario) as world:
+        [out] = run_on_board(world, FAKE_UPLINK_RUN, tmp_path, heap_kb=NODE_HEAP_KB)
+        level = world.records.lamp_level_at
+        boot_ms = world.records.boots[0][0]
+
+        def at(s):
+            return level(boot_ms + int(s * 1000))
+
+        assert at(0) == 100  # lit from power-up
+        assert abs(at(60) - 55) < 0.01  # the operator's override
+        assert abs(at(200) - 10) < 0.01  # the new configuration's dim level
+        assert at(302) == 100  # an exception in the loop: lit at once
+        assert abs(at(400) - 10) < 0.01  # and back to normal once the loop runs again
+    first, second = out["statuses"][0], out["statuses"][1]
+    for key in ("fw_version", "uptime_s", "mem_free", "rssi", "boot_reason", "sensor_faults",
+                "config_version", "queue_len", "queue_dropped", "lamp_level_pct"):
+        assert key in first
+    assert first["config_version"] == 0 and second["config_version"] == 5
+    assert second["commands_done"] == ["c1"]
+    assert out["saved"] == 5
+    assert out["errors"] >= 3 and out["statuses"][-1]["sensor_faults"]["controller"] >= 3
+    assert out["seqs"] == list(range(1, len(out["seqs"]) + 1))
+    metrics = {json.loads(p)["m"] for p in out["payloads"]}
+    assert {"temperature_c", "humidity_pct", "pressure_hpa", "pm25_ugm3", "pm10_ugm3", "lux",
+            "presence_count", "lamp_level_pct", "energy_wh"} <= metrics
+
+
+def test_reboot_command_restarts_the_node_and_is_acknowledged(tmp_path):
+    launcher = Launcher(tmp_path / "flash", Scenario(), config={"checkin_interval_s": 60})
+    launcher.world.checkin_replies.append({"commands": [{"id": "r9", "type": "reboot"}]})
+    with launcher:
+        deadline = time.monotonic() + 60
+        while len(launcher.world.records.checkins) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    causes = [cause for _, cause in launcher.world.records.boots]
+    assert causes[:2] == ["power_on", "soft"]
+    statuses = [s for _, s in launcher.world.records.checkins]
+    assert statuses[1]["boot_reason"] == "soft" and statuses[1]["commands_done"] == ["r9"]
+    assert statuses[2]["commands_done"] == []
