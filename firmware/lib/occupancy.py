@@ -36,7 +36,7 @@ class Occupancy:
     def update(self, now_ms, pir, radar):
         """Feed the current PIR level (0/1) and radar presence (True/False/None)."""
         pir_on = self._debounce_pir(now_ms, pir)
-        if pir_on or radar is True:
+        if pir_on or radar:  # radar None (faulty) counts as no evidence
             self._last_evidence_ms = now_ms
             if not self.occupied:
                 self.occupied = True
