@@ -69,6 +69,7 @@ class Node:
         self.pms5003 = PMS5003(board.uart_pm)
         self.ld2410 = LD2410(board.uart_radar)
         self.pir = PIR(board.pin_pir)
+        self._failed = [False] * len(SENSORS)
         self.loop_errors = 0  # exceptions caught in the loop (counted as "controller" faults)
         self._errors_in_row = 0
         self._formats = {}
@@ -178,6 +179,18 @@ class Node:
         out["controller"] = self.loop_errors
         return out
 
+    def _log_sensor_changes(self):
+        failed = self._failed
+        for i in range(len(SENSORS)):
+            health = getattr(self, SENSORS[i]).health
+            if health.failed != failed[i]:
+                failed[i] = health.failed
+                if health.failed:
+                    self.log.warn("sensor_fault", sensor=SENSORS[i], kind=health.last,
+                                  count=health.faults)
+                else:
+                    self.log.info("sensor_ok", sensor=SENSORS[i])
+
     def dimming_fault(self):
         """True when the lamp cannot be dimmed safely: no light reading or no radar."""
         return self.veml7700.health.failed or self.ld2410.health.failed
@@ -190,8 +203,11 @@ class Node:
                 return
             self._identify_until = None
         minute = (ts % 86400) // 60
-        level, ramp_ms = self.policy.decide(now, self.lux, self.occupancy.occupied,
-                                            self.dimming_fault(), minute)
+        fault = self.dimming_fault()
+        level, ramp_ms = self.policy.decide(now, self.lux, self.occupancy.occupied, fault, minute)
+        if level != self.lamp.target:
+            self.log.info("lamp", level=level, ramp_ms=ramp_ms, fault=fault,
+                          occupied=self.occupancy.occupied, night=self.policy.state == "night")
         self.lamp.set(level, ramp_ms, now)
         self.lamp.update(now)
 
@@ -365,6 +381,7 @@ class Node:
         if now >= due["housekeeping"]:
             self._housekeeping(now)
             due["housekeeping"] = now + HOUSEKEEPING_MS
+        self._log_sensor_changes()
         self._errors_in_row = 0
         nxt = due["occupancy"]
         for key in due:

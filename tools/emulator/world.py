@@ -133,6 +133,7 @@ class World:
         self._next_cause = "power_on"
         self._wdt_timeout_ms: int | None = None
         self._wdt_fed_ms = 0
+        self._wdt_fed_real = time.monotonic()
         self._wdt_fired = False
         self._radar_cache: tuple[int, tuple] = (-1, (None, None))
         self._stop = threading.Event()
@@ -241,8 +242,12 @@ class World:
                 return
 
     def _wdt_expired(self) -> bool:
+        """Fast mode: virtual time since the last feed. At a fixed speed the node's CPU still
+        runs in real time, so the watchdog counts real time (else startup alone would trip it)."""
         if self._wdt_timeout_ms is None:
             return False
+        if self.clock.speed > 0:
+            return (time.monotonic() - self._wdt_fed_real) * 1000 > self._wdt_timeout_ms
         return self.now_ms - self._wdt_fed_ms > self._wdt_timeout_ms
 
     # -- requests ---------------------------------------------------------------------------
@@ -292,6 +297,7 @@ class World:
             return ok, b""
         if op == p.OP_WDT_FEED:
             self._wdt_fed_ms = self.now_ms
+            self._wdt_fed_real = time.monotonic()
             return ok, b""
         if op == p.OP_TELEMETRY:
             return ok, self._telemetry(data)
@@ -309,6 +315,7 @@ class World:
         if op == p.OP_WDT_START:
             (self._wdt_timeout_ms,) = struct.unpack("<I", data)
             self._wdt_fed_ms = self.now_ms
+            self._wdt_fed_real = time.monotonic()
             return ok, b""
         if op == p.OP_RESET:
             self._next_cause = "soft"
