@@ -1,7 +1,6 @@
 """The node with an uplink: status, configuration and commands from check-ins, telemetry upload,
 and fail-lit behaviour when the loop itself throws."""
 
-import json
 import time
 
 from tools.emulator.harness import run_on_board, running_world
