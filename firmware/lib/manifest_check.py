@@ -70,7 +70,7 @@ def _is_int(value):
 
 
 def _open_envelope(envelope, field, tag, trusted, revoked):
-    """(payload bytes, signer key id) of a signed envelope whose signature checks out."""
+    """(payload str, signer key id) of a signed envelope whose signature checks out."""
     try:
         outer = json.loads(envelope)
         payload = outer[field]
@@ -85,13 +85,14 @@ def _open_envelope(envelope, field, tag, trusted, revoked):
     public = trusted.get(kid)
     if public is None:
         raise ManifestRejected("unknown_key", kid)
-    data = payload.encode()
-    message = tag + hashlib.sha256(data).digest()
+    del outer
+    # The str is hashed as the exact bytes received (ASCII); no second copy is made.
+    message = tag + hashlib.sha256(payload).digest()
     try:
         ed25519.verify(public, message, binascii.unhexlify(sig_hex))
     except ed25519.BadSignature as exc:
         raise ManifestRejected("bad_signature", str(exc))
-    return data, kid
+    return payload, kid
 
 
 def _check_fields(m):
@@ -141,6 +142,7 @@ def check_manifest(envelope, trusted, revoked, installed_sequence, board, now, h
     data, kid = _open_envelope(envelope, "manifest", MANIFEST_TAG, trusted, revoked)
     try:
         m = json.loads(data)
+        del data
     except ValueError:
         raise ManifestRejected("malformed", "manifest is not JSON")
     _check_fields(m)

@@ -84,25 +84,54 @@ def _affine_add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
             (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P)
 
 
-def test_precomputed_base_table_is_the_odd_multiples_of_the_base_point(mpy):
+def _affine_mul(n: int, point: tuple[int, int]) -> tuple[int, int]:
+    acc = (0, 1)
+    while n:
+        if n & 1:
+            acc = _affine_add(acc, point)
+        point = _affine_add(point, point)
+        n >>= 1
+    return acc
+
+
+def _odd_multiples_hex(point: tuple[int, int], count: int) -> list[str]:
+    twice = _affine_add(point, point)
+    rows = []
+    for _ in range(count):
+        px, py = point
+        rows.append(b"".join(le32(v) for v in ((py + px) % P, (py - px) % P,
+                                               2 * D * px * py % P)).hex())
+        point = _affine_add(point, twice)
+    return rows
+
+
+@pytest.mark.parametrize("table,multiplier", [("_BASE_MULTIPLES", 1),
+                                              ("_BASE128_MULTIPLES", 2**128)])
+def test_precomputed_tables_are_odd_multiples_of_the_base_point(mpy, table, multiplier):
     y = 4 * pow(5, P - 2, P) % P
     xx = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
     x = pow(xx, (P + 3) // 8, P)
     if (x * x - xx) % P:
         x = x * pow(2, (P - 1) // 4, P) % P
     base = (P - x if x & 1 else x, y)
-    twice = _affine_add(base, base)
-    expected, point = [], base
-    for _ in range(32):
-        px, py = point
-        expected.append(b"".join(le32(v) for v in ((py + px) % P, (py - px) % P,
-                                                    2 * D * px * py % P)).hex())
-        point = _affine_add(point, twice)
     out = mpy("import ed25519, json, binascii\n"
-              "t = ed25519._BASE_MULTIPLES\n"
+              f"t = ed25519.{table}\n"
               "print(json.dumps([binascii.hexlify(t[i:i + 96]).decode()"
               " for i in range(0, len(t), 96)]))\n")
-    assert out[0] == expected
+    assert len(out[0]) == 16
+    assert out[0] == _odd_multiples_hex(_affine_mul(multiplier, base), len(out[0]))
+
+
+def test_a_kept_key_table_never_lets_a_bad_signature_through(mpy, tmp_path):
+    """The same key verifies good, bad, good; a different key in between changes nothing."""
+    pub, msg, sig = signed(b"first")
+    other = signed(b"second")
+    forged = sig[:32] + le32((int.from_bytes(sig[32:], "little") + 1) % L)
+    cases = [(pub, msg, sig), (pub, msg, forged), (pub, b"firsT", sig), other,
+             (pub, msg, sig), (other[0], msg, sig), (pub, msg, sig)]
+    out = run_cases(mpy, tmp_path, [tuple(x.hex() for x in c) for c in cases])
+    assert [r if r == "ok" else r[0] for r in out] == [
+        "ok", "BadSignature", "BadSignature", "ok", "ok", "BadSignature", "ok"]
 
 
 def test_rfc8032_vectors_verify(mpy, tmp_path):
