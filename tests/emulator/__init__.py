@@ -1,0 +1,1 @@
+"""Host-side tests of the emulated lamppost's world, models and scenario."""
