@@ -20,7 +20,7 @@ NIGHT = "night"
 
 
 class DayNight:
-    """Dusk/dawn detector: lux must stay past a threshold for confirm_ms to switch."""
+    # Dusk/dawn detector: lux must stay past a threshold for confirm_ms to switch.
 
     # Night starts once lux stays below dusk_lux for confirm_ms, and ends once lux stays
     # above dawn_lux for confirm_ms: headlights or a shadow shorter than that change
@@ -50,7 +50,7 @@ class DayNight:
 
 
 def scheduled_level(schedule, minute):
-    """Level of the first (start, end, level) entry covering minute, else None."""
+    # Level of the first (start, end, level) entry covering minute, else None.
     # start inclusive, end exclusive, minutes of the day; start > end wraps past midnight
     if minute is None:
         return None
@@ -62,7 +62,7 @@ def scheduled_level(schedule, minute):
 
 
 class DimmingPolicy:
-    """Lamp level (percent) and ramp time from daylight, presence, faults, overrides."""
+    # Lamp level (percent) and ramp time from daylight, presence, faults, overrides.
 
     # The schedule, a list of (start_minute, end_minute, level), sets the empty-street level
     # at night only: it never lights the lamp by day, never lowers it below full on
@@ -82,7 +82,7 @@ class DimmingPolicy:
         self.override = None  # (level, until_ms or None)
 
     def set_override(self, level, until_ms=None):
-        """Force level until until_ms (None: until clear_override())."""
+        # Force level until until_ms (None: until clear_override()).
         if level < 0 or level > 100:
             raise ValueError("level 0..100")
         self.override = (level, until_ms)
@@ -110,7 +110,7 @@ class DimmingPolicy:
         return max(self.full_level, level) if occupied else level
 
     def decide(self, now_ms, lux, occupied, fault, minute_of_day=None):
-        """Return (level_percent, ramp_ms) to drive the lamp with."""
+        # Return (level_percent, ramp_ms) to drive the lamp with.
         # ramp_ms is ramp_up_ms for a rise, ramp_down_ms for a fall, and for an unchanged
         # level the ramp of the last change (so a caller may re-apply the pair every tick)
         target = self._target(now_ms, lux, occupied, fault, minute_of_day)
@@ -123,5 +123,5 @@ class DimmingPolicy:
 
 
 def energy_wh(level_percent, dt_ms, rated_w):
-    """Energy in Wh a lamp of `rated_w` uses at `level_percent` for `dt_ms` (linear model)."""
+    # Energy in Wh a lamp of `rated_w` uses at `level_percent` for `dt_ms` (linear model).
     return rated_w * (level_percent / 100.0) * (dt_ms / 3600000.0)

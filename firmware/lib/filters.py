@@ -6,14 +6,13 @@ MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian times this is its standard deviation
 
 
 class SpikeFilter:
-    """Causal Hampel filter over the last `window` raw samples (the newest included).
-
-    A sample is a spike when |x - median| > k * 1.4826 * max(MAD, min_mad); a spike is
-    replaced by the window median. Raw samples (spikes too) enter the window, so a genuine
-    step becomes the median after window // 2 + 1 samples and is followed from then on.
-    `min_mad` (same unit as the signal) stops a perfectly flat or quantised signal from
-    turning every tiny change into a "spike".
-    """
+    # Causal Hampel filter over the last `window` raw samples (the newest included).
+    #
+    # A sample is a spike when |x - median| > k * 1.4826 * max(MAD, min_mad); a spike is
+    # replaced by the window median. Raw samples (spikes too) enter the window, so a genuine
+    # step becomes the median after window // 2 + 1 samples and is followed from then on.
+    # `min_mad` (same unit as the signal) stops a perfectly flat or quantised signal from
+    # turning every tiny change into a "spike".
 
     def __init__(self, window=5, k=3.0, min_mad=0.01):
         if window < 3:
@@ -76,7 +75,7 @@ class SpikeFilter:
 
 
 class Ema:
-    """Exponential moving average; the first sample initialises it."""
+    # Exponential moving average; the first sample initialises it.
 
     def __init__(self, alpha):
         if not 0.0 < alpha <= 1.0:
@@ -93,12 +92,11 @@ class Ema:
 
 
 class ReportOnChange:
-    """Says when a value is worth reporting: moved beyond a deadband, or heartbeat due.
-
-    The deadband is the larger of `deadband` (absolute, in the metric's unit) and
-    `deadband_rel` times the last reported value's magnitude (for wide-range metrics such as
-    lux or particulates, where a fixed band is too fine at high values or too coarse at low).
-    """
+    # Says when a value is worth reporting: moved beyond a deadband, or heartbeat due.
+    #
+    # The deadband is the larger of `deadband` (absolute, in the metric's unit) and
+    # `deadband_rel` times the last reported value's magnitude (for wide-range metrics such as
+    # lux or particulates, where a fixed band is too fine at high values or too coarse at low).
 
     def __init__(self, deadband, heartbeat_ms, deadband_rel=0.0):
         self.deadband = deadband
@@ -124,7 +122,7 @@ class ReportOnChange:
 
 
 class MetricPipeline:
-    """Spike rejection, then EMA, then report-on-change, for one metric."""
+    # Spike rejection, then EMA, then report-on-change, for one metric.
 
     def __init__(self, spike_window=5, spike_k=3.0, alpha=0.3, deadband=0.2,
                  heartbeat_ms=900000, min_mad=0.01, deadband_rel=0.0):
@@ -135,7 +133,7 @@ class MetricPipeline:
         self.rejected = 0  # spikes replaced so far (mirrors self.spike.rejected)
 
     def push(self, now_ms, raw):
-        """Feed one raw reading; return the value to report now, or None."""
+        # Feed one raw reading; return the value to report now, or None.
         if raw is None:
             return None
         value = self.ema.update(self.spike.update(raw))
@@ -147,10 +145,9 @@ class MetricPipeline:
 
 
 def pipeline_from_config(metric_cfg):
-    """Build a MetricPipeline from a config dict (window, k, alpha, deadband, heartbeat_s).
-
-    Optional keys: min_mad (spike filter MAD floor), deadband_rel (relative deadband).
-    """
+    # Build a MetricPipeline from a config dict (window, k, alpha, deadband, heartbeat_s).
+    #
+    # Optional keys: min_mad (spike filter MAD floor), deadband_rel (relative deadband).
     return MetricPipeline(
         spike_window=metric_cfg["window"],
         spike_k=metric_cfg["k"],

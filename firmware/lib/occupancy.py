@@ -4,14 +4,13 @@
 
 
 class Occupancy:
-    """Fuses PIR and radar into one occupied flag.
-
-    - The PIR level is debounced: a change must persist `debounce_ms` before it counts.
-    - The radar's presence flag is taken as is (the radar filters internally); None means the
-      radar is faulty and only the PIR is used.
-    - Occupied holds `hold_ms` after the last evidence (debounced PIR high or radar presence).
-    - Every empty -> occupied transition is one presence event.
-    """
+    # Fuses PIR and radar into one occupied flag.
+    #
+    # - The PIR level is debounced: a change must persist `debounce_ms` before it counts.
+    # - The radar's presence flag is taken as is (the radar filters internally); None means the
+    #   radar is faulty and only the PIR is used.
+    # - Occupied holds `hold_ms` after the last evidence (debounced PIR high or radar presence).
+    # - Every empty -> occupied transition is one presence event.
 
     def __init__(self, debounce_ms=200, hold_ms=30000):
         self.debounce_ms = debounce_ms
@@ -34,7 +33,7 @@ class Occupancy:
         return self.pir_level
 
     def update(self, now_ms, pir, radar):
-        """Feed the current PIR level (0/1) and radar presence (True/False/None)."""
+        # Feed the current PIR level (0/1) and radar presence (True/False/None).
         pir_on = self._debounce_pir(now_ms, pir)
         if pir_on or radar:  # radar None (faulty) counts as no evidence
             self._last_evidence_ms = now_ms
@@ -47,7 +46,7 @@ class Occupancy:
         return self.occupied
 
     def take_count(self):
-        """Presence events since the previous call (the counter restarts at zero)."""
+        # Presence events since the previous call (the counter restarts at zero).
         n = self.events
         self.events = 0
         return n
