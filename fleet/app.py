@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
-from fleet.api import device, devices
+from fleet.api import device, devices, releases, telemetry
 from fleet.db import check_migrated, get_engine
 from fleet.logs import setup_logging
 from fleet.settings import get_settings
@@ -34,10 +32,10 @@ def create_app(check_schema: bool = True) -> FastAPI:
     )
     app.include_router(device.router)
     app.include_router(devices.router)
-    for optional in ("telemetry",):
-        if importlib.util.find_spec(f"fleet.api.{optional}") is not None:
-            app.include_router(importlib.import_module(f"fleet.api.{optional}").router)
+    app.include_router(releases.router)
+    app.include_router(telemetry.router)
     app.add_exception_handler(DataError, _refused_by_database)
+    app.add_exception_handler(OverflowError, _refused_by_database)
     if not settings.master_key:
         log.warning("no LAMPLIGHTER_MASTER_KEY set: device secrets use the development key")
     return app

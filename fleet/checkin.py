@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from fleet.models import Command, ConfigProfile, Device, utcnow
+from fleet.rollouts import assignment_for, record_report
 from fleet.schemas import CheckIn, CheckInReply, PendingCommand
 from fleet.settings import get_settings
 
@@ -36,11 +37,6 @@ def desired_config(session: Session, device: Device) -> tuple[int, dict[str, Any
     return version, body
 
 
-def update_assignment(session: Session, device: Device) -> dict[str, Any] | None:
-    """The update the node should install now, if any (filled in by the rollout engine)."""
-    return None
-
-
 def handle_checkin(session: Session, device: Device, report: CheckIn) -> CheckInReply:
     """Apply one check-in in a single transaction and build the reply."""
     assert device.id is not None
@@ -48,7 +44,7 @@ def handle_checkin(session: Session, device: Device, report: CheckIn) -> CheckIn
     device.last_seen = now
     device.fw_version = report.fw_version
     device.applied_config_version = report.config_version
-    device.last_status = report.model_dump(exclude={"acks"}, exclude_none=True)
+    device.last_status = report.model_dump(exclude={"acks"}, exclude_none=True, mode="json")
     session.add(device)
     for ack in report.acks:
         session.execute(
@@ -57,6 +53,9 @@ def handle_checkin(session: Session, device: Device, report: CheckIn) -> CheckIn
                    Command.acked_at.is_(None))
             .values(acked_at=now, result=(ack.result or ("ok" if ack.ok else "failed"))[:200])
         )
+    if report.update is not None:
+        record_report(session, device, report.update.rollout_id, report.update.state,
+                      report.update.detail)
     acked = {a.id for a in report.acks}
     pending = [
         c for c in session.execute(
@@ -73,7 +72,7 @@ def handle_checkin(session: Session, device: Device, report: CheckIn) -> CheckIn
         server_time=int(time.time()),
         next_checkin_s=get_settings().checkin_interval_s,
         commands=[PendingCommand(id=c.id or 0, type=c.type, args=c.args) for c in pending],
-        update=update_assignment(session, device),
+        update=assignment_for(session, device, now),
     )
     if version > report.config_version:
         reply.config_version, reply.config = version, body

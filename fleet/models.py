@@ -129,10 +129,94 @@ class DeviceEvent(SQLModel, table=True):
 class Reading(SQLModel, table=True):
     """One telemetry reading; (device, seq) is the idempotency key of ingest."""
 
-    __table_args__ = (Index("ix_reading_ts", "ts"), Index("ix_reading_metric_ts", "metric", "ts"))
+    __table_args__ = (Index("ix_reading_ts", "ts"), Index("ix_reading_metric_ts", "metric", "ts"),
+                      Index("ix_reading_received_at", "received_at"))
     device_id: int = Field(primary_key=True)
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     ts: float  # seconds since the Unix epoch, UTC, as measured by the node
     metric: str = Field(max_length=24)
     value: float
     received_at: float  # seconds since the Unix epoch, UTC, when the server stored it
+
+
+class SigningKey(SQLModel, table=True):
+    """A release public key the server trusts (it never holds a release private key)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_id: str = Field(index=True, unique=True, max_length=16)
+    public_key: str = Field(max_length=64)  # hex of the raw 32-byte Ed25519 key
+    name: str = Field(default="", max_length=64)
+    added_at: datetime = Field(default_factory=utcnow,
+                               sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = _ts()
+
+
+class Release(SQLModel, table=True):
+    """A signed bundle the server checked and stored; `sequence` only ever grows."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(max_length=64)
+    sequence: int = Field(index=True, unique=True)
+    kind: str = Field(default="app", max_length=16)
+    boards: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    expires: int = 0
+    key_id: str = Field(max_length=16)
+    envelope: str  # the signed manifest envelope, canonical JSON
+    bundle_sha256: str = Field(max_length=64)
+    bundle_size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    notes: str = Field(default="", max_length=500)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_by: str = Field(default="", max_length=64)
+
+
+class Rollout(SQLModel, table=True):
+    """A release offered to a filtered set of nodes in waves, canary first."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    name: str = Field(default="", max_length=64)
+    target: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    waves: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # cut-offs[i]: a node whose hash position is below it belongs to waves 0..i; sizes[i]: how
+    # many of the nodes matched at creation are in wave i (the denominator of the thresholds).
+    cutoffs: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    sizes: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    wave: int = 0
+    state: str = Field(default="active", max_length=16)  # active|paused|aborted|completed
+    state_reason: str = Field(default="", max_length=200)
+    failure_threshold_pct: float = 20.0
+    success_threshold_pct: float | None = None  # None: the operator advances waves
+    window: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    allow_downgrade: bool = False
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_by: str = Field(default="", max_length=64)
+
+
+class UpdateStatus(SQLModel, table=True):
+    """Where one node stands in one rollout (latest state; the history is in UpdateEvent)."""
+
+    __table_args__ = (UniqueConstraint("rollout_id", "device_id", name="uq_update_rollout_dev"),)
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id", index=True)
+    device_id: int = Field(foreign_key="device.id", index=True)
+    wave: int = 0
+    state: str = Field(default="offered", max_length=16)
+    detail: str = Field(default="", max_length=200)
+    updated_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class UpdateEvent(SQLModel, table=True):
+    """One state change a node reported for a rollout, or one the rollout itself made."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id", index=True)
+    device_id: int | None = Field(default=None, foreign_key="device.id", index=True)
+    at: datetime = Field(default_factory=utcnow,
+                         sa_column=Column(DateTime(timezone=True), nullable=False))
+    state: str = Field(max_length=16)
+    detail: str = Field(default="", max_length=200)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 Name = Annotated[str, Field(min_length=1, max_length=64,
@@ -13,6 +14,7 @@ Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.:
 BOARDS = ("esp32_devkitc", "emulated")
 INT32_MAX = 2**31 - 1
 Count = Annotated[int, Field(ge=0, le=INT32_MAX)]  # fits a 32-bit column on every database
+RowId = Annotated[int, Path(ge=1, le=INT32_MAX, description="numeric id")]
 
 
 class Strict(BaseModel):
@@ -102,6 +104,15 @@ class CommandAck(Strict):
     result: Annotated[str, Field(max_length=200)] = ""
 
 
+class UpdateReport(Strict):
+    """A node's progress on the update it was assigned."""
+
+    rollout_id: Count
+    state: Literal["downloading", "installing", "installed", "committed", "failed",
+                   "rolled_back", "refused"]
+    detail: Annotated[str, Field(max_length=200)] = ""
+
+
 class CheckIn(Strict):
     fw_version: Annotated[str, Field(max_length=32)] = ""
     uptime_s: Count = 0
@@ -116,6 +127,7 @@ class CheckIn(Strict):
     queue_dropped: Count | None = None
     lamp_level_pct: Annotated[float, Field(ge=0, le=100)] | None = None
     acks: Annotated[list[CommandAck], Field(max_length=50)] = []
+    update: UpdateReport | None = None
 
 
 class PendingCommand(BaseModel):
@@ -137,3 +149,100 @@ class TokenOut(BaseModel):
     name: str
     role: str
     token: str
+
+
+class KeyIn(Strict):
+    public_key: Annotated[str, Field(min_length=64, max_length=400,
+                                     description="hex of the raw 32-byte key, or PEM")]
+    name: Annotated[str, Field(max_length=64)] = ""
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    public_key: str
+    name: str
+    added_at: datetime
+    revoked_at: datetime | None
+
+
+class ReleaseOut(BaseModel):
+    id: int
+    version: str
+    sequence: int
+    kind: str
+    boards: list[str]
+    expires: int
+    key_id: str
+    bundle_sha256: str
+    bundle_size: int
+    notes: str
+    created_at: datetime
+
+
+class RolloutTarget(Strict):
+    group: Name | None = None
+    district: Annotated[str, Field(max_length=64)] | None = None
+    board: Literal["esp32_devkitc", "emulated"] | None = None
+    tag: Tag | None = None
+    from_version: Annotated[str, Field(max_length=32)] | None = None
+
+
+class Window(Strict):
+    start_hour: Annotated[int, Field(ge=0, le=23)]
+    end_hour: Annotated[int, Field(ge=0, le=24)]
+    tz: Annotated[str, Field(max_length=64)] = "UTC"
+
+
+class RolloutIn(Strict):
+    release_id: Count
+    name: Annotated[str, Field(max_length=64)] = ""
+    target: RolloutTarget = RolloutTarget()
+    waves: Annotated[list[Annotated[int, Field(ge=1, le=100)]],
+                     Field(min_length=1, max_length=10)] = [10, 50, 100]
+    failure_threshold_pct: Annotated[float, Field(gt=0, le=100)] = 20.0
+    success_threshold_pct: Annotated[float, Field(gt=0, le=100)] | None = 90.0
+    window: Window | None = Field(None, description="Only offer the update in these local hours "
+                                                    "(daytime, when the lamps are off)")
+    allow_downgrade: bool = Field(False, description="Offer an older version (a signed "
+                                                     "downgrade with a higher sequence)")
+
+
+class WaveOut(BaseModel):
+    wave: int
+    percent: int
+    planned: int
+    states: dict[str, int]
+
+
+class RolloutOut(BaseModel):
+    id: int
+    release_id: int
+    version: str
+    name: str
+    target: dict[str, Any]
+    state: str
+    state_reason: str
+    wave: int
+    waves: list[WaveOut]
+    failure_threshold_pct: float
+    success_threshold_pct: float | None
+    window: dict[str, Any] | None
+    allow_downgrade: bool
+    created_at: datetime
+
+
+class NodeUpdateOut(BaseModel):
+    rollout_id: int
+    device_id: str
+    wave: int
+    state: str
+    detail: str
+    updated_at: datetime
+
+
+class UpdateEventOut(BaseModel):
+    rollout_id: int
+    device_id: str | None
+    at: datetime
+    state: str
+    detail: str

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     clock_skew_s: int = Field(300, ge=5, description="Largest accepted device timestamp skew")
     telemetry_max_batch: int = Field(500, ge=1, le=5000, description="Readings per ingest batch")
     telemetry_max_age_days: int = Field(30, ge=1, description="Oldest reading timestamp accepted")
+    artifact_dir: Path | None = Field(None, description="Bundle store; default DATA_DIR/artifacts")
+    max_bundle_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest release bundle")
     log_level: str = Field("info", description="debug, info, warning or error")
     log_json: bool = Field(False, description="One JSON object per log line instead of text")
 
@@ -48,6 +50,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'fleet.db').resolve()}"
+
+    @property
+    def resolved_artifact_dir(self) -> Path:
+        """Where release bundles are stored (a directory every server process can read)."""
+        return self.artifact_dir or self.data_dir / "artifacts"
 
     def master_key_bytes(self) -> bytes:
         """The 32-byte master key; in development without one, a fixed key is derived (logged)."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import FileResponse
 from sqlmodel import Session
 
 from fleet.auth import DeviceIdentity, authenticated_device
 from fleet.checkin import handle_checkin
 from fleet.db import get_session
+from fleet.models import Release
 from fleet.provisioning import redeem_enrollment
-from fleet.schemas import CheckIn, CheckInReply, DeviceCredentials, EnrollRequest
+from fleet.releases import artifact_path
+from fleet.schemas import CheckIn, CheckInReply, DeviceCredentials, EnrollRequest, RowId
 
 router = APIRouter(prefix="/device/v1", tags=["device"])
 
@@ -29,3 +32,21 @@ def checkin(body: CheckIn, ident: DeviceIdentity = Depends(authenticated_device)
             session: Session = Depends(get_session)) -> CheckInReply:
     """Report the node's state; the reply carries configuration, commands and the next interval."""
     return handle_checkin(session, ident.device, body)
+
+
+@router.get("/releases/{release_id}/bundle",
+            responses={200: {"content": {"application/octet-stream": {}}},
+                       206: {"description": "the requested byte range"},
+                       404: {"description": "no such release"},
+                       416: {"description": "range not satisfiable"}})
+def download_bundle(release_id: RowId, _: DeviceIdentity = Depends(authenticated_device),
+                    session: Session = Depends(get_session)) -> FileResponse:
+    """The release bundle; send `Range: bytes=N-` to resume a dropped download."""
+    release = session.get(Release, release_id)
+    if release is None:
+        raise HTTPException(404, f"no release {release_id}")
+    path = artifact_path(release.bundle_sha256)
+    if not path.exists():
+        raise HTTPException(404, f"release {release_id} bundle is missing from the store")
+    return FileResponse(path, media_type="application/octet-stream",
+                        headers={"X-Bundle-SHA256": release.bundle_sha256})

@@ -126,3 +126,62 @@ def device_call(client: TestClient) -> Callable[..., object]:
         return client.post(path, content=raw, headers=headers)
 
     return call
+
+
+@pytest.fixture
+def release_key():
+    """A release signing key (private) for this test."""
+    from ota.keys import generate_private_key
+
+    return generate_private_key()
+
+
+@pytest.fixture
+def make_bundle(tmp_path: Path, release_key) -> Callable[..., Path]:
+    """Build a small signed app bundle and return its path."""
+    import time as _time
+
+    from ota.bundle import stage_release, write_bundle
+    from ota.manifest import sign_manifest
+
+    counter = iter(range(10_000))
+
+    def build(version: str, sequence: int, *, board: list[str] | None = None, key=None,
+              expires_in: int = 86400, app_text: str = "VERSION = 1\n") -> Path:
+        n = next(counter)
+        app = tmp_path / f"app{n}"
+        app.mkdir()
+        (app / "app_version.py").write_text(f"VERSION = {version!r}\n")
+        (app / "extra.py").write_text(app_text)
+        now = int(_time.time())
+        manifest = stage_release(app, tmp_path / f"stage{n}", version=version, sequence=sequence,
+                                 board=board or ["emulated"], expires=now + expires_in,
+                                 created=now - 10, compile_py=False)
+        out = tmp_path / f"bundle{n}.llb"
+        write_bundle(tmp_path / f"stage{n}", sign_manifest(manifest, key or release_key), out)
+        return out
+
+    return build
+
+
+@pytest.fixture
+def trusted(client: TestClient, tokens: dict[str, dict[str, str]], release_key) -> str:
+    """Trust the test's release key on the server; returns its key id."""
+    from ota.keys import raw_public_key
+
+    resp = client.post("/api/v1/keys", json={"public_key": raw_public_key(release_key).hex(),
+                                             "name": "test"}, headers=tokens["operator"])
+    assert resp.status_code == 201, resp.text
+    return resp.json()["key_id"]
+
+
+@pytest.fixture
+def upload(client: TestClient, tokens: dict[str, dict[str, str]]) -> Callable[..., object]:
+    """Upload a bundle file as a release; returns the response."""
+
+    def send(path: Path):
+        return client.post("/api/v1/releases", content=path.read_bytes(),
+                           headers=dict(tokens["operator"],
+                                        **{"Content-Type": "application/octet-stream"}))
+
+    return send

@@ -1,0 +1,218 @@
+"""Operator API for updates: trusted keys, releases (signed bundles) and staged rollouts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy import select
+from sqlmodel import Session
+
+from fleet.auth import Caller, fleet_reader, operator_only
+from fleet.db import get_session
+from fleet.models import Device, Release, Rollout, SigningKey, UpdateEvent, UpdateStatus
+from fleet.provisioning import get_device
+from fleet.releases import revoke_key, spool_upload, store_release, trust_key
+from fleet.rollouts import aware, create_rollout, operator_action, rollout_summary
+from fleet.schemas import (
+    KeyIn,
+    KeyOut,
+    NodeUpdateOut,
+    ReleaseOut,
+    RolloutIn,
+    RolloutOut,
+    RowId,
+    UpdateEventOut,
+    WaveOut,
+)
+from fleet.settings import get_settings
+
+router = APIRouter(prefix="/api/v1", tags=["updates"])
+
+
+def _key_out(row: SigningKey) -> KeyOut:
+    return KeyOut(key_id=row.key_id, public_key=row.public_key, name=row.name,
+                  added_at=aware(row.added_at),
+                  revoked_at=aware(row.revoked_at) if row.revoked_at else None)
+
+
+def _release_out(row: Release) -> ReleaseOut:
+    return ReleaseOut(id=row.id or 0, version=row.version, sequence=row.sequence, kind=row.kind,
+                      boards=row.boards, expires=row.expires, key_id=row.key_id,
+                      bundle_sha256=row.bundle_sha256, bundle_size=row.bundle_size,
+                      notes=row.notes, created_at=aware(row.created_at))
+
+
+def _get_release(session: Session, release_id: int) -> Release:
+    row = session.get(Release, release_id)
+    if row is None:
+        raise HTTPException(404, f"no release {release_id}")
+    return row
+
+
+def _get_rollout(session: Session, rollout_id: int) -> Rollout:
+    row = session.get(Rollout, rollout_id)
+    if row is None:
+        raise HTTPException(404, f"no rollout {rollout_id}")
+    return row
+
+
+def rollout_out(session: Session, row: Rollout) -> RolloutOut:
+    release = _get_release(session, row.release_id)
+    return RolloutOut(
+        id=row.id or 0, release_id=row.release_id, version=release.version, name=row.name,
+        target=row.target, state=row.state, state_reason=row.state_reason, wave=row.wave,
+        waves=[WaveOut(**w) for w in rollout_summary(session, row)],
+        failure_threshold_pct=row.failure_threshold_pct,
+        success_threshold_pct=row.success_threshold_pct, window=row.window,
+        allow_downgrade=row.allow_downgrade, created_at=aware(row.created_at))
+
+
+@router.post("/keys", response_model=KeyOut, status_code=201,
+             responses={409: {"description": "key was revoked"}, 422: {"description": "bad key"}})
+def add_key(body: KeyIn, _: Caller = Depends(operator_only),
+            session: Session = Depends(get_session)) -> KeyOut:
+    """Trust a release public key. The server never needs the private key."""
+    return _key_out(trust_key(session, body.public_key, body.name))
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(_: Caller = Depends(fleet_reader),
+              session: Session = Depends(get_session)) -> list[KeyOut]:
+    """The trusted release keys, revoked ones included (with when)."""
+    return [_key_out(r) for r in session.execute(select(SigningKey).order_by(SigningKey.id))
+            .scalars()]
+
+
+@router.post("/keys/{key_id}/revoke", response_model=KeyOut,
+             responses={404: {"description": "no such key"}})
+def revoke(key_id: str, _: Caller = Depends(operator_only),
+           session: Session = Depends(get_session)) -> KeyOut:
+    """Stop trusting a key: bundles it signed are refused from now on."""
+    return _key_out(revoke_key(session, key_id))
+
+
+@router.post("/releases", response_model=ReleaseOut, status_code=201,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/octet-stream": {"schema": {"type": "string",
+                                                         "format": "binary"}}}}},
+             responses={409: {"description": "sequence taken"},
+                        413: {"description": "too large"},
+                        422: {"description": "signature, key, expiry or hash refused"}})
+async def upload_release(request: Request,
+                         notes: Annotated[str, Query(max_length=500)] = "",
+                         caller: Caller = Depends(operator_only),
+                         session: Session = Depends(get_session)) -> ReleaseOut:
+    """Upload a signed bundle (`lamplighter release upload`); it is checked before it is kept."""
+    upload, sha256, size = await spool_upload(request.stream(), get_settings().max_bundle_bytes)
+    return _release_out(store_release(session, upload, sha256, size, notes=notes,
+                                      actor=caller.name))
+
+
+@router.get("/releases", response_model=list[ReleaseOut])
+def list_releases(_: Caller = Depends(fleet_reader),
+                  session: Session = Depends(get_session)) -> list[ReleaseOut]:
+    """Every stored release, newest sequence first."""
+    rows = session.execute(select(Release).order_by(Release.sequence.desc())).scalars()
+    return [_release_out(r) for r in rows]
+
+
+@router.get("/releases/{release_id}", response_model=ReleaseOut,
+            responses={404: {"description": "no such release"}})
+def show_release(release_id: RowId, _: Caller = Depends(fleet_reader),
+                 session: Session = Depends(get_session)) -> ReleaseOut:
+    return _release_out(_get_release(session, release_id))
+
+
+@router.post("/rollouts", response_model=RolloutOut, status_code=201,
+             responses={404: {"description": "no such release"},
+                        409: {"description": "release already rolling out"},
+                        422: {"description": "bad waves or nothing to update"}})
+def start_rollout(body: RolloutIn, caller: Caller = Depends(operator_only),
+                  session: Session = Depends(get_session)) -> RolloutOut:
+    """Offer a release to the target nodes in waves, canary first."""
+    release = _get_release(session, body.release_id)
+    if body.window is not None and body.window.start_hour == body.window.end_hour:
+        raise HTTPException(422, "window start_hour and end_hour must differ")
+    try:
+        from zoneinfo import ZoneInfo
+
+        if body.window is not None:
+            ZoneInfo(body.window.tz)
+    except (KeyError, ValueError):
+        raise HTTPException(422, f"unknown time zone {body.window.tz!r}") from None
+    row = create_rollout(
+        session, release, name=body.name, target=body.target.model_dump(exclude_none=True),
+        waves=body.waves, failure_threshold_pct=body.failure_threshold_pct,
+        success_threshold_pct=body.success_threshold_pct,
+        window=body.window.model_dump() if body.window else None,
+        allow_downgrade=body.allow_downgrade, actor=caller.name)
+    return rollout_out(session, row)
+
+
+@router.get("/rollouts", response_model=list[RolloutOut])
+def list_rollouts(_: Caller = Depends(fleet_reader),
+                  session: Session = Depends(get_session)) -> list[RolloutOut]:
+    """Every rollout, newest first, with per-wave counts."""
+    rows = session.execute(select(Rollout).order_by(Rollout.id.desc())).scalars().all()
+    return [rollout_out(session, r) for r in rows]
+
+
+@router.get("/rollouts/{rollout_id}", response_model=RolloutOut,
+            responses={404: {"description": "no such rollout"}})
+def show_rollout(rollout_id: RowId, _: Caller = Depends(fleet_reader),
+                 session: Session = Depends(get_session)) -> RolloutOut:
+    return rollout_out(session, _get_rollout(session, rollout_id))
+
+
+@router.post("/rollouts/{rollout_id}/{action}", response_model=RolloutOut,
+             responses={404: {"description": "no such rollout"},
+                        409: {"description": "not possible in this state"}})
+def act_on_rollout(rollout_id: RowId, action: str, caller: Caller = Depends(operator_only),
+                   session: Session = Depends(get_session)) -> RolloutOut:
+    """pause, resume, abort, or advance to the next wave."""
+    if action not in ("pause", "resume", "abort", "advance"):
+        raise HTTPException(404, f"unknown action {action!r}; use pause, resume, abort or "
+                                 "advance")
+    row = operator_action(session, _get_rollout(session, rollout_id), action, caller.name)
+    return rollout_out(session, row)
+
+
+@router.get("/rollouts/{rollout_id}/nodes", response_model=list[NodeUpdateOut],
+            responses={404: {"description": "no such rollout"}})
+def rollout_nodes(rollout_id: RowId, _: Caller = Depends(fleet_reader),
+                  session: Session = Depends(get_session)) -> list[NodeUpdateOut]:
+    """Each node offered this rollout, with its wave and latest state."""
+    _get_rollout(session, rollout_id)
+    rows = session.execute(select(UpdateStatus, Device.uid)
+                           .join(Device, Device.id == UpdateStatus.device_id)
+                           .where(UpdateStatus.rollout_id == rollout_id)
+                           .order_by(UpdateStatus.id)).all()
+    return [NodeUpdateOut(rollout_id=rollout_id, device_id=uid, wave=s.wave, state=s.state,
+                          detail=s.detail, updated_at=aware(s.updated_at)) for s, uid in rows]
+
+
+@router.get("/rollouts/{rollout_id}/events", response_model=list[UpdateEventOut],
+            responses={404: {"description": "no such rollout"}})
+def rollout_events(rollout_id: RowId, _: Caller = Depends(fleet_reader),
+                   session: Session = Depends(get_session)) -> list[UpdateEventOut]:
+    """The rollout's history: creation, offers, node reports, pauses and wave advances."""
+    _get_rollout(session, rollout_id)
+    rows = session.execute(select(UpdateEvent, Device.uid)
+                           .outerjoin(Device, Device.id == UpdateEvent.device_id)
+                           .where(UpdateEvent.rollout_id == rollout_id)
+                           .order_by(UpdateEvent.id)).all()
+    return [UpdateEventOut(rollout_id=rollout_id, device_id=uid, at=aware(e.at), state=e.state,
+                           detail=e.detail) for e, uid in rows]
+
+
+@router.get("/devices/{device_id}/updates", response_model=list[UpdateEventOut],
+            responses={404: {"description": "no such device"}})
+def device_updates(device_id: str, _: Caller = Depends(fleet_reader),
+                   session: Session = Depends(get_session)) -> list[UpdateEventOut]:
+    """One node's update history across rollouts."""
+    device = get_device(session, device_id)
+    rows = session.execute(select(UpdateEvent).where(UpdateEvent.device_id == device.id)
+                           .order_by(UpdateEvent.id)).scalars()
+    return [UpdateEventOut(rollout_id=e.rollout_id, device_id=device.uid, at=aware(e.at),
+                           state=e.state, detail=e.detail) for e in rows]

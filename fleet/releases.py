@@ -1,0 +1,118 @@
+"""Trusted release keys and releases: a bundle is stored only if its signature and hashes check."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from fastapi import HTTPException
+from sqlalchemy import select
+from sqlmodel import Session
+
+from fleet.models import Release, SigningKey, utcnow
+from fleet.settings import get_settings
+from ota.bundle import verify_bundle
+from ota.errors import OtaError
+from ota.keys import KeyRing, key_id, parse_public_key
+
+
+def key_ring(session: Session) -> KeyRing:
+    """The trusted keys, with revoked ones refused, as the ota verifier expects them."""
+    ring = KeyRing()
+    for row in session.execute(select(SigningKey)).scalars():
+        ring.add(bytes.fromhex(row.public_key))
+        if row.revoked_at is not None:
+            ring.revoked.add(row.key_id)
+    return ring
+
+
+def trust_key(session: Session, public_key_text: str, name: str) -> SigningKey:
+    """Trust a release public key (hex of 32 bytes, or PEM)."""
+    try:
+        raw = parse_public_key(public_key_text.strip().encode(), "public key")
+    except OtaError as exc:
+        raise HTTPException(422, str(exc)) from None
+    kid = key_id(raw)
+    existing = session.execute(
+        select(SigningKey).where(SigningKey.key_id == kid)).scalar_one_or_none()
+    if existing is not None:
+        if existing.revoked_at is not None:
+            raise HTTPException(409, f"key {kid} was revoked; it cannot be trusted again")
+        return existing
+    row = SigningKey(key_id=kid, public_key=raw.hex(), name=name)
+    session.add(row)
+    session.commit()
+    return row
+
+
+def revoke_key(session: Session, kid: str) -> SigningKey:
+    """Stop trusting a key: releases it signed can no longer be uploaded."""
+    row = session.execute(select(SigningKey).where(SigningKey.key_id == kid)).scalar_one_or_none()
+    if row is None:
+        raise HTTPException(404, f"no trusted key {kid}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.add(row)
+        session.commit()
+    return row
+
+
+def artifact_path(sha256: str) -> Path:
+    """Where the bundle with this SHA-256 lives in the artifact store."""
+    return get_settings().resolved_artifact_dir / f"{sha256}.llb"
+
+
+async def spool_upload(chunks, limit: int) -> tuple[Path, str, int]:  # type: ignore[no-untyped-def]
+    """Write an uploaded body to a temporary file in the artifact store, hashing as it goes."""
+    store = get_settings().resolved_artifact_dir
+    store.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=store, prefix=".upload-")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"bundle larger than {limit} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp), digest.hexdigest(), size
+
+
+def store_release(session: Session, upload: Path, sha256: str, size: int, *, notes: str,
+                  actor: str) -> Release:
+    """Verify an uploaded bundle against the trusted keys and keep it; the upload file is consumed.
+
+    Refused with a 422 that says why: unknown or revoked key, bad signature, malformed or expired
+    manifest, a file that does not match its hash, trailing bytes. A sequence already used is 409.
+    """
+    try:
+        try:
+            manifest = verify_bundle(upload, key_ring(session), now=time.time())
+        except OtaError as exc:
+            raise HTTPException(422, f"bundle refused: {exc}") from None
+        clash = session.execute(select(Release).where(Release.sequence == manifest.sequence)
+                                ).scalar_one_or_none()
+        if clash is not None:
+            raise HTTPException(409, f"sequence {manifest.sequence} is already release "
+                                     f"{clash.version} (id {clash.id}); sign with a higher one")
+        with open(upload, "rb") as f:
+            from ota.bundle import read_envelope
+
+            envelope = read_envelope(f).to_bytes().decode("ascii")
+        os.replace(upload, artifact_path(sha256))
+    finally:
+        upload.unlink(missing_ok=True)
+    release = Release(version=manifest.version, sequence=manifest.sequence, kind=manifest.kind,
+                      boards=list(manifest.board), expires=manifest.expires,
+                      key_id=manifest.key_id, envelope=envelope, bundle_sha256=sha256,
+                      bundle_size=size, notes=notes, created_by=actor)
+    session.add(release)
+    session.commit()
+    return release
