@@ -3,11 +3,13 @@
 Bundle layout (all integers big-endian; see docs/update-format.md):
     offset 0   8 bytes   magic b"LLBUNDLE"
     offset 8   2 bytes   bundle format version (1)
-    offset 10  4 bytes   length N of the signed manifest envelope
-    offset 14  N bytes   signed manifest envelope (canonical JSON)
+    offset 10  4 bytes   length N of the canonical manifest
+    offset 14  8 bytes   signing key id (raw; its hex is the manifest's key_id)
+    offset 22  64 bytes  Ed25519 signature (see ota.signing)
+    offset 86  N bytes   canonical manifest
     then               every file's bytes, in manifest order, exactly `size` bytes each;
                        the bundle ends right after the last file (total_size bytes of data).
-A reader verifies the envelope before reading any file data and refuses bytes past the end.
+A reader verifies the manifest before reading any file data and refuses bytes past the end.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from ota.manifest import FileEntry, Manifest, SignedManifest, check_path, verify
 
 MAGIC = b"LLBUNDLE"
 BUNDLE_FORMAT = 1
-HEADER = struct.Struct(">8sHI")
-HEADER_SIZE = HEADER.size  # 14
-MAX_ENVELOPE_SIZE = 16 * 1024  # a node parses the envelope in RAM: keep it small
+HEADER = struct.Struct(">8sHI8s64s")
+HEADER_SIZE = HEADER.size  # 86
+MAX_MANIFEST_SIZE = 16 * 1024  # a node parses the manifest in RAM: keep it small
 CHUNK = 4096
 STAGED_MANIFEST = "manifest.json"
 STAGED_FILES = "files"
@@ -142,28 +144,29 @@ def load_staged(staging_dir: Path) -> Manifest:
 
 
 def write_bundle(staging_dir: Path, signed: SignedManifest, out_path: Path) -> int:
-    """Pack header, envelope and the staged files into out_path; returns the bundle size.
+    """Pack header, signed manifest and the staged files into out_path; returns the bundle size.
 
     Every staged file is re-hashed while packing, so a file changed after signing is refused.
     """
     manifest = signed.manifest
-    envelope = signed.to_bytes()
-    if len(envelope) > MAX_ENVELOPE_SIZE:
-        raise BuildError(f"signed manifest is {len(envelope)} bytes; the limit is "
-                         f"{MAX_ENVELOPE_SIZE}: pack fewer files")
+    data = signed.manifest_bytes
+    if len(data) > MAX_MANIFEST_SIZE:
+        raise BuildError(f"manifest is {len(data)} bytes; the limit is {MAX_MANIFEST_SIZE}: "
+                         "pack fewer files")
     out_path = Path(out_path)
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(HEADER.pack(MAGIC, BUNDLE_FORMAT, len(envelope)))
-            out.write(envelope)
+            out.write(HEADER.pack(MAGIC, BUNDLE_FORMAT, len(data), bytes.fromhex(signed.key_id),
+                                  signed.signature))
+            out.write(data)
             for entry in manifest.files:
                 _copy_checked(Path(staging_dir) / STAGED_FILES / entry.path, entry, out)
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return HEADER_SIZE + len(envelope) + manifest.total_size
+    return HEADER_SIZE + len(data) + manifest.total_size
 
 
 def _copy_checked(path: Path, entry: FileEntry, out: BinaryIO) -> None:
@@ -179,21 +182,21 @@ def _copy_checked(path: Path, entry: FileEntry, out: BinaryIO) -> None:
 
 
 def read_envelope(stream: BinaryIO) -> SignedManifest:
-    """Read and parse the bundle header and envelope; leaves the stream at the first file."""
+    """Read the bundle header and manifest (unverified); leaves the stream at the first file."""
     header = stream.read(HEADER_SIZE)
     if len(header) != HEADER_SIZE:
         raise BundleError("bundle is shorter than its header")
-    magic, fmt, length = HEADER.unpack(header)
+    magic, fmt, length, kid, signature = HEADER.unpack(header)
     if magic != MAGIC:
         raise BundleError("not a Lamplighter bundle (bad magic)")
     if fmt != BUNDLE_FORMAT:
         raise BundleError(f"unsupported bundle format {fmt}")
-    if length > MAX_ENVELOPE_SIZE:
-        raise BundleError(f"signed manifest length {length} exceeds {MAX_ENVELOPE_SIZE}")
-    envelope = stream.read(length)
-    if len(envelope) != length:
-        raise BundleError("bundle ends inside the signed manifest")
-    return SignedManifest.from_bytes(envelope)
+    if length > MAX_MANIFEST_SIZE:
+        raise BundleError(f"manifest length {length} exceeds {MAX_MANIFEST_SIZE}")
+    data = stream.read(length)
+    if len(data) != length:
+        raise BundleError("bundle ends inside the manifest")
+    return SignedManifest(manifest_bytes=data, key_id=kid.hex(), signature=signature)
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ class VerifiedFile:
 
 
 def iter_files(stream: BinaryIO, manifest: Manifest) -> Iterator[VerifiedFile]:
-    """Stream the files after the envelope, checking sizes and hashes; refuse trailing bytes.
+    """Stream the files after the manifest, checking sizes and hashes; refuse trailing bytes.
 
     A hash mismatch raises BundleError after the file's last chunk, so a consumer writing to a
     staging area must discard the file on error.

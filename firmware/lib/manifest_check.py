@@ -2,8 +2,9 @@
 
 check_manifest() returns the parsed manifest or raises ManifestRejected whose `reason` is one of
 REASONS. The signature is checked over the exact manifest bytes received (Ed25519 over
-b"LLv1-manifest" + SHA-256(bytes)); only then are the bytes parsed. FileCheck guards each file
-streamed after the manifest: never more bytes than declared, and the SHA-256 must match.
+b"LLv1-manifest" + SHA-256(bytes)); only then are the bytes parsed. read_header() parses the
+86-byte bundle header (see docs/update-format.md); FileCheck guards each file streamed after
+the manifest: never more bytes than declared, and the SHA-256 must match.
 """
 
 import binascii
@@ -17,8 +18,8 @@ import ed25519
 
 MAGIC = b"LLBUNDLE"
 BUNDLE_FORMAT = const(1)
-HEADER_SIZE = const(14)
-MAX_ENVELOPE_SIZE = const(16384)
+HEADER_SIZE = const(86)  # magic 8, format 2, manifest length 4, key id 8, signature 64
+MAX_MANIFEST_SIZE = const(16384)
 MANIFEST_TAG = b"LLv1-manifest"
 ROTATION_TAG = b"LLv1-rotation"
 REVOCATION_TAG = b"LLv1-revocation"
@@ -32,7 +33,6 @@ REASONS = (
 )
 _FIELDS = ("format", "version", "sequence", "board", "created", "expires", "key_id", "kind",
            "files", "total_size")
-_HEX = "0123456789abcdef"
 
 
 class ManifestRejected(ValueError):
@@ -44,24 +44,26 @@ class ManifestRejected(ValueError):
         self.detail = detail
 
 
-def envelope_length(header):
-    """Length of the signed envelope that follows a 14-byte bundle header."""
+def read_header(header):
+    """(manifest length, key id hex, 64-byte signature) from an 86-byte bundle header."""
     if len(header) != HEADER_SIZE:
         raise ManifestRejected("malformed", "short bundle header")
-    magic, fmt, length = struct.unpack(">8sHI", header)
+    magic, fmt, length, kid, signature = struct.unpack(">8sHI8s64s", header)
     if magic != MAGIC or fmt != BUNDLE_FORMAT:
         raise ManifestRejected("malformed", "not a version-1 bundle")
-    if length > MAX_ENVELOPE_SIZE or length < 2:
-        raise ManifestRejected("malformed", "bad envelope length")
-    return length
+    if length > MAX_MANIFEST_SIZE or length < 2:
+        raise ManifestRejected("malformed", "bad manifest length")
+    return length, binascii.hexlify(kid).decode(), signature
 
 
 def _is_hex(text, length):
-    if not isinstance(text, str) or len(text) != length:
+    """Whether text is exactly `length` lowercase hex digits (one small allocation)."""
+    if not isinstance(text, str) or len(text) != length or text.lower() != text:
         return False
-    for ch in text:
-        if ch not in _HEX:
-            return False
+    try:
+        binascii.unhexlify(text)
+    except ValueError:
+        return False
     return True
 
 
@@ -69,30 +71,40 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _open_envelope(envelope, field, tag, trusted, revoked):
-    """(payload str, signer key id) of a signed envelope whose signature checks out."""
-    try:
-        outer = json.loads(envelope)
-        payload = outer[field]
-        kid = outer["key_id"]
-        sig_hex = outer["signature"]
-    except (ValueError, KeyError, TypeError):
-        raise ManifestRejected("malformed", "not a signed envelope")
-    if not isinstance(payload, str) or not _is_hex(kid, 16) or not _is_hex(sig_hex, 128):
-        raise ManifestRejected("malformed", "envelope fields have the wrong type")
+def _check_signature(payload, kid, signature, tag, trusted, revoked):
+    """Raise unless `signature` by trusted, unrevoked key `kid` covers the exact `payload`."""
+    if not _is_hex(kid, 16) or len(signature) != 64:
+        raise ManifestRejected("malformed", "key id or signature has the wrong form")
     if kid in revoked:
         raise ManifestRejected("revoked_key", kid)
     public = trusted.get(kid)
     if public is None:
         raise ManifestRejected("unknown_key", kid)
-    del outer
-    # The str is hashed as the exact bytes received (ASCII); no second copy is made.
+    # bytes or str alike are hashed as the exact bytes received; no copy is made.
     message = tag + hashlib.sha256(payload).digest()
     try:
-        ed25519.verify(public, message, binascii.unhexlify(sig_hex))
+        ed25519.verify(public, message, signature)
     except ed25519.BadSignature as exc:
         raise ManifestRejected("bad_signature", str(exc))
-    return payload, kid
+
+
+def _open_statement(envelope, tag, trusted, revoked):
+    """(document, signer key id) of a signed JSON statement envelope (rotation, revocation)."""
+    try:
+        outer = json.loads(envelope)
+        payload = outer["statement"]
+        kid = outer["key_id"]
+        signature = binascii.unhexlify(outer["signature"])
+    except (ValueError, KeyError, TypeError):
+        raise ManifestRejected("malformed", "not a signed statement envelope")
+    if not isinstance(payload, str):
+        raise ManifestRejected("malformed", "statement is not a string")
+    del outer
+    _check_signature(payload, kid, signature, tag, trusted, revoked)
+    try:
+        return json.loads(payload), kid
+    except ValueError:
+        raise ManifestRejected("malformed", "statement is not JSON")
 
 
 def _check_fields(m):
@@ -132,17 +144,19 @@ def _check_fields(m):
         raise ManifestRejected("malformed", "total_size")
 
 
-def check_manifest(envelope, trusted, revoked, installed_sequence, board, now, hardware=None):
-    """The manifest dict of a signed envelope this node may install, or ManifestRejected.
+def check_manifest(manifest, kid, signature, trusted, revoked, installed_sequence, board, now,
+                   hardware=None):
+    """The manifest dict of a signed manifest this node may install, or ManifestRejected.
 
+    manifest: the canonical manifest exactly as received (bytes, or str from a JSON reply);
+    kid: signer key id (16 hex); signature: 64 bytes (from read_header, or unhexlified);
     trusted: {key_id: 32-byte public key} pinned at provisioning; revoked: key ids refused;
     installed_sequence: sequence of the running release; board: this node's board name;
     now: the node's clock (epoch seconds); hardware: this node's hardware revision, if known.
     """
-    data, kid = _open_envelope(envelope, "manifest", MANIFEST_TAG, trusted, revoked)
+    _check_signature(manifest, kid, signature, MANIFEST_TAG, trusted, revoked)
     try:
-        m = json.loads(data)
-        del data
+        m = json.loads(manifest)
     except ValueError:
         raise ManifestRejected("malformed", "manifest is not JSON")
     _check_fields(m)
@@ -164,9 +178,8 @@ def check_manifest(envelope, trusted, revoked, installed_sequence, board, now, h
 
 def check_rotation(envelope, trusted, revoked):
     """(new key id, new 32-byte key, retire_old) from a rotation statement signed by the old key."""
-    data, kid = _open_envelope(envelope, "statement", ROTATION_TAG, trusted, revoked)
+    doc, kid = _open_statement(envelope, ROTATION_TAG, trusted, revoked)
     try:
-        doc = json.loads(data)
         new_hex = doc["new_public_key"]
         ok = doc["type"] == "rotation" and doc["old_key_id"] == kid and _is_hex(new_hex, 64)
     except (ValueError, KeyError, TypeError):
@@ -182,9 +195,8 @@ def check_rotation(envelope, trusted, revoked):
 
 def check_revocation(envelope, trusted, revoked, last_serial):
     """(serial, [key ids]) of a revocation list newer than `last_serial`."""
-    data, _ = _open_envelope(envelope, "statement", REVOCATION_TAG, trusted, revoked)
+    doc, _ = _open_statement(envelope, REVOCATION_TAG, trusted, revoked)
     try:
-        doc = json.loads(data)
         serial = doc["serial"]
         ids = doc["revoked"]
         ok = doc["type"] == "revocation" and _is_int(serial) and isinstance(ids, list)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ota.bundle import mpy_cross_compile, stage_release, write_bundle
+from ota.bundle import HEADER_SIZE, MAGIC, mpy_cross_compile, stage_release, write_bundle
 from ota.keys import (
     canonical_json,
     generate_private_key,
@@ -17,7 +17,7 @@ from ota.keys import (
     make_rotation,
     raw_public_key,
 )
-from ota.manifest import FileEntry, Manifest, SignedManifest, sign_manifest
+from ota.manifest import FileEntry, Manifest, sign_manifest
 from ota.signing import MANIFEST_TAG, ROTATION_TAG, sign_tagged
 from tools.micropython import FIRMWARE_LIB
 
@@ -37,8 +37,9 @@ for kid, hexkey in ring["keys"].items():
 for line in open("cases.jsonl"):
     c = json.loads(line)
     try:
-        m = mc.check_manifest(c["envelope"].encode(), trusted, ring["revoked"], c["installed"],
-                              c["board"], c["now"], c.get("hardware"))
+        m = mc.check_manifest(c["manifest"], c["key_id"], unhexlify(c["signature"]), trusted,
+                              ring["revoked"], c["installed"], c["board"], c["now"],
+                              c.get("hardware"))
         print(json.dumps(["ok", m["version"], m["sequence"]]))
     except mc.ManifestRejected as e:
         print(json.dumps([e.reason, e.detail]))
@@ -54,19 +55,16 @@ def manifest(**changes) -> Manifest:
     return replace(base, **changes)
 
 
-def envelope(m: Manifest | None = None, key=TRUSTED) -> str:
-    return sign_manifest(m or manifest(), key).to_bytes().decode()
+def signed(m: Manifest | None = None, key=TRUSTED) -> dict:
+    """The signed manifest as a check-in reply carries it: manifest text, key id, hex signature."""
+    return json.loads(sign_manifest(m or manifest(), key).to_bytes())
 
 
-def hand_signed(document: dict, key=TRUSTED, tag: bytes = MANIFEST_TAG,
-                envelope_key_id: str | None = None) -> str:
-    """An envelope around an arbitrary document, signed as-is (no validation)."""
-    payload = canonical_json(document)
-    return canonical_json({
-        "key_id": envelope_key_id or key_id(key),
-        "manifest": payload.decode(),
-        "signature": sign_tagged(key, tag, payload).hex(),
-    }).decode()
+def hand_signed(document: dict | bytes, key=TRUSTED, tag: bytes = MANIFEST_TAG) -> dict:
+    """An arbitrary payload, signed as-is (no validation)."""
+    payload = document if isinstance(document, bytes) else canonical_json(document)
+    return {"key_id": key_id(key), "manifest": payload.decode(),
+            "signature": sign_tagged(key, tag, payload).hex()}
 
 
 def run_checks(mpy, tmp_path: Path, cases: list[dict]) -> list:
@@ -85,53 +83,56 @@ def good_dict(**changes) -> dict:
     return {**manifest(key_id=key_id(TRUSTED)).to_json(), **changes}
 
 
-def tampered_envelope() -> str:
-    signed = sign_manifest(manifest(), TRUSTED)
-    forged = signed.manifest_bytes.replace(b'"sequence":10', b'"sequence":99')
-    return SignedManifest(forged, signed.key_id, signed.signature).to_bytes().decode()
+def tampered() -> dict:
+    case = signed()
+    case["manifest"] = case["manifest"].replace('"sequence":10', '"sequence":99')
+    return case
 
 
-def rotation_signature_reused_as_manifest() -> str:
-    """Domain separation: a signature made over a manifest-shaped payload as a rotation."""
-    payload = canonical_json(good_dict())
-    return canonical_json({
-        "key_id": key_id(TRUSTED), "manifest": payload.decode(),
-        "signature": sign_tagged(TRUSTED, ROTATION_TAG, payload).hex(),
-    }).decode()
+def flipped_signature() -> dict:
+    case = signed()
+    sig = bytearray(bytes.fromhex(case["signature"]))
+    sig[10] ^= 0x04
+    return {**case, "signature": sig.hex()}
+
+
+def rotation_signature_reused_as_manifest() -> dict:
+    """Domain separation: a manifest-shaped payload signed as a rotation statement."""
+    return hand_signed(good_dict(), tag=ROTATION_TAG)
 
 
 REFUSALS = {
     "bad_signature": [
-        {"envelope": tampered_envelope()},
-        {"envelope": rotation_signature_reused_as_manifest()},
+        tampered(),
+        rotation_signature_reused_as_manifest(),
+        flipped_signature(),
     ],
-    "unknown_key": [{"envelope": envelope(key=STRANGER)}],
-    "revoked_key": [{"envelope": envelope(key=REVOKED)}],
-    "rollback": [{"envelope": envelope(), "installed": 10},
-                 {"envelope": envelope(), "installed": 11}],
-    "expired": [{"envelope": envelope(), "now": NOW + 86400},
-                {"envelope": envelope(), "now": NOW + 10**6}],
-    "clock_unset": [{"envelope": envelope(), "now": 0}],
-    "wrong_board": [{"envelope": envelope(), "board": "microbit"}],
-    "wrong_hardware": [{"envelope": envelope(), "hardware": "rev-a"}],
+    "unknown_key": [signed(key=STRANGER)],
+    "revoked_key": [signed(key=REVOKED)],
+    "rollback": [{**signed(), "installed": 10}, {**signed(), "installed": 11}],
+    "expired": [{**signed(), "now": NOW + 86400}, {**signed(), "now": NOW + 10**6}],
+    "clock_unset": [{**signed(), "now": 0}],
+    "wrong_board": [{**signed(), "board": "microbit"}],
+    "wrong_hardware": [{**signed(), "hardware": "rev-a"}],
     "malformed": [
-        {"envelope": "not json"},
-        {"envelope": '{"manifest": "x"}'},
-        {"envelope": hand_signed({"format": 1})},
-        {"envelope": hand_signed(good_dict(total_size=1))},
-        {"envelope": hand_signed(good_dict(sequence="11"))},
-        {"envelope": hand_signed(good_dict(
-            files=[{"path": "../boot.py", "size": 150, "sha256": "c" * 64}]))},
-        {"envelope": hand_signed(good_dict(files=[{"path": "a.py", "size": 150, "sha256": "C"}]))},
-        {"envelope": hand_signed(good_dict(key_id=key_id(REVOKED)))},
+        {**signed(), "key_id": "not-a-key-id"},
+        {**signed(), "signature": signed()["signature"][:126]},
+        hand_signed(b"not json"),
+        hand_signed({"format": 1}),
+        hand_signed(good_dict(total_size=1)),
+        hand_signed(good_dict(sequence="11")),
+        hand_signed(good_dict(files=[{"path": "../boot.py", "size": 150, "sha256": "c" * 64}])),
+        hand_signed(good_dict(files=[{"path": "a.py", "size": 150, "sha256": "C"}])),
+        hand_signed(good_dict(files=[{"path": "a.py", "size": 150, "sha256": "z" * 64}])),
+        hand_signed(good_dict(files=[{"path": "a.py", "size": 150, "sha256": "A" * 64}])),
+        hand_signed(good_dict(key_id=key_id(REVOKED))),
     ],
 }
 
 
 def test_a_valid_manifest_is_accepted(mpy, tmp_path):
-    out = run_checks(mpy, tmp_path, [{"envelope": envelope()},
-                                     {"envelope": envelope(), "board": "esp32_devkitc"},
-                                     {"envelope": envelope(), "hardware": None}])
+    out = run_checks(mpy, tmp_path, [signed(), {**signed(), "board": "esp32_devkitc"},
+                                     {**signed(), "hardware": None}])
     assert out == [["ok", "2.0.0", 10]] * 3
 
 
@@ -151,8 +152,9 @@ buf = bytearray(512)
 for name in json.load(open("bundles.json")):
     f = open(name, "rb")
     try:
-        envelope = f.read(mc.envelope_length(f.read(mc.HEADER_SIZE)))
-        m = mc.check_manifest(envelope, trusted, [], 0, "emulated", 1800000000)
+        length, kid, signature = mc.read_header(f.read(mc.HEADER_SIZE))
+        m = mc.check_manifest(f.read(length), kid, signature, trusted, [], 0, "emulated",
+                              1800000000)
         for entry in m["files"]:
             check = mc.FileCheck(entry)
             left = entry["size"]
@@ -194,14 +196,12 @@ def test_node_streams_a_host_built_bundle_and_refuses_tampered_ones(mpy, tmp_pat
     good = _build(tmp_path, "good", "LEVEL = 1\n" * 200, 5)
     other = _build(tmp_path, "other", "LEVEL = 2\n" * 200, 6)
     data, other_data = good.read_bytes(), other.read_bytes()
-    env_len = int.from_bytes(data[10:14], "big")
-    other_env_len = int.from_bytes(other_data[10:14], "big")
-    files_good = data[14 + env_len:]
-    files_other = other_data[14 + other_env_len:]
-    assert len(files_good) == len(files_other)  # same sizes, different contents
+    start = HEADER_SIZE + int.from_bytes(data[10:14], "big")
+    files_other = other_data[HEADER_SIZE + int.from_bytes(other_data[10:14], "big"):]
+    assert len(data) - start == len(files_other)  # same sizes, different contents
     variants = {
         "good.llb": data,
-        "mixed.llb": data[:14 + env_len] + files_other,  # manifest of one, files of another
+        "mixed.llb": data[:start] + files_other,  # manifest of one, files of another
         "endless.llb": data + b"\x00" * 4096,
         "truncated.llb": data[:-7],
         "flipped.llb": data[:-1] + bytes([data[-1] ^ 1]),
@@ -232,17 +232,20 @@ def test_file_check_refuses_the_first_byte_past_the_declared_size(mpy):
     assert out == [["file_too_long", 4], "finished"]
 
 
-def test_bundle_header_is_checked(mpy):
+def test_bundle_header_is_checked(mpy, tmp_path):
+    good = MAGIC + (1).to_bytes(2, "big") + (256).to_bytes(4, "big") + b"\x01" * 8 + b"\x02" * 64
+    headers = [good, good[:8] + b"\x00\x02" + good[10:], b"XX" + good[2:],
+               good[:10] + (10**6).to_bytes(4, "big") + good[14:], good[:85]]
+    (tmp_path / "headers.json").write_text(json.dumps([h.hex() for h in headers]))
     out = mpy(
-        "import json\nimport manifest_check as mc\n"
-        "for h in (b'LLBUNDLE\\x00\\x01\\x00\\x00\\x01\\x00',"
-        " b'LLBUNDLE\\x00\\x02\\x00\\x00\\x01\\x00',"
-        " b'XXBUNDLE\\x00\\x01\\x00\\x00\\x01\\x00', b'LLBUNDLE\\x00\\x01\\x01\\x00\\x00\\x00',"
-        " b'LLBUNDLE'):\n"
-        "    try:\n        print(json.dumps(mc.envelope_length(h)))\n"
+        "import json\nfrom binascii import unhexlify, hexlify\nimport manifest_check as mc\n"
+        "for h in json.load(open('headers.json')):\n"
+        "    try:\n"
+        "        n, kid, sig = mc.read_header(unhexlify(h))\n"
+        "        print(json.dumps([n, kid, hexlify(sig).decode()]))\n"
         "    except mc.ManifestRejected as e:\n        print(json.dumps(e.reason))\n"
     )
-    assert out == [256, "malformed", "malformed", "malformed", "malformed"]
+    assert out == [[256, "01" * 8, "02" * 64], "malformed", "malformed", "malformed", "malformed"]
 
 
 ROTATION = """
@@ -296,12 +299,14 @@ def test_manifest_check_runs_in_a_small_heap(mpy, tmp_path):
         mpy_cross_compile(FIRMWARE_LIB / f"{module}.py", compiled / f"{module}.mpy", module)
     files = [FileEntry(f"lib/module_{i:02d}.mpy", 1000 + i, f"{i:064x}") for i in range(40)]
     m = replace(manifest(), files=tuple(files), total_size=sum(f.size for f in files))
-    (tmp_path / "envelope.json").write_text(envelope(m))
+    case = signed(m)
+    (tmp_path / "manifest.json").write_text(case["manifest"])
     out = mpy(
         "import json\nimport manifest_check as mc\nfrom binascii import unhexlify\n"
         f"trusted = {{'{key_id(TRUSTED)}': unhexlify('{raw_public_key(TRUSTED).hex()}')}}\n"
-        "with open('envelope.json', 'rb') as f:\n    env = f.read()\n"
-        f"m = mc.check_manifest(env, trusted, [], 9, 'emulated', {NOW})\n"
+        "with open('manifest.json', 'rb') as f:\n    data = f.read()\n"
+        f"m = mc.check_manifest(data, '{case['key_id']}', unhexlify('{case['signature']}'),"
+        f" trusted, [], 9, 'emulated', {NOW})\n"
         "print(json.dumps([m['version'], len(m['files'])]))\n",
         heap_kb=64, path_dirs=[compiled],
     )

@@ -22,6 +22,7 @@ from ota.bundle import (
 from ota.errors import BadSignature, BuildError, BundleError, ExpiredManifest
 from ota.keys import KeyRing, generate_private_key, raw_public_key
 from ota.manifest import sign_manifest
+from ota.signing import MANIFEST_TAG, signed_message
 from tools.micropython import run_micropython
 
 KEY = generate_private_key()
@@ -65,13 +66,15 @@ def test_build_compiles_modules_keeps_boot_and_main_as_source(tmp_path):
     assert (stage / "files" / "lib" / "greet.mpy").read_bytes()[:1] == b"M"  # .mpy magic
 
 
-def test_bundle_layout_is_header_envelope_then_files_in_order(tmp_path):
+def test_bundle_layout_is_header_manifest_then_files_in_order(tmp_path):
     stage, bundle = build(tmp_path)
     data = bundle.read_bytes()
-    magic, fmt, length = struct.unpack(">8sHI", data[:HEADER_SIZE])
-    assert (magic, fmt) == (MAGIC, 1)
-    envelope = json.loads(data[HEADER_SIZE:HEADER_SIZE + length])
-    manifest = json.loads(envelope["manifest"])
+    magic, fmt, length, kid, signature = struct.unpack(">8sHI8s64s", data[:HEADER_SIZE])
+    assert (magic, fmt, HEADER_SIZE) == (MAGIC, 1, 86)
+    raw = data[HEADER_SIZE:HEADER_SIZE + length]
+    manifest = json.loads(raw)
+    assert manifest["key_id"] == kid.hex()
+    KEY.public_key().verify(signature, signed_message(MANIFEST_TAG, raw))
     body = b"".join((stage / "files" / f["path"]).read_bytes() for f in manifest["files"])
     assert data[HEADER_SIZE + length:] == body
     assert len(body) == manifest["total_size"]
@@ -98,7 +101,8 @@ def _rewrite(bundle: Path, transform) -> Path:
     (lambda d: b"XX" + d[2:], "magic"),
     (lambda d: d[:8] + b"\x00\x02" + d[10:], "format"),
     (lambda d: d[:10] + b"\x7f\xff\xff\xff" + d[14:], "exceeds"),
-    (lambda d: d[:20], "ends inside the signed manifest"),
+    (lambda d: d[:20], "shorter than its header"),
+    (lambda d: d[:100], "ends inside the manifest"),
 ])
 def test_damaged_bundles_are_refused(tmp_path, transform, match):
     _, bundle = build(tmp_path)
@@ -113,6 +117,7 @@ def test_files_from_another_release_fail_their_hash(tmp_path):
     a, b = first.read_bytes(), second.read_bytes()
     a_env = HEADER_SIZE + struct.unpack(">I", a[10:14])[0]
     b_env = HEADER_SIZE + struct.unpack(">I", b[10:14])[0]
+    assert a[HEADER_SIZE:a_env] != b[HEADER_SIZE:b_env]
     mixed = tmp_path / "mixed.llb"
     mixed.write_bytes(a[:a_env] + b[b_env:])
     with pytest.raises(BundleError, match="defaults.json does not match"):
@@ -123,15 +128,16 @@ def test_signature_is_checked_before_any_file_data(tmp_path):
     _, bundle = build(tmp_path)
     data = bundle.read_bytes()
     length = struct.unpack(">I", data[10:14])[0]
-    envelope = json.loads(data[HEADER_SIZE:HEADER_SIZE + length])
-    envelope["manifest"] = envelope["manifest"].replace('"sequence":3', '"sequence":9')
-    forged = json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
+    manifest = data[HEADER_SIZE:HEADER_SIZE + length]
+    forged = manifest.replace(b'"sequence":3', b'"sequence":9')
+    header = bytearray(data[:HEADER_SIZE])
+    header[10:14] = struct.pack(">I", len(forged))
     bad = tmp_path / "forged.llb"
-    bad.write_bytes(struct.pack(">8sHI", MAGIC, 1, len(forged)) + forged + b"garbage")
+    bad.write_bytes(bytes(header) + forged + b"garbage")
     with pytest.raises(BadSignature):
         verify_bundle(bad, ring())
     with open(bad, "rb") as stream:
-        assert read_envelope(stream).key_id == envelope["key_id"]
+        assert read_envelope(stream).manifest_bytes == forged
         assert stream.read() == b"garbage"
 
 
