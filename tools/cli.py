@@ -22,6 +22,9 @@ def _register_commands() -> None:
     from tools.cli_server import server_app
 
     app.add_typer(server_app, name="server")
+    from tools.cli_rollout import rollout_app
+
+    app.add_typer(rollout_app, name="rollout")
 
 
 _register_commands()

@@ -10,7 +10,7 @@ from rich.console import Console
 
 server_app = typer.Typer(help="Run and administer the fleet server.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @server_app.command("run")

@@ -1,0 +1,124 @@
+"""`lamplighter rollout …`: stage a release across the fleet and watch it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tools.api_client import SERVER_OPTION, TOKEN_OPTION, ApiClient
+
+rollout_app = typer.Typer(help="Roll a release out in waves, watch it, pause, resume or abort.",
+                          no_args_is_help=True)
+console = Console()
+
+
+def _waves(text: str) -> list[int]:
+    try:
+        waves = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter("waves are comma-separated percentages, e.g. 5,25,100") from None
+    return waves
+
+
+def print_rollout(r: dict[str, Any]) -> None:
+    """A rollout's state and a table of its waves."""
+    colour = {"active": "green", "paused": "yellow", "aborted": "red",
+              "completed": "cyan"}.get(r["state"], "white")
+    console.print(f"rollout {r['id']} of {r['version']} [{colour}]{r['state']}[/{colour}]"
+                  f"{' — ' + r['state_reason'] if r['state_reason'] else ''}; "
+                  f"current wave {r['wave']}; target {json.dumps(r['target'])}")
+    table = Table("wave", "percent", "planned", "offered", "committed", "failed", "in progress")
+    for w in r["waves"]:
+        s = w["states"]
+        failed = sum(s.get(k, 0) for k in ("failed", "rolled_back", "refused"))
+        busy = sum(s.get(k, 0) for k in ("offered", "downloading", "installing", "installed"))
+        marker = " ←" if w["wave"] == r["wave"] else ""
+        table.add_row(f"{w['wave']}{marker}", f"{w['percent']} %", str(w["planned"]),
+                      str(sum(s.values())), str(s.get("committed", 0)), str(failed), str(busy))
+    console.print(table)
+
+
+@rollout_app.command("create")
+def create(
+    release_id: int = typer.Argument(..., help="Release id (see `lamplighter rollout releases`)."),
+    waves: str = typer.Option("10,50,100", help="Cumulative percentages; the first is the canary."),
+    group: str | None = typer.Option(None, help="Only nodes in this group."),
+    district: str | None = typer.Option(None, help="Only nodes in this district."),
+    board: str | None = typer.Option(None, help="Only this board type."),
+    tag: str | None = typer.Option(None, help="Only nodes with this tag."),
+    from_version: str | None = typer.Option(None, help="Only nodes running this version."),
+    failure_threshold: float = typer.Option(20.0, help="Pause when this % of a wave fails."),
+    success_threshold: float | None = typer.Option(
+        90.0, help="Advance when this % of the wave committed; 0 = advance by hand."),
+    window: str | None = typer.Option(
+        None, help="Only offer the update between these local hours, e.g. 9-16 (daytime)."),
+    tz: str = typer.Option("UTC", help="Time zone of --window, e.g. Europe/London."),
+    downgrade: bool = typer.Option(False, help="Allow offering an older version (signed "
+                                               "downgrade with a higher sequence)."),
+    name: str = typer.Option("", help="A name for the dashboard."),
+    server: str | None = SERVER_OPTION, token: str | None = TOKEN_OPTION,
+) -> None:
+    """Start offering a release to the matching nodes, canary wave first."""
+    body: dict[str, Any] = {
+        "release_id": release_id, "name": name, "waves": _waves(waves),
+        "target": {k: v for k, v in {"group": group, "district": district, "board": board,
+                                     "tag": tag, "from_version": from_version}.items() if v},
+        "failure_threshold_pct": failure_threshold,
+        "success_threshold_pct": success_threshold or None, "allow_downgrade": downgrade}
+    if window:
+        try:
+            start, end = (int(x) for x in window.split("-"))
+        except ValueError:
+            raise typer.BadParameter("--window is START-END in hours, e.g. 9-16") from None
+        body["window"] = {"start_hour": start, "end_hour": end, "tz": tz}
+    print_rollout(ApiClient(server, token).call("POST", "/api/v1/rollouts", json=body))
+
+
+@rollout_app.command("status")
+def status(rollout_id: int | None = typer.Argument(None, help="Rollout id; all when omitted."),
+           nodes: bool = typer.Option(False, help="Also list every node's update state."),
+           server: str | None = SERVER_OPTION, token: str | None = TOKEN_OPTION) -> None:
+    """Show a rollout's waves and counts (or every rollout)."""
+    api = ApiClient(server, token)
+    if rollout_id is None:
+        for r in api.call("GET", "/api/v1/rollouts"):
+            print_rollout(r)
+        return
+    print_rollout(api.call("GET", f"/api/v1/rollouts/{rollout_id}"))
+    if nodes:
+        table = Table("node", "wave", "state", "detail", "updated")
+        for n in api.call("GET", f"/api/v1/rollouts/{rollout_id}/nodes"):
+            table.add_row(n["device_id"], str(n["wave"]), n["state"], n["detail"],
+                          n["updated_at"][:19])
+        console.print(table)
+
+
+def _action(action: str, help_text: str) -> None:
+    def command(rollout_id: int = typer.Argument(..., help="Rollout id."),
+                server: str | None = SERVER_OPTION, token: str | None = TOKEN_OPTION) -> None:
+        print_rollout(ApiClient(server, token).call("POST",
+                                                    f"/api/v1/rollouts/{rollout_id}/{action}"))
+
+    command.__doc__ = help_text
+    rollout_app.command(action)(command)
+
+
+_action("pause", "Stop offering the release to more nodes (nodes mid-update finish).")
+_action("resume", "Offer the release again after a pause.")
+_action("abort", "End the rollout for good; no further node is offered the release.")
+_action("advance", "Move to the next wave now, without waiting for the success threshold.")
+
+
+@rollout_app.command("releases")
+def releases(server: str | None = SERVER_OPTION, token: str | None = TOKEN_OPTION) -> None:
+    """List the releases the server holds."""
+    table = Table("id", "version", "sequence", "kind", "boards", "key", "size", "uploaded")
+    for r in ApiClient(server, token).call("GET", "/api/v1/releases"):
+        table.add_row(str(r["id"]), r["version"], str(r["sequence"]), r["kind"],
+                      ",".join(r["boards"]), r["key_id"], f"{r['bundle_size']:,}",
+                      r["created_at"][:19])
+    console.print(table)
