@@ -460,3 +460,66 @@ def test_one_hundred_power_cuts_on_littlefs(mpy):
         f"{dropped} dropped (counted), {acked} acked, {length} left"
     )
     assert dropped > 0 and acked > 0
+
+
+# Random operation sequences against a plain in-memory model of the queue's promises.
+RANDOM_OPS = """
+import json
+from telemetry_queue import TelemetryQueue
+q = TelemetryQueue("q", capacity=%d, segment_records=%d)
+with open("ops.txt") as src:
+    for line in src:
+        op = json.loads(line)
+        if op[0] == "append":
+            out = q.append(("p%%d" %% op[1]).encode() + b"." * (op[1] %% 200))
+        elif op[0] == "peek":
+            out = [[s, p.decode()] for s, p in q.peek(op[1], from_seq=op[2])]
+        elif op[0] == "ack":
+            out = q.ack(op[1])
+        else:
+            q = TelemetryQueue("q", capacity=%d, segment_records=%d)
+            out = None
+        print(json.dumps([out, len(q), q.next_seq, q.dropped, q.acked]))
+"""
+
+
+def test_random_operations_match_a_simple_model(mpy, tmp_path):
+    capacity, segment = 23, 5
+    for seed in range(3):
+        rng = random.Random(seed)
+        for leftover in (tmp_path / "q").glob("*"):
+            leftover.unlink()
+        queue: list[tuple[int, str]] = []
+        next_seq, dropped, acked, n = 1, 0, 0, 0
+        ops, expected = [], []
+        for _ in range(400):
+            pick = rng.random()
+            if pick < 0.55:
+                n += 1
+                ops.append(["append", n])
+                if len(queue) == capacity:
+                    queue.pop(0)
+                    dropped += 1
+                queue.append((next_seq, f"p{n}" + "." * (n % 200)))
+                out: object = next_seq
+                next_seq += 1
+            elif pick < 0.75:
+                count = rng.randint(1, 8)
+                start = None if rng.random() < 0.5 else next_seq - rng.randint(0, 30)
+                ops.append(["peek", count, start])
+                out = [[s, p] for s, p in queue if start is None or s >= start][:count]
+            elif pick < 0.92:
+                upto = next_seq - rng.randint(0, 25)
+                ops.append(["ack", upto])
+                gone = [r for r in queue if r[0] <= upto]
+                queue = queue[len(gone) :]
+                acked += len(gone)
+                out = len(gone)
+            else:
+                ops.append(["reopen"])
+                out = None
+            expected.append([out, len(queue), next_seq, dropped, acked])
+        (tmp_path / "ops.txt").write_text("".join(json.dumps(op) + "\n" for op in ops))
+        got = mpy(RANDOM_OPS % (capacity, segment, capacity, segment))
+        for i, (op, want, have) in enumerate(zip(ops, expected, got, strict=True)):
+            assert have == want, (seed, i, op)
