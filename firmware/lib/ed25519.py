@@ -194,6 +194,8 @@ _var_tables = [bytearray(_PROJECTIVE * _VAR_POINTS) for _ in range(2)]
 _tables = (memoryview(_BASE_MULTIPLES), memoryview(_BASE128_MULTIPLES),
            memoryview(_var_tables[0]), memoryview(_var_tables[1]))
 _ZERO_DIGITS = bytes(_DIGITS)
+# Bit j of _active[i] is set when scalar j has a nonzero digit at position i.
+_active = bytearray(_DIGITS)
 # The last public key whose multiples are in _var_tables[0]: a node verifies with the same
 # pinned key again and again, so its decoding and table are kept for the next call.
 _cached_key = bytearray(32)
@@ -274,9 +276,13 @@ def _half_size(k):
     return r0, t0
 
 
-def _recode(scalar, width, digits):
-    """Fill `digits` (least significant first) with the width-`width` NAF of scalar; top index."""
+def _recode(scalar, width, digits, bit):
+    """Fill `digits` (least significant first) with the width-`width` NAF of scalar; top index.
+
+    Marks `bit` in _active at every nonzero digit.
+    """
     digits[0:_DIGITS] = _ZERO_DIGITS
+    active = _active
     full = 1 << width
     half = full >> 1
     i = 0
@@ -288,6 +294,7 @@ def _recode(scalar, width, digits):
                 d -= full
             scalar -= d
             digits[i] = d
+            active[i] |= bit
             top = i
             scalar >>= width
             i += width
@@ -357,9 +364,12 @@ def _combination_is_identity(scalars):
     scalars: (t0, t1, c, d); A' and R' are the points whose odd multiples fill _var_tables.
     """
     digits = _digits
-    top = max(_recode(scalars[0], _WIDTH_B, digits[0]), _recode(scalars[1], _WIDTH_B, digits[1]),
-              _recode(scalars[2], _WIDTH_V, digits[2]), _recode(scalars[3], _WIDTH_V, digits[3]))
-    n0, n1, n2, n3 = digits
+    active = _active
+    active[0:_DIGITS] = _ZERO_DIGITS
+    top = max(_recode(scalars[0], _WIDTH_B, digits[0], 1),
+              _recode(scalars[1], _WIDTH_B, digits[1], 2),
+              _recode(scalars[2], _WIDTH_V, digits[2], 4),
+              _recode(scalars[3], _WIDTH_V, digits[3], 8))
     tables = _tables
     from_bytes = int.from_bytes
     m = _MASK
@@ -369,7 +379,7 @@ def _combination_is_identity(scalars):
     t = 0
     i = top
     while i >= 0:
-        pending = (n0[i] != 0) + (n1[i] != 0) + (n2[i] != 0) + (n3[i] != 0)
+        flags = active[i]
         # Doubling (dbl-2008-hwcd); T only when an addition follows at this position.
         a = x * x
         a = (a & m) + 19 * (a >> 255)
@@ -393,14 +403,17 @@ def _combination_is_identity(scalars):
         z = f * g
         z = (z & m) + 19 * (z >> 255)
         z = (z & m) + 19 * (z >> 255)
-        if pending:
+        if flags:
             t = e * h
             t = (t & m) + 19 * (t >> 255)
             t = (t & m) + 19 * (t >> 255)
-            for j in range(4):
+        j = -1
+        while flags:
+            j += 1
+            bit = flags & 1
+            flags >>= 1
+            if bit:
                 digit = digits[j][i]
-                if not digit:
-                    continue
                 tab = tables[j]
                 size = _AFFINE if j < 2 else _PROJECTIVE
                 o = size * ((digit if digit > 0 else -digit) >> 1)
@@ -435,8 +448,7 @@ def _combination_is_identity(scalars):
                 z = f * g
                 z = (z & m) + 19 * (z >> 255)
                 z = (z & m) + 19 * (z >> 255)
-                pending -= 1
-                if pending:
+                if flags:  # another addition follows at this position
                     t = e * h
                     t = (t & m) + 19 * (t >> 255)
                     t = (t & m) + 19 * (t >> 255)
