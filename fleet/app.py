@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
-from fleet.api import device, devices, releases, telemetry
+from fleet.api import dashboard, device, devices, releases, telemetry
 from fleet.db import check_migrated, get_engine
 from fleet.logs import setup_logging
 from fleet.settings import get_settings
@@ -34,6 +34,7 @@ def create_app(check_schema: bool = True) -> FastAPI:
     app.include_router(devices.router)
     app.include_router(releases.router)
     app.include_router(telemetry.router)
+    app.include_router(dashboard.router)
     app.add_exception_handler(DataError, _refused_by_database)
     app.add_exception_handler(OverflowError, _refused_by_database)
     if not settings.master_key:

@@ -62,3 +62,9 @@ def test_token_cli_creates_and_refuses_unknown_roles(fresh_env):
     assert ok.exit_code == 0 and ok.output.strip().startswith("llo_")
     bad = runner.invoke(cli, ["server", "create-token", "--name", "x", "--role", "admin"])
     assert bad.exit_code == 2 and "unknown role" in bad.output
+
+
+def test_dashboard_page_is_served(client):
+    resp = client.get("/")
+    assert resp.status_code == 200 and "Lamplighter fleet" in resp.text
+    assert "/api/v1/fleet/summary" in resp.text
