@@ -78,13 +78,24 @@ def save_private_key(key: Ed25519PrivateKey, path: Path, password: bytes | None 
     _write_atomic(Path(path), pem, 0o600)
 
 
-def save_public_key(key: Ed25519PublicKey | Ed25519PrivateKey, path: Path) -> None:
-    """SubjectPublicKeyInfo PEM (what `release verify` and the server load)."""
+PUBLIC_KEY_ENCODINGS = ("pem", "raw", "hex")
+
+
+def save_public_key(key: Ed25519PublicKey | Ed25519PrivateKey, path: Path,
+                    encoding: str = "pem") -> None:
+    """Write a public key as SubjectPublicKeyInfo PEM, 32 raw bytes, or 64 hex digits."""
     if isinstance(key, Ed25519PrivateKey):
         key = key.public_key()
-    pem = key.public_bytes(serialization.Encoding.PEM,
-                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    _write_atomic(Path(path), pem, 0o644)
+    if encoding == "pem":
+        data = key.public_bytes(serialization.Encoding.PEM,
+                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    elif encoding == "raw":
+        data = raw_public_key(key)
+    elif encoding == "hex":
+        data = raw_public_key(key).hex().encode("ascii") + b"\n"
+    else:
+        raise ValueError(f"encoding must be one of {', '.join(PUBLIC_KEY_ENCODINGS)}")
+    _write_atomic(Path(path), data, 0o644)
 
 
 def load_private_key(path: Path, password: bytes | None = None) -> Ed25519PrivateKey:

@@ -13,6 +13,7 @@ import typer
 from ota.bundle import load_staged, stage_release, verify_bundle, write_bundle
 from ota.errors import KeyFileError, OtaError
 from ota.keys import (
+    PUBLIC_KEY_ENCODINGS,
     KeyRing,
     generate_private_key,
     key_id,
@@ -68,6 +69,8 @@ def keygen(
         help="Encrypt the private key with a password (prompted, or --password-env).")] = False,
     password_env: Annotated[str | None, typer.Option(
         help="Environment variable holding the password for --encrypt.")] = None,
+    public_format: Annotated[str, typer.Option(
+        help="Public key file format: pem, raw (32 bytes) or hex.")] = "pem",
     force: Annotated[bool, typer.Option(help="Overwrite existing key files.")] = False,
 ) -> None:
     """Create an Ed25519 release key pair and print its key id.
@@ -75,6 +78,8 @@ def keygen(
     Keep the private key offline: only the public key goes to the server and the nodes.
     """
     public_key = public_key or private_key.with_name(private_key.name + ".pub")
+    if public_format not in PUBLIC_KEY_ENCODINGS:
+        raise _fail(f"--public-format must be one of {', '.join(PUBLIC_KEY_ENCODINGS)}")
     _refuse_overwrite([private_key, public_key], force)
     password = None
     if encrypt:
@@ -87,7 +92,7 @@ def keygen(
                                     confirmation_prompt=True).encode()
     key = generate_private_key()
     save_private_key(key, private_key, password)
-    save_public_key(key, public_key)
+    save_public_key(key, public_key, public_format)
     typer.echo(f"key id {key_id(key)}")
     typer.echo(f"private key: {private_key} (keep offline)")
     typer.echo(f"public key:  {public_key}")

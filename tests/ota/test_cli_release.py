@@ -126,3 +126,13 @@ def test_rotate_and_revoke_write_statements_the_key_ring_accepts(tmp_path):
                     "--out", tmp_path / "rev.json")
     assert result.exit_code == 0, result.output
     assert apply_revocation(ring, (tmp_path / "rev.json").read_bytes()) == [third_id]
+
+
+def test_keygen_writes_the_public_key_in_the_requested_format(tmp_path):
+    result = invoke("keygen", tmp_path / "k.pem", "--public-format", "hex")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "k.pem.pub").read_text().strip()
+    assert text == load_private_key(tmp_path / "k.pem").public_key().public_bytes_raw().hex()
+    bad = invoke("keygen", tmp_path / "j.pem", "--public-format", "der")
+    assert bad.exit_code == 1 and "pem, raw, hex" in bad.output
+    assert not (tmp_path / "j.pem").exists()

@@ -49,13 +49,16 @@ def test_private_key_file_round_trip_with_and_without_password(tmp_path):
         load_private_key(tmp_path / "missing.pem")
 
 
-def test_public_key_loads_from_pem_raw_or_hex(tmp_path):
+def test_public_key_saves_and_loads_as_pem_raw_or_hex(tmp_path):
     key = generate_private_key()
     raw = raw_public_key(key)
     save_public_key(key, tmp_path / "k.pub")
-    (tmp_path / "k.raw").write_bytes(raw)
-    (tmp_path / "k.hex").write_text(raw.hex() + "\n")
+    save_public_key(key, tmp_path / "k.raw", encoding="raw")
+    save_public_key(key, tmp_path / "k.hex", encoding="hex")
     (tmp_path / "bad").write_text("hello")
+    assert (tmp_path / "k.pub").read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert (tmp_path / "k.raw").read_bytes() == raw
+    assert (tmp_path / "k.hex").read_text().strip() == raw.hex()
     for name in ("k.pub", "k.raw", "k.hex"):
         assert load_public_key(tmp_path / name) == raw
     with pytest.raises(KeyFileError):
