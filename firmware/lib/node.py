@@ -96,9 +96,11 @@ class Node:
         self._due = {
             "occupancy": now, "light": now, "bme280": now, "pms_drain": now,
             "pms5003": now + self.periods["pms5003"], "report": now + REPORT_INTERVAL_S * 1000,
-            "checkin": now + FIRST_CHECKIN_MS, "upload": now + FIRST_CHECKIN_MS,
             "housekeeping": now, "watchdog": now,
         }
+        if uplink is not None:
+            self._due["checkin"] = now + FIRST_CHECKIN_MS
+            self._due["upload"] = now + FIRST_CHECKIN_MS
         self.log.info("boot", fw=FW_VERSION, board=board.name, reason=self.boot_reason,
                       config_version=cfg["version"], queued=len(self.queue))
 
