@@ -184,11 +184,11 @@ def _copy_checked(path: Path, entry: FileEntry, out: BinaryIO) -> None:
 def read_envelope(stream: BinaryIO) -> SignedManifest:
     """Read the bundle header and manifest (unverified); leaves the stream at the first file."""
     header = stream.read(HEADER_SIZE)
+    if header[:len(MAGIC)] != MAGIC[:len(header)] or not header:
+        raise BundleError("not a Lamplighter bundle (bad magic)")
     if len(header) != HEADER_SIZE:
         raise BundleError("bundle is shorter than its header")
     magic, fmt, length, kid, signature = HEADER.unpack(header)
-    if magic != MAGIC:
-        raise BundleError("not a Lamplighter bundle (bad magic)")
     if fmt != BUNDLE_FORMAT:
         raise BundleError(f"unsupported bundle format {fmt}")
     if length > MAX_MANIFEST_SIZE:

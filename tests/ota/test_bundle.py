@@ -102,6 +102,8 @@ def _rewrite(bundle: Path, transform) -> Path:
     (lambda d: d[:8] + b"\x00\x02" + d[10:], "format"),
     (lambda d: d[:10] + b"\x7f\xff\xff\xff" + d[14:], "exceeds"),
     (lambda d: d[:20], "shorter than its header"),
+    (lambda d: b"not a bundle at all", "bad magic"),
+    (lambda d: b"", "bad magic"),
     (lambda d: d[:100], "ends inside the manifest"),
 ])
 def test_damaged_bundles_are_refused(tmp_path, transform, match):
