@@ -9,9 +9,22 @@ WATCHDOG_MS = 30000
 FATAL_RETRY_MS = 5000
 
 
-def make_uplink(board):
-    """The link to the fleet server; an emulated board without a server reports to its world."""
-    return getattr(board, "uplink", None)
+IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned
+
+
+def make_uplink(board, log):
+    """The signed HTTP link to the fleet server when the node has an identity; otherwise the
+    board's own stand-in (an emulated board reports to its world) or nothing."""
+    import json
+
+    try:
+        with open(board.flash_dir.rstrip("/") + "/" + IDENTITY_FILE) as f:
+            identity = json.loads(f.read())
+    except (OSError, ValueError):
+        return getattr(board, "uplink", None)
+    from uplink import Uplink
+
+    return Uplink(identity, board.epoch_s, log)
 
 
 def main():
@@ -24,7 +37,7 @@ def main():
     try:
         from node import Node
 
-        node = Node(board, uplink=make_uplink(board), log=log,
+        node = Node(board, uplink=make_uplink(board, log), log=log,
                     measure_raw=getattr(board, "measure_raw", False))
         node.run()
     except Exception as e:  # noqa: the app itself failed: stay lit, then reboot

@@ -70,6 +70,8 @@ class Node:
         self.ld2410 = LD2410(board.uart_radar)
         self.pir = PIR(board.pin_pir)
         self._failed = [False] * len(SENSORS)
+        self.uplink_errors = 0  # check-ins and uploads that failed on the network
+        self.rejected_records = 0  # records the server refused (dropped from the queue)
         self.loop_errors = 0  # exceptions caught in the loop (counted as "controller" faults)
         self._errors_in_row = 0
         self._formats = {}
@@ -234,7 +236,12 @@ class Node:
         return rssi() if rssi else None
 
     def _checkin(self, now):
-        reply = self.uplink.checkin(self.status())
+        try:
+            reply = self.uplink.checkin(self.status())
+        except Exception as e:  # noqa: a network failure is not a node failure
+            self.uplink_errors += 1
+            self.log.warn("checkin_failed", error=repr(e))
+            return
         self._done_cmds = []
         if not reply:
             return
@@ -306,7 +313,18 @@ class Node:
             records = self.queue.peek(batch)
             if not records:
                 return True
-            top = self.uplink.post_telemetry(records)
+            try:
+                top = self.uplink.post_telemetry(records)
+            except Exception as e:  # noqa: never let the uplink stop the lamp
+                if type(e).__name__ != "Rejected":
+                    self.uplink_errors += 1
+                    self.log.warn("upload_failed", error=repr(e))
+                    return False
+                # the server refuses this batch for its content: resending cannot help
+                top = records[-1][0]
+                self.rejected_records += len(records)
+                self.log.error("telemetry_rejected", first=records[0][0], last=top,
+                               detail=repr(e))
             if top is None:
                 return False
             self.queue.ack(top)

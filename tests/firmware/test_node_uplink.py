@@ -90,3 +90,47 @@ def test_reboot_command_restarts_the_node_and_is_acknowledged(tmp_path):
     statuses = [s for _, s in launcher.world.records.checkins]
     assert statuses[1]["boot_reason"] == "soft" and statuses[1]["commands_done"] == ["r9"]
     assert statuses[2]["commands_done"] == []
+
+
+FLAKY_UPLINK_RUN = """
+from node import Node
+
+class Rejected(Exception):
+    pass
+
+class FlakyUplink:
+    def __init__(self):
+        self.posts = 0
+        self.stored = []
+
+    def checkin(self, status):
+        raise OSError(113)  # no route to host
+
+    def post_telemetry(self, records):
+        self.posts += 1
+        if self.posts == 1:
+            raise OSError(110)  # timed out: keep the records, retry later
+        if self.posts == 2:
+            raise Rejected(422, "bad reading")  # refused for its content: drop that batch
+        self.stored.extend(s for s, _ in records)
+        return records[-1][0]
+
+up = FlakyUplink()
+node = Node(board, cfg={"telemetry_batch": 2}, uplink=up)
+node.run(until_ms=300000)
+print(json.dumps({"stored": up.stored, "controller": node.sensor_faults()["controller"],
+                  "uplink_errors": node.uplink_errors, "rejected": node.rejected_records,
+                  "queued": node.queued_records, "left": len(node.queue)}))
+"""
+
+
+def test_network_errors_and_refused_batches_never_touch_the_lamp(tmp_path):
+    scenario = Scenario(start_epoch=NIGHT_START, footfall_scale=0.0, bus_stop_per_h=0.0)
+    with running_world(scenario) as world:
+        [out] = run_on_board(world, FLAKY_UPLINK_RUN, tmp_path, heap_kb=NODE_HEAP_KB)
+        dim_from = next(ms for ms, duty in world.records.lamp if ms > 0 and duty < 65535)
+        levels = [duty for ms, duty in world.records.lamp if dim_from + 15000 < ms < 300000]
+    assert out["controller"] == 0 and out["uplink_errors"] >= 2
+    assert levels == []  # steady at the dim level: no fail-lit flashes from uplink trouble
+    assert out["rejected"] == 2  # exactly the refused batch
+    assert out["stored"] == list(range(3, out["queued"] - out["left"] + 1))
