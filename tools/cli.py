@@ -22,7 +22,10 @@ def _register_commands() -> None:
     from tools.cli_server import server_app
 
     app.add_typer(server_app, name="server")
+    from tools.cli_release import release_app
     from tools.cli_rollout import rollout_app
+
+    app.add_typer(release_app, name="release")
 
     app.add_typer(rollout_app, name="rollout")
 

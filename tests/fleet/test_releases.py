@@ -42,8 +42,10 @@ def test_bad_signature_and_trailing_bytes_are_refused(trusted, make_bundle, uplo
     data = path.read_bytes()
     assert upload_bytes(upload, path, data + b"extra").json()["detail"].endswith(
         "bundle is longer than its manifest declares")
-    i = data.index(b'"signature":"') + 14
-    flipped = data[:i] + (b"0" if data[i:i + 1] != b"0" else b"1") + data[i + 1:]
+    from ota.bundle import HEADER_SIZE
+
+    i = HEADER_SIZE - 64  # the first byte of the raw signature in the bundle header
+    flipped = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
     resp = upload_bytes(upload, path, flipped)
     assert resp.status_code == 422 and "signature" in resp.json()["detail"]
 
