@@ -1,0 +1,335 @@
+"""The emulated lamppost's MicroPython REPL on a pty, speaking the raw REPL protocol mpremote uses."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import tempfile
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+from tools.emulator.launcher import NODE_HEAP_KB
+from tools.micropython import micropython_executable
+
+# Exit code of the console process when the code on it called machine.reset(): the host
+# starts a fresh interpreter on the same pty, as a board's USB serial survives a reset.
+HARD_RESET_EXIT = 42
+
+# The unix port's own REPL reads a terminal line by line and has no raw REPL, so the console
+# runs this loop on MicroPython instead. It implements what a board's pyexec does for mpremote:
+# Ctrl-A raw REPL (code until Ctrl-D, "OK", output, \x04, error, \x04, ">"), raw-paste mode
+# (Ctrl-E A Ctrl-A with a flow-control window), Ctrl-D soft reboot, Ctrl-B back to a minimal
+# friendly REPL, Ctrl-C to clear the input. `machine.reset()` ends the process (a hard reset).
+REPL_LOOP = r'''
+import sys, gc, builtins
+try:
+    sys.path.remove("")
+except ValueError:
+    pass
+_rd = sys.stdin.buffer.read
+_wr = sys.stdout.buffer.write
+_import = builtins.__import__
+_BASE_MODULES = set(sys.modules)
+_WINDOW = 256
+
+class _Machine:
+    """The `machine` calls a technician's tools make on a board, for the emulated console."""
+    def reset(self):
+        sys.stdout.flush() if hasattr(sys.stdout, "flush") else None
+        sys.exit(%(reset_exit)d)
+    def soft_reset(self):
+        raise _SoftReset()
+    def unique_id(self):
+        return b"\x02\x00\x00\x00\x00\x01"
+    def reset_cause(self):
+        return 1
+    def freq(self, *a):
+        return 240000000
+
+class _SoftReset(Exception):
+    pass
+
+_machine = _Machine()
+
+def _imp(name, *args):
+    if name == "machine":
+        return _machine
+    return _import(name, *args)
+
+def _fresh_globals():
+    for name in list(sys.modules):
+        if name not in _BASE_MODULES:
+            del sys.modules[name]
+    gc.collect()
+    return {"__name__": "__main__"}
+
+def _run(code, g):
+    """Execute one submission: its output, \x04, then its error (the caller ends it)."""
+    try:
+        exec(code, g)
+    except _SoftReset:
+        _wr(b"\x04")
+        return True
+    except SystemExit as e:
+        if e.args and e.args[0] == %(reset_exit)d:
+            raise
+        _wr(b"\x04")
+        sys.print_exception(e)
+        return False
+    except BaseException as e:
+        _wr(b"\x04")
+        sys.print_exception(e)
+        return False
+    _wr(b"\x04")
+    return False
+
+def _raw_paste():
+    _wr(b"R\x01" + bytes((_WINDOW & 0xFF, _WINDOW >> 8)))
+    buf = bytearray()
+    got = 0
+    while True:
+        c = _rd(1)
+        if not c or c == b"\x04":
+            break
+        buf += c
+        got += 1
+        if got == _WINDOW:
+            got = 0
+            _wr(b"\x01")
+    _wr(b"\x04")
+    return buf
+
+def _friendly(g):
+    _wr(b"\r\nMicroPython on the emulated lamppost; Ctrl-A: raw REPL, Ctrl-D: soft reboot\r\n")
+    line = bytearray()
+    _wr(b">>> ")
+    while True:
+        c = _rd(1)
+        if not c:
+            sys.exit(0)
+        if c == b"\x01":
+            return "raw"
+        if c == b"\x04" and not line:
+            return "soft"
+        if c == b"\x03":
+            line = bytearray()
+            _wr(b"\r\nKeyboardInterrupt\r\n>>> ")
+        elif c == b"\r" or c == b"\n":
+            _wr(b"\r\n")
+            src = bytes(line).decode()
+            line = bytearray()
+            if src.strip():
+                try:
+                    try:
+                        r = eval(src, g)
+                        if r is not None:
+                            _wr(repr(r).encode() + b"\r\n")
+                    except SyntaxError:
+                        exec(src, g)
+                except _SoftReset:
+                    return "soft"
+                except Exception as e:
+                    sys.print_exception(e)
+            _wr(b">>> ")
+        elif c == b"\x7f" or c == b"\x08":
+            if line:
+                line = line[:-1]
+                _wr(b"\x08 \x08")
+        else:
+            line += c
+            _wr(c)
+
+def _main():
+    builtins.__import__ = _imp
+    g = _fresh_globals()
+    mode = "friendly"
+    while True:
+        if mode == "friendly":
+            mode = _friendly(g)
+            if mode == "soft":
+                _wr(b"MPY: soft reboot\r\n")
+                g = _fresh_globals()
+                mode = "friendly"
+            continue
+        _wr(b"raw REPL; CTRL-B to exit\r\n>")
+        code = bytearray()
+        while True:
+            c = _rd(1)
+            if not c:
+                sys.exit(0)
+            if c == b"\x05" and not code:
+                c2 = _rd(2)
+                if c2 != b"A\x01":
+                    code += c + c2
+                    continue
+                soft = _run(_raw_paste(), g)
+            elif c == b"\x04":
+                if not code:
+                    _wr(b"OK\r\nMPY: soft reboot\r\n")
+                    g = _fresh_globals()
+                    break
+                _wr(b"OK")
+                soft = _run(code, g)
+            else:
+                soft = None
+            if soft is not None:
+                _wr(b"\x04>")
+                code = bytearray()
+                if soft:
+                    _wr(b"MPY: soft reboot\r\nraw REPL; CTRL-B to exit\r\n>")
+                    g = _fresh_globals()
+                continue
+            if c == b"\x03":
+                code = bytearray()
+            elif c == b"\x03":
+                code = bytearray()
+            elif c == b"\x02":
+                mode = "friendly"
+                break
+            elif c == b"\x01":
+                code = bytearray()
+                _wr(b"\r\n>")
+            else:
+                code += c
+
+_main()
+''' % {"reset_exit": HARD_RESET_EXIT}
+
+
+def _set_raw(fd: int) -> None:
+    """No echo, no line editing, no newline translation: bytes pass as they are."""
+    tty.setraw(fd, termios.TCSANOW)
+
+
+class SerialRepl:
+    """A MicroPython console on a pty whose cwd is a node's flash directory.
+
+    `path` is the slave side (/dev/pts/N) to hand to `mpremote connect`. With `world_port`
+    the console's `emulated.Board()` reaches that world's sensors. `power_cut()` kills the
+    console process at once; `power_restore()` boots a fresh one on the same pty.
+    """
+
+    def __init__(self, flash_dir: Path, world_port: int | None = None,
+                 heap_kb: int = NODE_HEAP_KB) -> None:
+        self.flash_dir = Path(flash_dir).resolve()
+        self.world_port = world_port
+        self.heap_kb = heap_kb
+        self.boots = 0
+        self.path = ""
+        self._master = -1
+        self._slave = -1
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._powered = False
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="lamplighter-repl-")
+        self._script = Path(self._tmp.name) / "repl_loop.py"
+
+    def start(self) -> SerialRepl:
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self._script.write_text(REPL_LOOP)
+        self._master, self._slave = os.openpty()
+        _set_raw(self._slave)  # kept open so the console never sees a hang-up between sessions
+        self.path = os.ttyname(self._slave)
+        self.power_restore()
+        self._watcher = threading.Thread(target=self._watch, name="serial-repl", daemon=True)
+        self._watcher.start()
+        return self
+
+    def _spawn(self) -> None:
+        env = dict(os.environ)
+        env["MICROPYPATH"] = ".frozen"  # like the emulated node: boot.py adds the app's dirs
+        env["LAMPLIGHTER_FLASH"] = "."
+        if self.world_port:
+            env["LAMPLIGHTER_WORLD"] = str(self.world_port)
+        cmd = [micropython_executable(), "-X", f"heapsize={self.heap_kb}k", str(self._script)]
+        self._proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdin=self._master,
+                                      stdout=self._master, stderr=self._master)
+        self.boots += 1
+
+    def _watch(self) -> None:
+        while not self._stopping:
+            with self._lock:
+                proc = self._proc
+                if proc is not None and proc.poll() is not None:
+                    self._proc = None
+                    if self._powered and not self._stopping:
+                        self._spawn()  # machine.reset() or a crash: the board boots again
+            time.sleep(0.02)
+
+    def power_cut(self) -> None:
+        """Kill the console process now (SIGKILL); it stays off until power_restore()."""
+        with self._lock:
+            self._powered = False
+            proc = self._proc
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+            self._proc = None
+
+    def power_restore(self) -> None:
+        with self._lock:
+            self._powered = True
+            if self._proc is None:
+                self._spawn()
+
+    def running(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.power_cut()
+        if self._watcher:
+            self._watcher.join(timeout=5)
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                os.close(fd)
+        self._master = self._slave = -1
+        self._tmp.cleanup()
+
+    def __enter__(self) -> SerialRepl:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(flash_dir: Path, with_world: bool = True, speed: float = 0.0) -> None:
+    """Run an emulated node's console (and, with_world, its street) until Ctrl-C."""
+    world = None
+    if with_world:
+        from tools.emulator.world import World
+
+        world = World(None, speed=speed).start()
+    repl = SerialRepl(flash_dir, world_port=world.port if world else None).start()
+    print(repl.path, flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        repl.stop()
+        if world is not None:
+            world.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--flash-dir", type=Path, required=True,
+                        help="the node's flash directory (the console's filesystem root)")
+    parser.add_argument("--no-world", action="store_true",
+                        help="no sensors: emulated.Board() cannot be built on this console")
+    args = parser.parse_args()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    serve(args.flash_dir, with_world=not args.no_world)
+
+
+if __name__ == "__main__":
+    main()
