@@ -10,7 +10,10 @@ Configuration: the firmware defaults, except 1 Hz sampling and the deadbands in 
 absolute and too wide for clean-air PM2.5 and too narrow for daylight).
 
 The unix port is 64-bit: every object word and GC block is twice an ESP32's, so the heap
-target of 64 KB on the ESP32 is checked as 128 KB here.
+target of 64 KB on the ESP32 is checked as 128 KB here. The heap is read once an hour after a
+collection; it grows for the first hours while bounded structures fill (the log keeps its 32
+most recent lines for the next check-in, and evening lines are longer), so growth and drift
+are judged after that warm-up, and the warm-up growth is printed beside them.
 """
 
 from __future__ import annotations
@@ -37,12 +40,8 @@ BENCH_CONFIG = {
 INTERVAL_METRICS = {"presence_count", "lamp_level_pct", "energy_wh"}
 WARMUP_S = 600  # filters settle; the first reports are not judged
 HEAP_TARGET_KB = 128  # 64 KB on a 32-bit ESP32
+WARMUP_HOURS = 6  # the log's ring of recent lines fills up, the first dusk comes and goes
 GROWTH_TARGET_KB = 1.0
-
-
-def _merged_config() -> dict:
-    cfg = json.loads(json.dumps(BENCH_CONFIG))
-    return cfg
 
 
 def _held_errors(series: list[tuple[int, float]], truth, start_epoch: int, t0: int, t1: int,
@@ -70,7 +69,7 @@ def run() -> list[Figure]:
     end_ms = HOURS * 3600 * 1000
     with tempfile.TemporaryDirectory() as tmp:
         launcher = Launcher(Path(tmp) / "flash", scenario, end_ms=end_ms,
-                            config=_merged_config(), measure_raw=True)
+                            config=BENCH_CONFIG, measure_raw=True)
         with launcher:
             if not launcher.wait_done(timeout=900):
                 raise RuntimeError("the simulated day did not finish within 15 minutes")
@@ -84,7 +83,10 @@ def run() -> list[Figure]:
     # heap: retained bytes after a collection, once an hour
     allocs = [int(f["alloc"]) for _, f in heap]
     peak_kb = max(allocs) / 1024
-    growth_kb = max(b - a for a, b in zip(allocs[1:], allocs[2:], strict=False)) / 1024
+    settled = allocs[WARMUP_HOURS:]
+    warmup_kb = (settled[0] - allocs[0]) / 1024
+    growth_kb = max(b - a for a, b in zip(settled, settled[1:], strict=False)) / 1024
+    drift_kb = (settled[-1] - settled[0]) / 1024
 
     # telemetry bytes: what reached the world vs every reading sent raw at 1 Hz
     sent = 0
@@ -114,8 +116,12 @@ def run() -> list[Figure]:
     return [
         Figure("peak heap after GC (64-bit unix port)", peak_kb, "KB",
                target=f"≤ {HEAP_TARGET_KB} KB (= 64 KB on ESP32)", met=peak_kb <= HEAP_TARGET_KB),
-        Figure("largest hour-over-hour heap growth", growth_kb, "KB",
+        Figure(f"heap growth in the first {WARMUP_HOURS} h (log ring filling, first dusk)",
+               warmup_kb, "KB"),
+        Figure(f"largest hour-over-hour heap growth after {WARMUP_HOURS} h", growth_kb, "KB",
                target=f"≤ {GROWTH_TARGET_KB:g} KB", met=growth_kb <= GROWTH_TARGET_KB),
+        Figure(f"heap drift from hour {WARMUP_HOURS} to hour {HOURS}", drift_kb, "KB",
+               target=f"≤ {GROWTH_TARGET_KB:g} KB", met=drift_kb <= GROWTH_TARGET_KB),
         Figure("telemetry bytes per day (filtered, report-on-change)", sent, "B",
                baseline="raw 1 Hz reporting", baseline_value=raw, target="≥ 20× fewer",
                met=raw >= 20 * sent),
