@@ -228,7 +228,7 @@ class Node:
             "queue_len": len(self.queue),
             "queue_dropped": self.queue.dropped,
             "lamp_level_pct": round(self.lamp.level, 1),
-            "commands_done": self._done_cmds,
+            "acks": [{"id": cid, "ok": True} for cid in self._done_cmds],
         }
 
     def _rssi(self):
@@ -271,13 +271,14 @@ class Node:
         if kind == "identify":
             self._identify_until = now + IDENTIFY_MS
         elif kind == "lamp_override":
-            level = args.get("level")
+            level = args.get("level_pct")
             if level is None:
                 self.policy.clear_override()
             else:
-                secs = args.get("duration_s")
+                minutes = args.get("minutes")
                 try:
-                    self.policy.set_override(level, None if secs is None else now + secs * 1000)
+                    self.policy.set_override(
+                        level, None if minutes is None else now + minutes * 60000)
                 except (ValueError, TypeError):
                     self.log.error("command_refused", id=cid, reason="bad level")
         elif kind == "reboot":
@@ -321,14 +322,35 @@ class Node:
                     self.log.warn("upload_failed", error=repr(e))
                     return False
                 # the server refuses this batch for its content: resending cannot help
-                top = records[-1][0]
-                self.rejected_records += len(records)
-                self.log.error("telemetry_rejected", first=records[0][0], last=top,
-                               detail=repr(e))
+                top = self._drop_refused(records, e)
             if top is None:
                 return False
             self.queue.ack(top)
         return True
+
+    def _drop_refused(self, records, refusal):
+        """Drop only the reading the server named (sending those before it); else the batch.
+
+        Returns the seq up to which the queue may be acknowledged, or None to retry later.
+        """
+        bad = _refused_index(refusal, len(records))
+        if bad is None:
+            self.rejected_records += len(records)
+            self.log.error("telemetry_rejected", first=records[0][0], last=records[-1][0],
+                           detail=repr(refusal)[:120])
+            return records[-1][0]
+        if bad > 0:
+            try:
+                top = self.uplink.post_telemetry(records[:bad])
+            except Exception as e:  # noqa: the next round retries from the same place
+                self.log.warn("upload_failed", error=repr(e)[:120])
+                return None
+            if top is None:
+                return None
+            self.queue.ack(top)
+        self.rejected_records += 1
+        self.log.error("telemetry_rejected", seq=records[bad][0], detail=repr(refusal)[:120])
+        return records[bad][0]
 
     # ------------------------------------------------------------------ scheduler
     def _housekeeping(self, now):
@@ -439,3 +461,15 @@ class Node:
                 if wait > left:
                     wait = left
             board.sleep_ms(wait)
+
+
+def _refused_index(refusal, count):
+    """Index of the reading a 422 names ({"detail": {"index": i, …}}), or None."""
+    try:
+        body = refusal.args[1]
+        index = json.loads(body)["detail"]["index"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(index, int) and 0 <= index < count:
+        return index
+    return None

@@ -82,7 +82,7 @@ class Uplink:
         if resp.status == 200:
             return json.loads(resp.body)["acked_seq"]
         if 400 <= resp.status < 500 and resp.status not in (401, 403):
-            raise Rejected(resp.status, resp.body[:300])
+            raise Rejected(resp.status, resp.body)
         if self.log:
             self.log.error("telemetry_refused", status=resp.status, detail=resp.body[:120])
         return None

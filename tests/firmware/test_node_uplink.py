@@ -19,7 +19,7 @@ class FakeUplink:
         self.metrics = {}
         self.replies = [{"config": {"dimming": {"dim_level": 10}}, "config_version": 5,
                          "commands": [{"id": "c1", "type": "lamp_override",
-                                       "args": {"level": 55, "duration_s": 120}}],
+                                       "args": {"level_pct": 55, "minutes": 2}}],
                          "next_checkin_s": 60}]
 
     def checkin(self, status):
@@ -69,7 +69,7 @@ def test_checkin_applies_config_and_commands_uploads_and_fails_lit(tmp_path):
                 "config_version", "queue_len", "queue_dropped", "lamp_level_pct"):
         assert key in first
     assert first["config_version"] == 0 and second["config_version"] == 5
-    assert second["commands_done"] == ["c1"]
+    assert second["acks"] == [{"id": "c1", "ok": True}]
     assert out["saved"] == 5
     assert out["errors"] >= 3 and out["statuses"][-1]["sensor_faults"]["controller"] >= 3
     assert out["seqs"] == list(range(1, len(out["seqs"]) + 1))
@@ -88,8 +88,9 @@ def test_reboot_command_restarts_the_node_and_is_acknowledged(tmp_path):
     causes = [cause for _, cause in launcher.world.records.boots]
     assert causes[:2] == ["power_on", "soft"]
     statuses = [s for _, s in launcher.world.records.checkins]
-    assert statuses[1]["boot_reason"] == "soft" and statuses[1]["commands_done"] == ["r9"]
-    assert statuses[2]["commands_done"] == []
+    assert statuses[1]["boot_reason"] == "soft"
+    assert statuses[1]["acks"] == [{"id": "r9", "ok": True}]
+    assert statuses[2]["acks"] == []
 
 
 FLAKY_UPLINK_RUN = """
@@ -134,3 +135,17 @@ def test_network_errors_and_refused_batches_never_touch_the_lamp(tmp_path):
     assert levels == []  # steady at the dim level: no fail-lit flashes from uplink trouble
     assert out["rejected"] == 2  # exactly the refused batch
     assert out["stored"] == list(range(3, out["queued"] - out["left"] + 1))
+
+
+NAMED_REFUSAL_RUN = FLAKY_UPLINK_RUN.replace(
+    'raise Rejected(422, "bad reading")',
+    'raise Rejected(422, b\'{"detail": {"error": "reading 1: out of range", "index": 1}}\')')
+
+
+def test_a_refused_reading_is_dropped_alone_and_its_neighbours_are_delivered(tmp_path):
+    scenario = Scenario(start_epoch=NIGHT_START, footfall_scale=0.0, bus_stop_per_h=0.0)
+    with running_world(scenario) as world:
+        [out] = run_on_board(world, NAMED_REFUSAL_RUN, tmp_path, heap_kb=NODE_HEAP_KB)
+    assert out["rejected"] == 1  # only the reading the server named
+    delivered = out["queued"] - out["left"]
+    assert out["stored"] == [1] + list(range(3, delivered + 1))  # seq 2 dropped, no duplicate
