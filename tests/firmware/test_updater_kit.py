@@ -157,9 +157,10 @@ class FakeServer:
 
     def __init__(self, bundle: bytes, *, rollout_id: int = 7, release_id: int = 3,
                  version: str = "1.1.0", sequence: int = 11, size: int | None = None,
-                 endless: bool = False):
+                 endless: bool = False, chunk_delay_s: float = 0.0):
         self.bundle = bundle
         self.endless = endless
+        self.chunk_delay_s = chunk_delay_s  # pause per 4 KB sent: a slow link
         self.assignment: dict[str, Any] = {
             "rollout_id": rollout_id, "release_id": release_id, "version": version,
             "sequence": sequence, "size": len(bundle) if size is None else size,
@@ -229,9 +230,20 @@ class FakeServer:
                         pass
                     return
                 status = 206 if rng else 200
-                self._send(status, data[start:], {
-                    "Content-Type": "application/octet-stream",
-                    "Content-Length": str(len(data) - start)})
+                if not fake.chunk_delay_s:
+                    self._send(status, data[start:], {
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(len(data) - start)})
+                    return
+                self._send(status, b"", {"Content-Type": "application/octet-stream",
+                                         "Content-Length": str(len(data) - start)})
+                try:
+                    for at in range(start, len(data), 4096):
+                        self.wfile.write(data[at:at + 4096])
+                        self.wfile.flush()
+                        time.sleep(fake.chunk_delay_s)
+                except OSError:
+                    pass
 
         return Handler
 
