@@ -26,6 +26,10 @@ def _register_commands() -> None:
     from tools.cli_rollout import rollout_app
 
     app.add_typer(release_app, name="release")
+    from tools.cli_sim import demo, sim
+
+    app.command("sim")(sim)
+    app.command("demo")(demo)
 
     app.add_typer(rollout_app, name="rollout")
 

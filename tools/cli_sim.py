@@ -1,0 +1,125 @@
+"""`lamplighter sim` and `lamplighter demo`: emulated lampposts against a live fleet server."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from tools.api_client import SERVER_OPTION, TOKEN_OPTION
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fleet_table(server: str, token: str, poles: list[str]) -> Table:
+    table = Table("pole", "node", "state", "firmware", "lamp", "queue", "faults", "last seen",
+                  title=f"emulated lampposts → {server}")
+    try:
+        resp = httpx.get(f"{server}/api/v1/devices?limit=10000",
+                         headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        nodes = {n["pole_id"]: n for n in resp.json()} if resp.status_code == 200 else {}
+    except httpx.HTTPError:
+        nodes = {}
+    for pole in poles:
+        n = nodes.get(pole)
+        if n is None:
+            table.add_row(pole, "", "[yellow]unknown[/yellow]", "", "", "", "", "")
+            continue
+        status = n["last_status"]
+        faults = ", ".join(f"{k}:{v}" for k, v in (status.get("sensor_faults") or {}).items()
+                           if v)
+        state = "[green]online[/green]" if n["online"] else "[yellow]waiting[/yellow]"
+        lamp = status.get("lamp_level_pct")
+        table.add_row(pole, n["device_id"], state, n["fw_version"],
+                      "" if lamp is None else f"{lamp:.0f} %", str(status.get("queue_len", "")),
+                      faults, (n["last_seen"] or "")[11:19])
+    return table
+
+
+def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefix: str,
+            checkin_interval_s: int, duration_s: float | None) -> None:
+    """Boot the fleet and show it until Ctrl-C (or `duration_s`)."""
+    from tools.sim import start_fleet
+
+    console.print(f"booting {nodes} emulated lamppost(s) (MicroPython unix port) in {root} …")
+    try:
+        fleet = start_fleet(server, token, nodes, root, prefix=prefix, speed=speed,
+                            checkin_interval_s=checkin_interval_s)
+    except (httpx.HTTPError, RuntimeError) as exc:
+        err.print(f"[red]cannot start the fleet:[/red] {exc}")
+        raise typer.Exit(1) from None
+    poles = [n.pole_id for n in fleet.nodes]
+    started = time.monotonic()
+    try:
+        with Live(_fleet_table(server, token, poles), console=console,
+                  refresh_per_second=1) as live:
+            while duration_s is None or time.monotonic() - started < duration_s:
+                time.sleep(2)
+                live.update(_fleet_table(server, token, poles))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fleet.stop()
+        console.print("emulated lampposts powered off")
+
+
+def sim(
+    nodes: int = typer.Option(3, "--nodes", "-n", min=1, max=200, help="How many lampposts."),
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+    root: Path = typer.Option(Path("var/sim"), help="Where each node's flash directory lives."),
+    speed: float = typer.Option(1.0, min=0.1, max=1000,
+                                help="Virtual time per real second (1 = real time)."),
+    prefix: str = typer.Option("SIM", help="Pole id prefix: SIM-0001, SIM-0002, …"),
+    checkin_interval_s: int = typer.Option(30, min=10, help="Nodes' check-in interval."),
+    duration_s: float | None = typer.Option(None, help="Stop after this many seconds."),
+) -> None:
+    """Start N emulated lampposts (real MicroPython processes) reporting to a fleet server.
+
+    Each node is registered once (with an operator or technician token) and keeps its identity
+    in its flash directory, so a second run reuses the same nodes.
+    """
+    if not token:
+        err.print("[red]no API token:[/red] pass --token or set LAMPLIGHTER_TOKEN")
+        raise typer.Exit(2)
+    run_sim((server or "http://127.0.0.1:8000").rstrip("/"), token, nodes, root, speed, prefix,
+            checkin_interval_s, duration_s)
+
+
+def demo(
+    nodes: int = typer.Option(3, "--nodes", "-n", min=0, max=50, help="Emulated lampposts."),
+    port: int = typer.Option(8000, help="Port of the fleet server."),
+    duration_s: float | None = typer.Option(None, help="Stop after this many seconds."),
+) -> None:
+    """The fleet server on its embedded SQLite (./var) with emulated lampposts reporting to it."""
+    from tools.fleet_process import start_fleet_server
+
+    data_dir = Path(os.environ.get("LAMPLIGHTER_DATA_DIR", "var"))
+    console.print(f"starting the fleet server on http://127.0.0.1:{port} (data in {data_dir})")
+    try:
+        server = start_fleet_server(data_dir, port=port)
+    except RuntimeError as exc:
+        err.print(f"[red]the fleet server did not start:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"dashboard: {server.url}/dashboard   API docs: {server.url}/docs")
+    console.print(f"operator token (for the dashboard and the CLI): {server.operator_token}")
+    try:
+        if nodes:
+            run_sim(server.url, server.operator_token, nodes, data_dir / "sim", 1.0, "DEMO", 30,
+                    duration_s)
+        else:
+            while duration_s is None or duration_s > 0:
+                time.sleep(1)
+                duration_s = None if duration_s is None else duration_s - 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        console.print("fleet server stopped")
