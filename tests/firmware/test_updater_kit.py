@@ -167,6 +167,7 @@ class FakeServer:
             "sha256": hashlib.sha256(bundle).hexdigest(),
             "url": f"/device/v1/releases/{release_id}/bundle"}
         self.reports: dict[str, list[dict]] = {}
+        self.range_starts: list[int] = []  # the offset of every resumed download
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -215,6 +216,7 @@ class FakeServer:
                 rng = self.headers.get("Range")
                 if rng:
                     start = int(rng.removeprefix("bytes=").rstrip("-"))
+                    fake.range_starts.append(start)
                     if start >= len(data):
                         self._send(416, b"", {"Content-Length": "0"})
                         return
