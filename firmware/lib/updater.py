@@ -27,8 +27,9 @@ from micropython import const
 
 import bootsel
 
-# manifest_check (and the Ed25519 verifier under it) is imported only while an update is
-# worked on, and dropped again after a refusal, so an idle node does not carry it.
+# manifest_check (and the Ed25519 verifier under it, about 28 KB of heap) is imported only
+# while a downloaded manifest is checked, and dropped again right after, so neither an idle
+# node nor the install step carries it.
 _CHECK_MODULES = ("manifest_check", "ed25519", "sha512")
 
 STATE_FILE = "/update/state.json"
@@ -45,6 +46,42 @@ _REPORT = {"downloading": "downloading", "installing": "installing", "installed"
 
 class _Stop(Exception):
     """Ends a download stream at a boundary (header, manifest) so it can be checked."""
+
+
+class Refused(Exception):
+    """The update must not be installed; `reason` is a manifest_check.REASONS code."""
+
+    def __init__(self, reason, detail=""):
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class _FileGuard:
+    """Size and SHA-256 of one file as it streams (manifest_check.FileCheck's rules), without
+    importing the verifier: refuses the first byte past the declared size, then the hash."""
+
+    def __init__(self, entry):
+        import hashlib
+
+        self.entry = entry
+        self.left = entry["size"]
+        self.hash = hashlib.sha256()
+
+    def update(self, chunk):
+        n = len(chunk)
+        if n > self.left:
+            raise Refused("file_too_long", self.entry["path"])
+        self.left -= n
+        self.hash.update(chunk)
+
+    def finish(self):
+        from binascii import hexlify
+
+        if self.left:
+            raise Refused("file_truncated", self.entry["path"])
+        if hexlify(self.hash.digest()).decode() != self.entry["sha256"]:
+            raise Refused("bad_file_hash", self.entry["path"])
 
 
 def _mkdirs(path):
@@ -249,8 +286,6 @@ class Updater:
             return False  # paused or aborted on the server: hold until it is offered again
         if phase not in ("downloading", "installing", "installed"):
             return False
-        from manifest_check import ManifestRejected
-
         try:
             if phase == "downloading":
                 if not self._download():
@@ -264,13 +299,10 @@ class Updater:
             if phase == "installed":
                 self._switch()
                 return False
-        except ManifestRejected as exc:
+        except Refused as exc:
             self._refuse(exc.reason, exc.detail)
         except MemoryError:
             self._fail("out of memory in " + phase)
-        for name in _CHECK_MODULES:
-            sys.modules.pop(name, None)
-        gc.collect()
         return False
 
     def _refuse(self, reason, detail):
@@ -289,10 +321,9 @@ class Updater:
         """Fetch the bundle to PART_FILE with Range resume; check the manifest as it arrives.
 
         True once the whole bundle is on flash and its manifest passed; False to try again
-        later (the server could not be reached). Raises ManifestRejected on a refusal.
+        later (the server could not be reached). Raises Refused on a refusal.
         """
         from http_client import HttpError
-        from manifest_check import ManifestRejected
 
         st = self.state
         path = self.root + PART_FILE
@@ -300,11 +331,11 @@ class Updater:
         while True:
             have = _size(path)
             if have > size:
-                raise ManifestRejected("file_too_long", "bundle longer than announced")
+                raise Refused("file_too_long", "bundle longer than announced")
             if not st["checked"]:
                 need = HEADER_SIZE if have < HEADER_SIZE else self._manifest_end(path)
                 if need > size:
-                    raise ManifestRejected("malformed", "manifest longer than the bundle")
+                    raise Refused("malformed", "manifest longer than the bundle")
                 if have >= need:  # the whole manifest is here: check it before anything else
                     self._check_download(path)
                     self._save(checked=True)
@@ -341,7 +372,6 @@ class Updater:
             headers["Range"] = "bytes=%d-" % offset
         limit = st["size"]
         feed = self.feed
-        from manifest_check import ManifestRejected
 
         f = open(path, "ab")
         box = [offset]
@@ -349,7 +379,7 @@ class Updater:
         def sink(chunk):
             n = len(chunk)
             if box[0] + n > limit:
-                raise ManifestRejected("file_too_long", "bundle longer than announced")
+                raise Refused("file_too_long", "bundle longer than announced")
             f.write(chunk)
             box[0] += n
             if feed:
@@ -388,38 +418,60 @@ class Updater:
     def _manifest_end(self, path):
         import manifest_check
 
-        with open(path, "rb") as f:
-            length = manifest_check.read_header(f.read(HEADER_SIZE))[0]
+        try:
+            with open(path, "rb") as f:
+                length = manifest_check.read_header(f.read(HEADER_SIZE))[0]
+        except manifest_check.ManifestRejected as exc:
+            raise Refused(exc.reason, exc.detail)
         return HEADER_SIZE + length
 
-    def _read_manifest(self, f):
-        """The checked manifest dict from an open bundle positioned at its start."""
-        import manifest_check
-        from manifest_check import ManifestRejected
-
-        p = self._pointer()
-        length, kid, signature = manifest_check.read_header(f.read(HEADER_SIZE))
-        raw = f.read(length)
-        if len(raw) != length:
-            raise ManifestRejected("malformed", "manifest cut short")
-        trusted, revoked = load_keys(self.root)
-        m = manifest_check.check_manifest(
-            raw, kid, signature, trusted, revoked, p["committed_sequence"] if p else 0,
-            self.board_name, self.clock_s(), self.hardware)
-        raw = None
-        gc.collect()
+    def _consistent(self, m, length):
+        """Raise unless the manifest is the release announced and accounts for every byte."""
         st = self.state
         if m["sequence"] != st["sequence"]:
-            raise ManifestRejected("malformed", "bundle is not the release announced")
+            raise Refused("malformed", "bundle is not the release announced")
         if HEADER_SIZE + length + m["total_size"] != st["size"]:
-            raise ManifestRejected("file_too_long", "bundle size %d differs from its manifest"
-                                   % st["size"])
-        return m
+            raise Refused("file_too_long", "bundle size %d differs from its manifest"
+                          % st["size"])
 
     def _check_download(self, path):
-        with open(path, "rb") as f:
-            m = self._read_manifest(f)
+        """Check the downloaded manifest (signature, key, expiry, sequence, board) in full."""
+        import manifest_check
+
+        p = self._pointer()
+        try:
+            with open(path, "rb") as f:
+                length, kid, signature = manifest_check.read_header(f.read(HEADER_SIZE))
+                raw = f.read(length)
+            trusted, revoked = load_keys(self.root)
+            m = manifest_check.check_manifest(
+                raw, kid, signature, trusted, revoked, p["committed_sequence"] if p else 0,
+                self.board_name, self.clock_s(), self.hardware)
+        except manifest_check.ManifestRejected as exc:
+            raise Refused(exc.reason, exc.detail)
+        finally:
+            raw = manifest_check = None
+            for name in _CHECK_MODULES:
+                sys.modules.pop(name, None)
+            gc.collect()
+        self._consistent(m, length)
         self._save(kind=m["kind"])
+
+    def _parse_manifest(self, f):
+        """The manifest of the downloaded bundle, already checked when it arrived (`checked`
+        is only saved after that check passed, and the bytes on flash are not changed)."""
+        import json
+        import struct
+
+        if not self.state.get("checked"):
+            raise Refused("malformed", "manifest was never checked")
+        length = struct.unpack(">I", f.read(HEADER_SIZE)[10:14])[0]
+        raw = f.read(length)
+        m = json.loads(raw)
+        raw = None
+        gc.collect()
+        self._consistent(m, length)
+        return m
 
     # install ----------------------------------------------------------------------------------
 
@@ -434,16 +486,14 @@ class Updater:
 
     def _install(self):
         """Stream every file from the downloaded bundle into its target, hashing as it goes."""
-        from manifest_check import ManifestRejected
-
         with open(self.root + PART_FILE, "rb") as f:
-            m = self._read_manifest(f)  # checked again: the flash copy is what gets installed
+            m = self._parse_manifest(f)
             if m["kind"] == "firmware":
                 self._install_firmware(f, m)
             else:
                 self._install_app(f, m)
             if f.readinto(memoryview(self._buf)[:1]):
-                raise ManifestRejected("file_too_long", "data after the last file")
+                raise Refused("file_too_long", "data after the last file")
 
     def _install_app(self, f, m):
         self._wipe_inactive()
@@ -461,20 +511,16 @@ class Updater:
         bootsel.write_json(slot + "/" + bootsel.VERSION_FILE, version)
 
     def _install_firmware(self, f, m):
-        from manifest_check import ManifestRejected
-
         if self.ota is None or len(m["files"]) != 1:
-            raise ManifestRejected("wrong_board", "no full-firmware update on this board")
+            raise Refused("wrong_board", "no full-firmware update on this board")
         entry = m["files"][0]
         writer = self.ota.ota_begin(entry["size"])
         self._copy(f, entry, writer.write)
         writer.finish()
 
     def _copy(self, f, entry, write):
-        """Copy one file's bytes from the bundle through FileCheck into `write`, 1 KB at a time."""
-        from manifest_check import FileCheck
-
-        check = FileCheck(entry)
+        """Copy one file's bytes from the bundle through its guard into `write`, 1 KB at a time."""
+        check = _FileGuard(entry)
         view = memoryview(self._buf)
         left = entry["size"]
         feed = self.feed
