@@ -1,0 +1,98 @@
+"""Scenario drivers in MicroPython 1.9 syntax, run unchanged on a board and on the host."""
+
+# Each string is one raw-REPL run (one top-level definition or a few tiny statements), so it
+# compiles inside the micro:bit's heap. The drivers print one line per sample (or per change)
+# and floats as the 8 bytes of a double, so the host reads the board's values exactly.
+
+FLOAT_CODEC = """\
+try:
+    import ustruct as _st
+except ImportError:
+    import struct as _st
+
+
+def _f(v):
+    if v is None:
+        return 'N'
+    return 'f%x.%x.%x.%x' % _st.unpack('<HHHH', _st.pack('<d', v))
+"""
+
+FILTER_SETUP = """\
+def _fset(cfg):
+    global _p, _s
+    _p = pipeline_from_config(cfg)
+    _s = SpikeFilter(cfg['window'], cfg['k'], cfg['min_mad'])
+"""
+
+# One line per sample: spike-filter output, spikes replaced so far, reported (1/0), EMA value.
+# Inputs are integers n standing for n / 256 (exact in float32); None is a failed read.
+FILTER_RUN = """\
+def _frun(t, dt, batch):
+    for n in batch:
+        s = None
+        x = None
+        if n is not None:
+            x = n / 256
+            s = _s.update(x)
+        r = _p.push(t, x)
+        print(_f(s), _p.rejected, 0 if r is None else 1, _f(_p.last))
+        t += dt
+"""
+
+OCCUPANCY_SETUP = """\
+def _oset(debounce, hold):
+    global _o, _ot
+    _o = Occupancy(debounce, hold)
+    _ot = 0
+"""
+
+# batch: [dt_ms, code, dt_ms, code, ...] with code = pir + 2 * radar (radar 0 absent,
+# 1 present, 2 faulty/None). One line per sample: occupied and debounced PIR as two digits;
+# then "C <events since last take_count> <events since start>".
+OCCUPANCY_RUN = """\
+def _orun(batch):
+    global _ot
+    i = 0
+    while i < len(batch):
+        _ot += batch[i]
+        c = batch[i + 1]
+        r = c >> 1
+        _o.update(_ot, c & 1, None if r == 2 else r == 1)
+        print('%d%d' % (int(_o.occupied), _o.pir_level))
+        i += 2
+    print('C', _o.take_count(), _o.total_events)
+"""
+
+DAY_SETUP = """\
+def _dset(cfg, schedule, debounce, hold):
+    global _dp, _do, _dl, _dt
+    _dp = DimmingPolicy(cfg['dusk_lux'], cfg['dawn_lux'], cfg['dim_level'], cfg['full_level'],
+                        cfg['ramp_up_ms'], cfg['ramp_down_ms'], schedule, cfg['confirm_ms'])
+    _do = Occupancy(debounce, hold)
+    _dl = None
+    _dt = 0
+"""
+
+# batch: one int per sample every dt ms, lux16 * 16 + flags, where lux16 is lux * 16 and a
+# negative value means the light sensor gave nothing; flags: 1 PIR, 2 radar presence,
+# 4 a sensor fault reported, 8 radar faulty (None).
+# Prints "<sample> <level> <ramp_ms> <day/night> <occupied>" whenever one of them changes,
+# then "E <Wh used in this batch> <presence events in this batch>".
+DAY_RUN = """\
+def _drun(i, dt, rated_w, batch):
+    global _dl, _dt
+    e = 0.0
+    for v in batch:
+        c = v & 15
+        occ = _do.update(_dt, c & 1, None if c & 8 else (c & 2) == 2)
+        lux = None if v < 0 else (v >> 4) / 16
+        lv, ramp = _dp.decide(_dt, lux, occ, (c & 4) == 4, (_dt // 60000) % 1440)
+        now = (lv, ramp, _dp.state, occ)
+        if now != _dl:
+            print(i, lv, ramp, _dp.state, int(occ))
+            _dl = now
+        e += energy_wh(lv, dt, rated_w)
+        _dt += dt
+        i += 1
+    print('E', _f(e), _do.take_count())
+"""
