@@ -99,8 +99,13 @@ clock = lambda: time.time() + cfg.get("clock_offset_s", 0)
 def reset():
     print(json.dumps({"event": "reset"}))
     sys.exit(3)
+ota = None
+if cfg.get("fake_ota"):
+    import fake_ota
+    fake_ota.bootloader()
+    ota = fake_ota.FakeOta()
 up = Uplink(identity, clock)
-u = Updater(up, cfg.get("board", "emulated"), clock, reset, root=ROOT,
+u = Updater(up, cfg.get("board", "emulated"), clock, reset, root=ROOT, ota=ota,
             health_timeout_s=cfg.get("health_timeout_s", 3))
 for uptime in range(cfg.get("rounds", 10)):
     body = {"fw_version": app_info.VERSION, "uptime_s": uptime}
@@ -113,7 +118,7 @@ for uptime in range(cfg.get("rounds", 10)):
         reply = None  # server unreachable: carry on with the running release
     if reply is not None:
         u.offer(reply.get("update"))
-        if app_info.HEALTHY:
+        if app_info.HEALTHY and cfg.get("healthy", True):
             u.healthy()
     u.step()  # one phase per round, so each state reaches the server
     u.poll(uptime)
