@@ -1,4 +1,4 @@
-"""The emulated lamppost's MicroPython REPL on a pty, speaking the raw REPL protocol mpremote uses."""
+"""The emulated lamppost's MicroPython REPL on a pty, speaking mpremote's raw REPL protocol."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import termios
 import threading
@@ -27,10 +28,7 @@ HARD_RESET_EXIT = 42
 # friendly REPL, Ctrl-C to clear the input. `machine.reset()` ends the process (a hard reset).
 REPL_LOOP = r'''
 import sys, gc, builtins
-try:
-    sys.path.remove("")
-except ValueError:
-    pass
+sys.path[:] = ["", ".frozen", "lib"]  # an ESP32's: the root (cwd), frozen modules, /lib
 _rd = sys.stdin.buffer.read
 _wr = sys.stdout.buffer.write
 _import = builtins.__import__
@@ -41,7 +39,7 @@ class _Machine:
     """The `machine` calls a technician's tools make on a board, for the emulated console."""
     def reset(self):
         sys.stdout.flush() if hasattr(sys.stdout, "flush") else None
-        sys.exit(%(reset_exit)d)
+        sys.exit(RESET_EXIT)
     def soft_reset(self):
         raise _SoftReset()
     def unique_id(self):
@@ -76,7 +74,7 @@ def _run(code, g):
         _wr(b"\x04")
         return True
     except SystemExit as e:
-        if e.args and e.args[0] == %(reset_exit)d:
+        if e.args and e.args[0] == RESET_EXIT:
             raise
         _wr(b"\x04")
         sys.print_exception(e)
@@ -96,6 +94,9 @@ def _raw_paste():
         c = _rd(1)
         if not c or c == b"\x04":
             break
+        if c == b"\x03":  # abandoned by the host: acknowledge and drop it, as a board does
+            _wr(b"\x04")
+            return None
         buf += c
         got += 1
         if got == _WINDOW:
@@ -167,7 +168,12 @@ def _main():
                 if c2 != b"A\x01":
                     code += c + c2
                     continue
-                soft = _run(_raw_paste(), g)
+                pasted = _raw_paste()
+                if pasted is None:
+                    _wr(b"\x04KeyboardInterrupt\r\n")
+                    soft = False
+                else:
+                    soft = _run(pasted, g)
             elif c == b"\x04":
                 if not code:
                     _wr(b"OK\r\nMPY: soft reboot\r\n")
@@ -186,19 +192,17 @@ def _main():
                 continue
             if c == b"\x03":
                 code = bytearray()
-            elif c == b"\x03":
-                code = bytearray()
             elif c == b"\x02":
                 mode = "friendly"
                 break
             elif c == b"\x01":
                 code = bytearray()
-                _wr(b"\r\n>")
+                _wr(b"raw REPL; CTRL-B to exit\r\n>")
             else:
                 code += c
 
 _main()
-''' % {"reset_exit": HARD_RESET_EXIT}
+'''.replace("RESET_EXIT", str(HARD_RESET_EXIT))
 
 
 def _set_raw(fd: int) -> None:
@@ -244,7 +248,6 @@ class SerialRepl:
 
     def _spawn(self) -> None:
         env = dict(os.environ)
-        env["MICROPYPATH"] = ".frozen"  # like the emulated node: boot.py adds the app's dirs
         env["LAMPLIGHTER_FLASH"] = "."
         if self.world_port:
             env["LAMPLIGHTER_WORLD"] = str(self.world_port)
@@ -310,6 +313,9 @@ def serve(flash_dir: Path, with_world: bool = True, speed: float = 0.0) -> None:
         world = World(None, speed=speed).start()
     repl = SerialRepl(flash_dir, world_port=world.port if world else None).start()
     print(repl.path, flush=True)
+    print(f"emulated node console on {repl.path} (flash: {repl.flash_dir}); try "
+          f"`mpremote connect {repl.path} fs ls` or `lamplighter device provision --port "
+          f"{repl.path} ...`; Ctrl-C stops it", file=sys.stderr, flush=True)
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except KeyboardInterrupt:

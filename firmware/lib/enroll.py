@@ -1,0 +1,76 @@
+"""First boot of a factory-imaged node: trade the one-time enrollment code for its identity.
+
+The factory image carries /enrollment.json {"code", "server", "pole_id"} instead of a secret.
+redeem() posts the code to the fleet server, writes /identity.json atomically (temp file,
+then rename) and only then removes the enrollment file, so a power cut at any point leaves
+either the code (retried next boot) or the identity. A code the server refuses for good
+(unknown, used, expired) is kept and reported, never retried in a loop by this module.
+"""
+
+import json
+import os
+
+from http_client import HttpClient, HttpError
+
+ENROLL_PATH = "/device/v1/enroll"
+ENROLLMENT_FILE = "/enrollment.json"
+IDENTITY_FILE = "/identity.json"
+# server answers that mean the code will never work: do not retry
+REFUSED = {403: "device retired", 404: "unknown code", 409: "code already used",
+           410: "code expired", 422: "bad code"}
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomic(path, doc):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(doc))
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def pending(root=""):
+    """The enrollment document when this node still has to enroll, else None."""
+    if _read(root + IDENTITY_FILE) is not None:
+        return None
+    return _read(root + ENROLLMENT_FILE)
+
+
+def redeem(root="", http=None, log=None):
+    """Enroll if needed. Returns "enrolled", "already", "retry" (network) or "refused"."""
+    doc = pending(root)
+    if doc is None:
+        return "already"
+    http = http or HttpClient(doc["server"])
+    body = json.dumps({"code": doc["code"]}).encode()
+    try:
+        resp = http.request("POST", ENROLL_PATH, body=body,
+                            headers={"Content-Type": "application/json"})
+    except (HttpError, OSError) as e:
+        if log:
+            log.warn("enroll_retry", error=repr(e))
+        return "retry"
+    if resp.status != 200 and resp.status != 201:
+        if log:
+            log.error("enroll_refused", status=resp.status,
+                      reason=REFUSED.get(resp.status, "server error"))
+        return "refused" if resp.status in REFUSED else "retry"
+    creds = json.loads(resp.body)
+    identity = {"device_id": creds["device_id"], "secret": creds["secret"],
+                "key_version": creds.get("key_version", 1), "server": doc["server"],
+                "pole_id": creds.get("pole_id", doc.get("pole_id"))}
+    _write_atomic(root + IDENTITY_FILE, identity)
+    os.remove(root + ENROLLMENT_FILE)
+    if log:
+        log.info("enrolled", device=identity["device_id"])
+    return "enrolled"

@@ -1,0 +1,287 @@
+"""Technician commands: `lamplighter device flash/provision/selftest/monitor/factory-image`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+from rich.table import Table
+
+from tools.api_client import SERVER_OPTION, TOKEN_OPTION, ApiClient
+from tools.cli import device_app
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+PORT_OPTION = typer.Option(
+    "--port", "-p", help="Serial port of the node: /dev/ttyUSB0, /dev/ttyACM0, COM3, or an "
+                         "emulated node's /dev/pts/N (`lamplighter device console`).")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@device_app.command("flash")
+def flash_cmd(
+    port: Annotated[str, PORT_OPTION],
+    firmware: Annotated[Path, typer.Option(help="MicroPython (or factory) image, .bin")],
+    chip: Annotated[str, typer.Option(help="auto, or the chip you expect: esp32, esp32s3, "
+                                           "esp32c3, ... (refuses a board that is not)")] = "auto",
+    baud: Annotated[int, typer.Option(help="Baud rate while writing (115200 if flaky).")] = 460800,
+    no_erase: Annotated[bool, typer.Option(
+        "--no-erase", help="Keep the rest of the flash (the filesystem survives).")] = False,
+) -> None:
+    """Write a firmware image: detect the chip, refuse a wrong image, erase, write, verify."""
+    from tools.flashing import FlashError, flash
+
+    try:
+        image = flash(port, firmware, chip=chip, baud=baud, erase=not no_erase,
+                      say=lambda m: out.print(m))
+    except FlashError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"[green]flashed[/green] {firmware} ({image.size} bytes, {image.chip.upper()}); "
+              "the board has been reset")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    console=out, transient=False)
+
+
+def _print_selftest(result: dict[str, Any]) -> bool:
+    """Print the self-test; True when every sensor answered."""
+    if "error" in result:
+        err.print(f"[red]self-test could not start:[/red] {result['error']}")
+        return False
+    table = Table(title=f"self-test on {result.get('board')} (reset cause: "
+                        f"{result.get('reset_cause')}, free heap {result.get('mem_free')} B)")
+    table.add_column("sensor")
+    table.add_column("state")
+    table.add_column("reading")
+    all_ok = True
+    for name, reading in result.get("sensors", {}).items():
+        ok = bool(reading.get("ok"))
+        all_ok &= ok
+        values = ", ".join(f"{k}={round(v, 2) if isinstance(v, float) else v}"
+                           for k, v in sorted(reading.items())
+                           if k not in ("ok", "fault") and v is not None)
+        state = "[green]ok[/green]" if ok else f"[red]fault[/red] {reading.get('fault') or ''}"
+        table.add_row(name, state, values)
+    out.print(table)
+    for reason in result.get("config_errors") or []:
+        err.print(f"[yellow]config:[/yellow] {reason}")
+    return all_ok
+
+
+@device_app.command("provision")
+def provision_cmd(
+    port: Annotated[str, PORT_OPTION],
+    pole: Annotated[str, typer.Option(help="Pole id painted on the lamppost, e.g. P-0412.")],
+    district: Annotated[str, typer.Option(help="District name.")] = "",
+    group: Annotated[str, typer.Option(help="Rollout group.")] = "default",
+    lat: Annotated[float | None, typer.Option(help="Latitude of the pole.")] = None,
+    lon: Annotated[float | None, typer.Option(help="Longitude of the pole.")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+    release_keys: Annotated[Path | None, typer.Option(
+        help="Release key ring (JSON from `lamplighter release`) or a public key file the "
+             "node pins to verify updates.")] = None,
+    app: Annotated[Path | None, typer.Option(
+        help="Firmware app directory (default: this checkout's firmware/).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Initial node config JSON.")] = None,
+    clean: Annotated[bool, typer.Option(
+        "--clean", help="Wipe the node's filesystem first (a half-provisioned or "
+                        "other pole's node).")] = False,
+    no_selftest: Annotated[bool, typer.Option("--no-selftest")] = False,
+    baud: Annotated[int, typer.Option(help="Serial baud rate.")] = 115200,
+) -> None:
+    """Register the node and write its identity, config, release keys and app; verify; self-test.
+
+    Re-running on the same node is safe: the registration is reused and files that match are
+    not rewritten. A node cut off half-way is finished (or wiped with --clean).
+    """
+    from tools.provisioning import (
+        NodeLink,
+        ProvisionError,
+        Site,
+        app_files,
+        load_key_ring,
+        provision,
+    )
+
+    api = ApiClient(server, token)
+    site = Site(pole, district, group, lat, lon, tags or [])
+    try:
+        ring = load_key_ring(release_keys) if release_keys else None
+        if ring is None:
+            err.print("[yellow]warning:[/yellow] no --release-keys: the node will refuse "
+                      "every update until a key ring is provisioned")
+        cfg = json.loads(config.read_text()) if config else None
+        files = app_files(app) if app else app_files()
+        link = NodeLink(port, baud)
+    except (ProvisionError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+
+    def register(body: dict[str, Any]) -> dict[str, Any]:
+        return api.call("POST", "/api/v1/devices", json=body)
+
+    progress = _progress()
+    task = progress.add_task("writing", total=None)
+
+    def on_file(path: str, done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total, description=f"{path:<36.36}")
+
+    try:
+        with progress:
+            result = provision(link, site, api.server, register, files, key_ring=ring,
+                               config=cfg, clean=clean, run_selftest=not no_selftest,
+                               on_file=on_file, say=lambda m: progress.console.print(m))
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        link.close()
+    out.print(f"[green]provisioned[/green] pole {pole} as device {result.identity['device_id']}: "
+              f"{len(result.written)} file(s) written, {len(result.skipped)} already in place, "
+              "all read back and verified (SHA-256)")
+    if result.selftest is not None and not _print_selftest(result.selftest):
+        raise typer.Exit(4)
+
+
+@device_app.command("selftest")
+def selftest_cmd(
+    port: Annotated[str, PORT_OPTION],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    baud: Annotated[int, typer.Option(help="Serial baud rate.")] = 115200,
+) -> None:
+    """Import the board, read each sensor once and print the readings (exit 4 on a fault)."""
+    from tools.provisioning import NodeLink, ProvisionError
+
+    try:
+        link = NodeLink(port, baud)
+        try:
+            result = link.selftest()
+        finally:
+            link.close()
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        out.print_json(data=result)
+        ok = "error" not in result and all(r.get("ok") for r in result["sensors"].values())
+    else:
+        ok = _print_selftest(result)
+    if not ok:
+        raise typer.Exit(4)
+
+
+@device_app.command("monitor")
+def monitor_cmd(
+    port: Annotated[str, PORT_OPTION],
+    baud: Annotated[int, typer.Option(help="Serial baud rate.")] = 115200,
+    reset: Annotated[bool, typer.Option("--reset", help="Reset the board first to see its "
+                                                        "boot.")] = False,
+    lines: Annotated[int, typer.Option(help="Stop after this many lines (0: run until "
+                                            "Ctrl-C).")] = 0,
+) -> None:
+    """Show the node's log with levels coloured and reset reasons decoded (Ctrl-C to stop)."""
+    from tools.flashing import port_problem
+    from tools.monitor import render, serial_lines
+
+    problem = port_problem(port)
+    if problem:
+        raise _fail(problem)
+    shown = 0
+    try:
+        for line in serial_lines(port, baud, reset=reset):
+            out.print(render(line))
+            shown += 1
+            if lines and shown >= lines:
+                break
+    except KeyboardInterrupt:
+        pass
+
+
+@device_app.command("factory-image")
+def factory_image_cmd(
+    firmware: Annotated[Path, typer.Option(help="MicroPython ESP32_GENERIC firmware .bin")],
+    out_path: Annotated[Path, typer.Option(
+        "--out", help="Image file (one node) or directory (--batch).")],
+    pole: Annotated[str | None, typer.Option(help="Pole id of the one node.")] = None,
+    batch: Annotated[int, typer.Option(help="Build N images (poles from --csv).", min=0)] = 0,
+    csv_path: Annotated[Path | None, typer.Option(
+        "--csv", help="With --batch: a CSV with a pole_id column (and optional district, "
+                      "group, lat, lon); the depot sheet is written next to the images.")] = None,
+    district: Annotated[str, typer.Option(help="District (one node).")] = "",
+    group: Annotated[str, typer.Option(help="Rollout group (one node).")] = "default",
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+    release_keys: Annotated[Path | None, typer.Option(help="Release key ring to pin.")] = None,
+    app: Annotated[Path | None, typer.Option(help="Firmware app directory.")] = None,
+) -> None:
+    """Firmware + littlefs filesystem (app, enrollment code) in one flashable file per node.
+
+    Each node is registered as an enrollment: the image holds a one-time code, not a secret;
+    the node redeems it on first boot.
+    """
+    import csv
+
+    from tools.factory_image import FactoryImageError, build_images, write_depot_csv
+    from tools.provisioning import ProvisionError, Site, load_key_ring
+
+    if batch:
+        if csv_path is None:
+            raise _fail("--batch needs --csv with the pole ids")
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if len(rows) < batch:
+            raise _fail(f"{csv_path} lists {len(rows)} poles, fewer than --batch {batch}")
+        sites = [Site(r["pole_id"], r.get("district", ""), r.get("group") or "default",
+                      float(r["lat"]) if r.get("lat") else None,
+                      float(r["lon"]) if r.get("lon") else None) for r in rows[:batch]]
+    elif pole:
+        sites = [Site(pole, district, group)]
+    else:
+        raise _fail("give --pole (one image) or --batch N --csv FILE")
+    api = ApiClient(server, token)
+    try:
+        ring = load_key_ring(release_keys) if release_keys else None
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+
+    def register(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return api.call("POST", "/api/v1/devices/batch",
+                        json={"devices": devices, "enrollment": True})
+
+    try:
+        images = build_images(firmware, sites, out_path, api.server, register, key_ring=ring,
+                              app_dir=app,
+                              on_image=lambda i: out.print(f"{i.pole_id}: {i.path}"))
+    except (FactoryImageError, ProvisionError) as exc:
+        raise _fail(str(exc)) from None
+    if batch:
+        sheet = out_path / "depot.csv"
+        write_depot_csv(images, sheet)
+        out.print(f"[green]{len(images)} images[/green] in {out_path}; depot sheet {sheet}")
+    else:
+        out.print(f"[green]image ready:[/green] {out_path}: flash it with "
+                  f"`lamplighter device flash --port PORT --firmware {out_path}`")
+
+
+@device_app.command("console")
+def console_cmd(
+    flash_dir: Annotated[Path, typer.Option(help="The emulated node's flash directory.")],
+    no_world: Annotated[bool, typer.Option("--no-world", help="Without sensors.")] = False,
+) -> None:
+    """An emulated lamppost's REPL on a pty: prints /dev/pts/N for mpremote and these commands."""
+    import signal
+
+    from tools.emulator.serial_repl import serve
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    serve(flash_dir, with_world=not no_world)

@@ -1,0 +1,155 @@
+"""Factory images: MicroPython firmware + a littlefs2 filesystem (app, one node's enrollment)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.flashing import FlashError, flash_offset, read_image_info
+from tools.provisioning import Site, app_files, slot_pointer
+
+# MicroPython's ESP32_GENERIC 4 MiB layout (ports/esp32/partitions-4MiB.csv):
+#   nvs 0x9000+0x6000, phy_init 0xf000+0x1000, factory app 0x10000+0x1F0000,
+#   vfs (data, fat) 0x200000+0x200000, mounted by MicroPython as littlefs v2.
+VFS_OFFSET = 0x200000
+VFS_SIZE = 0x200000
+BLOCK_SIZE = 4096
+BLOCK_COUNT = VFS_SIZE // BLOCK_SIZE  # 512
+# MicroPython's VfsLfs2 defaults (extmod/vfs_lfs.c): read/prog size 32, lookahead 32
+LFS_READ_SIZE = 32
+LFS_PROG_SIZE = 32
+LFS_LOOKAHEAD = 32
+SUPPORTED_CHIP = "esp32"
+ENROLLMENT_FILE = "enrollment.json"
+
+
+class FactoryImageError(Exception):
+    """The image cannot be built; the message says why."""
+
+
+def build_filesystem(files: dict[str, bytes]) -> bytes:
+    """A littlefs2 image of the vfs partition holding `files` (relative paths)."""
+    from littlefs import LittleFS
+
+    fs = LittleFS(block_size=BLOCK_SIZE, block_count=BLOCK_COUNT, read_size=LFS_READ_SIZE,
+                  prog_size=LFS_PROG_SIZE, lookahead_size=LFS_LOOKAHEAD)
+    for path, data in files.items():
+        parent = path.rpartition("/")[0]
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        with fs.open(path, "wb") as f:
+            f.write(data)
+    return bytes(fs.context.buffer)
+
+
+def read_filesystem(image: bytes) -> dict[str, bytes]:
+    """Every file in a vfs partition image (for checks): relative path -> content."""
+    from littlefs import LittleFS
+
+    fs = LittleFS(block_size=BLOCK_SIZE, block_count=BLOCK_COUNT, read_size=LFS_READ_SIZE,
+                  prog_size=LFS_PROG_SIZE, lookahead_size=LFS_LOOKAHEAD, mount=False)
+    fs.context.buffer[:] = image
+    fs.mount()
+    out: dict[str, bytes] = {}
+    for root, _dirs, names in fs.walk("/"):
+        for name in names:
+            path = f"{root.rstrip('/')}/{name}".lstrip("/")
+            with fs.open(path, "rb") as f:
+                out[path] = f.read()
+    return out
+
+
+def node_image_files(app: dict[str, bytes], enrollment: dict[str, Any],
+                     key_ring: dict[str, Any] | None) -> dict[str, bytes]:
+    files = dict(app)
+    files["slot.json"] = slot_pointer()
+    if key_ring is not None:
+        files["keys.json"] = json.dumps(key_ring).encode()
+    files[ENROLLMENT_FILE] = json.dumps(enrollment).encode()
+    return files
+
+
+def merge(firmware: bytes, filesystem: bytes, out: Path) -> int:
+    """One flashable file: firmware at the chip's bootloader offset, the fs at VFS_OFFSET.
+
+    The file starts at the bootloader offset (0x1000 on an ESP32), like MicroPython's own
+    image, so `lamplighter device flash` writes it where it writes any firmware. Returns that
+    offset.
+    """
+    from esptool.cmds import merge_bin
+
+    base = flash_offset(SUPPORTED_CHIP)
+    if base + len(firmware) > VFS_OFFSET:
+        raise FactoryImageError(f"the firmware ({len(firmware)} bytes) overlaps the filesystem "
+                                f"partition at {VFS_OFFSET:#x}")
+    merge_bin([(base, firmware), (VFS_OFFSET, filesystem)], chip=SUPPORTED_CHIP, output=str(out),
+              target_offset=base)
+    return base
+
+
+def check_firmware(firmware: bytes, source: str) -> None:
+    try:
+        info = read_image_info(firmware, source)
+    except FlashError as exc:
+        raise FactoryImageError(str(exc)) from None
+    if info.chip != SUPPORTED_CHIP:
+        raise FactoryImageError(
+            f"{source} is built for {info.chip.upper()}; factory images use the ESP32 generic "
+            "4 MiB layout (filesystem at 0x200000): give an ESP32_GENERIC firmware")
+
+
+@dataclass
+class BuiltImage:
+    pole_id: str
+    device_id: str
+    enrollment_code: str
+    path: Path
+
+
+Register = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
+                 register: Register, key_ring: dict[str, Any] | None = None,
+                 app_dir: Path | None = None,
+                 on_image: Callable[[BuiltImage], None] | None = None) -> list[BuiltImage]:
+    """Register `sites` as enrollments in one batch and write one merged image per node.
+
+    With one site, `out` is the image file; with several, `out` is a directory that gets
+    <pole_id>.bin per node.
+    """
+    try:
+        firmware = Path(firmware_path).read_bytes()
+    except OSError as exc:
+        raise FactoryImageError(f"cannot read {firmware_path}: {exc.strerror}") from None
+    check_firmware(firmware, str(firmware_path))
+    app = app_files(app_dir) if app_dir else app_files()
+    creds = register([s.registration("esp32_devkitc") for s in sites])
+    built = []
+    if len(sites) > 1:
+        out.mkdir(parents=True, exist_ok=True)
+    for site, cred in zip(sites, creds, strict=True):
+        enrollment = {"code": cred["enrollment_code"], "server": server.rstrip("/"),
+                      "pole_id": site.pole_id}
+        fs = build_filesystem(node_image_files(app, enrollment, key_ring))
+        path = out / f"{site.pole_id}.bin" if len(sites) > 1 else out
+        merge(firmware, fs, path)
+        image = BuiltImage(site.pole_id, cred["device_id"], cred["enrollment_code"], path)
+        built.append(image)
+        if on_image:
+            on_image(image)
+    return built
+
+
+def write_depot_csv(images: list[BuiltImage], path: Path) -> None:
+    """The depot's sheet: which image goes on which pole, and its enrollment code."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["pole_id", "device_id", "enrollment_code", "image", "flash_offset"])
+        for image in images:
+            writer.writerow([image.pole_id, image.device_id, image.enrollment_code,
+                             str(image.path), hex(flash_offset(SUPPORTED_CHIP))])

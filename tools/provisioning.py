@@ -1,0 +1,437 @@
+"""Provision one node over its REPL (mpremote): identity, config, key ring, A/B app layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.micropython import FIRMWARE_DIR
+
+MARKER = "provisioning.json"  # written first, removed last: its presence means "half done"
+IDENTITY = "identity.json"
+KEYS = "keys.json"
+CONFIG = "config.json"
+SLOT_POINTER = "slot.json"
+APP_SLOT = "slots/a"
+ROOT_FILES = ("boot.py", "main.py", "bootsel.py")  # stay at the root, never replaced by updates
+APP_DIRS = ("lib", "boards")
+FACTORY_SEQUENCE = 0
+CHUNK = 512
+
+# Device side: hashes of the given paths ({path: hex or None when missing}) in one round trip.
+_HASH_CODE = """
+import hashlib, binascii, json
+_b = bytearray(512)
+_out = {}
+for _p in %s:
+    try:
+        _f = open(_p, 'rb')
+    except OSError:
+        _out[_p] = None
+        continue
+    _h = hashlib.sha256()
+    _mv = memoryview(_b)
+    while True:
+        _n = _f.readinto(_b)
+        if not _n:
+            break
+        _h.update(_mv[:_n])
+    _f.close()
+    _out[_p] = binascii.hexlify(_h.digest()).decode()
+print(json.dumps(_out))
+"""
+
+# Device side: the node's own view of itself before anything is written.
+_STATE_CODE = """
+import json, sys
+def _rj(p):
+    try:
+        with open(p) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+print(json.dumps({"platform": sys.platform, "identity": _rj(%r), "marker": _rj(%r)}))
+"""
+
+# Device side: everything on the filesystem goes (the REPL's --clean).
+_WIPE_CODE = """
+import os
+def _rm(p):
+    for e in list(os.ilistdir(p)):
+        c = (p + '/' if p else '') + e[0]
+        if e[1] == 0x4000:
+            _rm(c)
+            os.rmdir(c)
+        else:
+            os.remove(c)
+_rm(%r)
+"""
+
+# Device side: import the board from the active slot, read each sensor once, print JSON.
+SELFTEST_CODE = """
+import sys, json, gc
+_unix = sys.platform in ("linux", "darwin")
+_r = "." if _unix else ""
+try:
+    import bootsel
+    _p = bootsel.load_pointer(_r)
+    _app = bootsel.slot_dir(_p["active"], _r) if _p else _r
+except ImportError:
+    _app = _r
+for _s in ("/boards", "/lib"):
+    if _app + _s not in sys.path:
+        sys.path.insert(0, _app + _s)
+_out = {"app": _app or "/", "sensors": {}}
+try:
+    board = __import__("emulated" if _unix else "esp32_devkitc").Board()
+except Exception as e:
+    board = None
+    _out["error"] = "board: " + repr(e)
+
+def _main():
+    _out["board"] = board.name
+    _out["reset_cause"] = board.reset_cause()
+    _try("bme280", _bme)
+    _try("veml7700", _light)
+    _try("pms5003", _pms)
+    _try("ld2410", _radar)
+    _try("pir", _pir)
+
+try:
+    import config
+    _out["config_errors"] = config.load_with_errors(_r + "/config.json")[1]
+except Exception as e:
+    _out["config_errors"] = [repr(e)]
+
+def _try(name, fn):
+    try:
+        _out["sensors"][name] = fn()
+    except Exception as e:
+        _out["sensors"][name] = {"ok": False, "fault": repr(e)}
+
+def _until(fn, ms):
+    t = 0
+    while t <= ms:
+        if fn():
+            return True
+        board.sleep_ms(100)
+        t += 100
+    return False
+
+def _bme():
+    from drivers.bme280 import BME280
+    d = BME280(board.i2c)
+    ok = _until(d.read, 500)
+    return {"ok": ok, "fault": d.health.last, "temperature_c": d.temperature_c,
+            "humidity_pct": d.humidity_pct, "pressure_hpa": d.pressure_hpa}
+
+def _light():
+    from drivers.veml7700 import VEML7700
+    d = VEML7700(board.i2c)
+    ok = _until(d.read, 500)
+    return {"ok": ok, "fault": d.health.last, "lux": d.lux}
+
+def _pms():
+    from drivers.pms5003 import PMS5003
+    d = PMS5003(board.uart_pm)
+    ok = _until(lambda: d.poll(board.ticks_ms()), 3000)
+    return {"ok": ok, "fault": d.health.last, "pm25_ugm3": d.pm25_ugm3, "pm10_ugm3": d.pm10_ugm3}
+
+def _radar():
+    from drivers.ld2410 import LD2410
+    d = LD2410(board.uart_radar)
+    _until(lambda: d.poll(board.ticks_ms()) and False, 1000)
+    return {"ok": not d.health.failed, "fault": d.health.last, "presence": d.presence}
+
+def _pir():
+    from drivers.pir import PIR
+    d = PIR(board.pin_pir)
+    v = d.read(board.ticks_ms())
+    return {"ok": not d.health.failed, "fault": d.health.last, "motion": bool(v)}
+
+if board is not None:
+    _main()
+gc.collect()
+_out["mem_free"] = gc.mem_free()
+print(json.dumps(_out))
+"""
+
+
+class ProvisionError(Exception):
+    """Provisioning cannot go on; the message says what the technician should do."""
+
+
+@dataclass
+class Site:
+    """Where the node is mounted, as the fleet server registers it."""
+
+    pole_id: str
+    district: str = ""
+    group: str = "default"
+    lat: float | None = None
+    lon: float | None = None
+    tags: list[str] = field(default_factory=list)
+
+    def registration(self, board: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"pole_id": self.pole_id, "district": self.district,
+                                "group": self.group, "board": board, "tags": self.tags}
+        if self.lat is not None:
+            body["lat"] = self.lat
+        if self.lon is not None:
+            body["lon"] = self.lon
+        return body
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def app_files(app_dir: Path = FIRMWARE_DIR, compiled: bool = True,
+              version: str = "factory") -> dict[str, bytes]:
+    """The app laid out as the node boots it: root scripts plus slot a (lib/, boards/).
+
+    With `compiled`, lib/ and boards/ ship as .mpy (an ESP32 has no heap to compile them).
+    """
+    source = Path(app_dir)
+    if compiled:
+        from tools.emulator.launcher import build_firmware
+
+        built = build_firmware(source)
+    else:
+        built = source
+    files: dict[str, bytes] = {}
+    for name in ROOT_FILES:
+        path = source / name
+        if path.exists():
+            files[name] = path.read_bytes()
+    for sub in APP_DIRS:
+        suffix = ".mpy" if compiled else ".py"
+        for path in sorted((built / sub).rglob(f"*{suffix}")):
+            if "__pycache__" in path.parts:
+                continue
+            files[f"{APP_SLOT}/{path.relative_to(built).as_posix()}"] = path.read_bytes()
+    if not any(p.startswith(f"{APP_SLOT}/lib/") for p in files):
+        raise ProvisionError(f"{source} holds no app (expected lib/ and boards/ with the firmware)")
+    files[f"{APP_SLOT}/app_version.json"] = json.dumps(
+        {"version": version, "sequence": FACTORY_SEQUENCE}).encode()
+    return files
+
+
+def slot_pointer() -> bytes:
+    return json.dumps({"active": "a", "previous": None, "pending": None, "rolled_back": None,
+                       "committed_sequence": FACTORY_SEQUENCE}).encode()
+
+
+def load_key_ring(path: Path) -> dict[str, Any]:
+    """The key ring JSON the node pins: a ring file (release keyring) or one public key file."""
+    from ota.keys import KeyFileError, KeyRing, load_public_key
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ProvisionError(f"cannot read release keys {path}: {exc.strerror}") from None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = None
+    try:
+        if isinstance(doc, dict) and "keys" in doc:
+            ring = KeyRing.from_json(doc)
+        else:
+            ring = KeyRing()
+            ring.add(load_public_key(Path(path)))
+    except (KeyFileError, ValueError) as exc:
+        raise ProvisionError(f"release keys {path}: {exc}") from None
+    if not ring.keys:
+        raise ProvisionError(f"release keys {path}: the key ring trusts no key")
+    return ring.to_json()
+
+
+def node_files(identity: dict[str, Any], key_ring: dict[str, Any] | None,
+               config: dict[str, Any] | None, app: dict[str, bytes]) -> dict[str, bytes]:
+    """Every file provisioning writes, in write order: app first, identity last."""
+    files = dict(app)
+    files[SLOT_POINTER] = slot_pointer()
+    if key_ring is not None:
+        files[KEYS] = json.dumps(key_ring).encode()
+    if config is not None:
+        files[CONFIG] = json.dumps(config).encode()
+    files[IDENTITY] = json.dumps(identity).encode()
+    return files
+
+
+class NodeLink:
+    """One node's raw REPL over mpremote's serial transport (a board's USB port or a pty)."""
+
+    def __init__(self, port: str, baud: int = 115200) -> None:
+        from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
+
+        check_port(port)
+        try:
+            self.transport = SerialTransport(port, baudrate=baud)
+        except TransportError as exc:
+            raise ProvisionError(f"cannot open {port}: {exc}. Is another program (a serial "
+                                 "monitor, Thonny, mpremote) using it?") from None
+        try:
+            self.transport.enter_raw_repl(soft_reset=True)
+        except TransportError:
+            self.transport.close()
+            raise ProvisionError(
+                f"no MicroPython REPL answers on {port}: is MicroPython flashed "
+                "(`lamplighter device flash`) and the board out of download mode "
+                "(tap EN/RESET)?") from None
+
+    def exec(self, code: str, timeout: float = 30) -> str:
+        from mpremote.transport import TransportError
+
+        try:
+            out, err = self.transport.exec_raw(code, timeout=timeout)
+        except TransportError as exc:
+            raise ProvisionError(f"the node stopped answering: {exc}") from None
+        if err:
+            raise ProvisionError(f"the node reported an error:\n{err.decode(errors='replace')}")
+        return out.decode(errors="replace")
+
+    def exec_json(self, code: str, timeout: float = 30) -> Any:
+        """Run `code`, whose last output line is JSON, and return it parsed."""
+        lines = [line for line in self.exec(code, timeout).splitlines() if line.strip()]
+        if not lines:
+            raise ProvisionError("the node printed nothing")
+        return json.loads(lines[-1])
+
+    def hashes(self, paths: list[str]) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for i in range(0, len(paths), 40):  # bounded device-side dicts
+            found.update(self.exec_json(_HASH_CODE % json.dumps(paths[i:i + 40])))
+        return found
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Write a file atomically: a temp file over the REPL, then rename over the old one."""
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            self.exec(f"import os\ntry:\n os.mkdir({folder!r})\nexcept OSError:\n pass")
+        tmp = path + ".part"
+        self.exec(f"f=open({tmp!r},'wb')\nw=f.write")
+        for i in range(0, len(data), CHUNK):
+            self.exec(f"w({data[i:i + CHUNK]!r})")
+        self.exec(f"f.close()\nimport os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass\n"
+                  f"os.rename({tmp!r},{path!r})")
+
+    def remove(self, path: str) -> None:
+        self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass")
+
+    def wipe(self) -> None:
+        self.exec(_WIPE_CODE % "", timeout=60)
+
+    def selftest(self) -> dict[str, Any]:
+        return self.exec_json(SELFTEST_CODE, timeout=60)
+
+    def close(self) -> None:
+        try:
+            self.transport.exit_raw_repl()
+        finally:
+            self.transport.close()
+
+
+def check_port(port: str) -> None:
+    """Fail with an actionable message when the serial port is missing or not ours to open."""
+    from tools.flashing import port_problem
+
+    problem = port_problem(port)
+    if problem:
+        raise ProvisionError(problem)
+
+
+@dataclass
+class ProvisionResult:
+    identity: dict[str, Any]
+    registered: bool  # a new registration on the server (False: an existing one reused)
+    resumed: bool  # a half-provisioned node was finished
+    written: list[str]
+    skipped: list[str]
+    selftest: dict[str, Any] | None
+
+
+Register = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def provision(link: NodeLink, site: Site, server: str, register: Register,
+              app: dict[str, bytes], key_ring: dict[str, Any] | None = None,
+              config: dict[str, Any] | None = None, clean: bool = False,
+              run_selftest: bool = True,
+              on_file: Callable[[str, int, int], None] | None = None,
+              say: Callable[[str], None] = print) -> ProvisionResult:
+    """Bring the node on `link` to a verified, provisioned state for `site`.
+
+    The registration is reused when the node (or its half-done marker) already holds an
+    identity for this pole; only otherwise is `register(body)` called. Files that already
+    match are not rewritten. The marker is written before the first file and removed after
+    everything was read back and matched.
+    """
+    state = link.exec_json(_STATE_CODE % (IDENTITY, MARKER))
+    board = "emulated" if state["platform"] in ("linux", "darwin") else "esp32_devkitc"
+    held = None
+    resumed = False
+    for source in (state.get("marker"), state.get("identity")):
+        if isinstance(source, dict) and source.get("device_id") and source.get("secret"):
+            held = source
+            break
+    marker_present = isinstance(state.get("marker"), dict)
+    if held is not None and held.get("pole_id") != site.pole_id and not clean:
+        raise ProvisionError(
+            f"this node is provisioned as pole {held.get('pole_id')} (device "
+            f"{held.get('device_id')}); pass --clean to wipe it and provision it as pole "
+            f"{site.pole_id}")
+    if clean:
+        say("wiping the node's filesystem (--clean)")
+        link.wipe()
+    elif marker_present:
+        resumed = True
+        say(f"this node was cut off half-way through provisioning (pole "
+            f"{state['marker'].get('pole_id')}): finishing it")
+    registered = False
+    if held is not None and held.get("pole_id") == site.pole_id:
+        identity = {k: held[k] for k in ("device_id", "secret", "key_version", "pole_id")
+                    if k in held}
+        say(f"reusing the registration of pole {site.pole_id}: device {identity['device_id']}")
+    else:
+        creds = register(site.registration(board))
+        registered = True
+        identity = {"device_id": creds["device_id"], "secret": creds["secret"],
+                    "key_version": creds.get("key_version", 1), "pole_id": site.pole_id}
+        say(f"registered pole {site.pole_id} as device {identity['device_id']}")
+    identity.update(server=server.rstrip("/"), district=site.district, group=site.group,
+                    lat=site.lat, lon=site.lon, tags=site.tags)
+    files = node_files(identity, key_ring, config, app)
+    marker = dict(identity, started=int(time.time()), files=sorted(files))
+    link.write_file(MARKER, json.dumps(marker).encode())
+    on_node = link.hashes(list(files))
+    written, skipped = [], []
+    total = sum(len(d) for d in files.values())
+    done = 0
+    for path, data in files.items():
+        if on_node.get(path) == sha256_hex(data):
+            skipped.append(path)
+        else:
+            link.write_file(path, data)
+            written.append(path)
+        done += len(data)
+        if on_file:
+            on_file(path, done, total)
+    back = link.hashes(list(files))
+    bad = [p for p, d in files.items() if back.get(p) != sha256_hex(d)]
+    if bad:
+        raise ProvisionError(f"read-back mismatch on the node for {', '.join(bad[:5])}: "
+                             "re-run provisioning (the node is marked half-provisioned)")
+    link.remove(MARKER)
+    result = ProvisionResult(identity, registered, resumed, written, skipped, None)
+    if run_selftest:
+        result.selftest = link.selftest()
+    return result
