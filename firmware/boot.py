@@ -1,15 +1,19 @@
-"""Boot: put the active app's libraries on sys.path and pick this hardware's board module."""
+"""Boot (stable, at the flash root): select the A/B app slot and put its code on sys.path."""
 
 import sys
 
-# The update issue replaces active_app_root(): read the A/B slot pointer, count boot attempts
-# and roll back an update that did not prove itself. Until then the app lives at the root.
 _UNIX = sys.platform in ("linux", "darwin")
+ROOT = "." if _UNIX else ""  # the flash root: the process's directory on the emulated board
 
 
 def active_app_root():
-    """Directory of the app that should run ("" is the filesystem root on a device)."""
-    return "." if _UNIX else ""
+    """Directory of the app to run: the slot bootsel picks (counting trial boots), or the
+    root itself on a node without slots (a development checkout)."""
+    try:
+        import bootsel
+    except ImportError:
+        return ROOT
+    return bootsel.select(ROOT)
 
 
 def setup_paths(root):

@@ -45,8 +45,11 @@ class Node:
     back to full on a sensor fault or an exception in the loop (fail lit).
     """
 
-    def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False):
+    def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False,
+                 updater=None, fw_version=FW_VERSION):
         self.board = board
+        self.updater = updater  # the A/B update client (lib/updater.py), when the node has slots
+        self.fw_version = fw_version
         self.lamp = Lamp(board.pwm_lamp)  # full from the first instant
         self.log = log or Log(clock_ms=board.ticks_ms)
         self.uplink = uplink
@@ -90,6 +93,7 @@ class Node:
         self._next_checkin_s = None
         self._apply_config(cfg)
         now = board.ticks_ms()
+        self._boot_ms = now
         self._last_ms = now
         self._interval_start_ms = now
         self._interval_energy = 0.0
@@ -103,7 +107,7 @@ class Node:
         if uplink is not None:
             self._due["checkin"] = now + FIRST_CHECKIN_MS
             self._due["upload"] = now + FIRST_CHECKIN_MS
-        self.log.info("boot", fw=FW_VERSION, board=board.name, reason=self.boot_reason,
+        self.log.info("boot", fw=fw_version, board=board.name, reason=self.boot_reason,
                       config_version=cfg["version"], queued=len(self.queue))
 
     # ------------------------------------------------------------------ configuration
@@ -218,8 +222,8 @@ class Node:
     # ------------------------------------------------------------------ uplink
     def status(self):
         return {
-            "fw_version": FW_VERSION,
-            "uptime_s": self.board.ticks_ms() // 1000,
+            "fw_version": self.fw_version,
+            "uptime_s": (self.board.ticks_ms() - self._boot_ms) // 1000,
             "mem_free": self.board.mem_free(),
             "rssi": self._rssi(),
             "boot_reason": self.boot_reason,
@@ -236,8 +240,14 @@ class Node:
         return rssi() if rssi else None
 
     def _checkin(self, now):
+        status = self.status()
+        updater = self.updater
+        if updater is not None:
+            report = updater.report()
+            if report is not None:
+                status["update"] = report
         try:
-            reply = self.uplink.checkin(self.status())
+            reply = self.uplink.checkin(status)
         except Exception as e:  # noqa: a network failure is not a node failure
             self.uplink_errors += 1
             self.log.warn("checkin_failed", error=repr(e))
@@ -245,6 +255,11 @@ class Node:
         self._done_cmds = []
         if not reply:
             return
+        if updater is not None:
+            updater.offer(reply.get("update"))
+            if updater.on_trial() and self._proved_healthy():
+                updater.healthy()
+                self.log.info("update_committed", fw=self.fw_version)
         if "config" in reply and "config_version" in reply:
             self._apply_reply_config(reply["config"], reply["config_version"])
         for cmd in reply.get("commands") or ():
@@ -252,6 +267,14 @@ class Node:
         nxt = reply.get("next_checkin_s")
         if isinstance(nxt, int) and 10 <= nxt <= 86400:
             self._next_checkin_s = nxt
+
+    def _proved_healthy(self):
+        """A release on trial is healthy once the loop runs clean and the light sensor reads.
+
+        Called after a successful check-in. The light sensor is the one the lamp depends on;
+        an app that cannot read it, or whose loop throws, is rolled back by the trial timeout.
+        """
+        return self.loop_errors == 0 and self.lux is not None
 
     def _apply_reply_config(self, new_cfg, version):
         if version == self.cfg["version"]:
@@ -420,6 +443,11 @@ class Node:
             if now >= due["upload"]:
                 self._upload()
                 due["upload"] = now + UPLOAD_RETRY_MS
+            updater = self.updater
+            if updater is not None:
+                if updater.busy():
+                    updater.step()  # one phase per tick: the lamp keeps being driven
+                updater.poll((now - self._boot_ms) // 1000)
         if now >= due["housekeeping"]:
             self._housekeeping(now)
             due["housekeeping"] = now + HOUSEKEEPING_MS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,46 @@ BOOT_AND_MAIN = "exec(open('boot.py').read())\nexec(open('main.py').read())\n"
 
 
 BUILD_ROOT = Path(tempfile.gettempdir()) / "lamplighter-emulator-build"
+
+
+ROOT_FILES = ("boot.py", "main.py", "bootsel.py")  # stable, outside the A/B slots
+FACTORY_SEQUENCE = 1  # the app a node leaves the depot with; every release signs a higher one
+
+
+def firmware_version(source: Path = FIRMWARE_DIR) -> str:
+    """FW_VERSION as written in the node's source (the version of an unreleased build)."""
+    match = re.search(r'^FW_VERSION = "([^"]+)"', (source / "lib" / "node.py").read_text(), re.M)
+    return match.group(1) if match else "0.0.0"
+
+
+def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None) -> bool:
+    """Lay a node's flash out as a depot leaves it: root files, the app in slot a.
+
+    A node that already has slots keeps them (its app may have been updated since), unless
+    slot a still holds an older factory build and no update was ever committed: then the
+    build is refreshed, so a developer's changes reach a reused emulated node. Returns
+    whether anything was (re)installed.
+    """
+    flash_dir.mkdir(parents=True, exist_ok=True)
+    version_file = flash_dir / "slots" / "a" / "app_version.json"
+    pointer = flash_dir / "slot.json"
+    if version_file.exists():
+        current = json.loads(version_file.read_text())
+        committed = json.loads(pointer.read_text()).get("committed_sequence", 0) \
+            if pointer.exists() else FACTORY_SEQUENCE
+        if current.get("build") == build.name or committed > FACTORY_SEQUENCE:
+            return False
+    for name in ROOT_FILES:
+        shutil.copyfile(build / name, flash_dir / name)
+    slot = flash_dir / "slots" / "a"
+    shutil.rmtree(slot, ignore_errors=True)
+    for sub in ("lib", "boards"):
+        shutil.copytree(build / sub, slot / sub)
+    (slot / "app_version.json").write_text(json.dumps(
+        {"version": firmware_version(), "sequence": FACTORY_SEQUENCE, "build": build.name}))
+    if keys is not None:
+        (flash_dir / "keys.json").write_text(json.dumps(keys))
+    return True
 
 
 def mpy_cross_executable() -> str:
@@ -91,9 +132,10 @@ class Launcher:
                  end_ms: int | None = None, heap_kb: int = NODE_HEAP_KB,
                  config: dict | None = None, measure_raw: bool = False,
                  on_line: Callable[[str], None] | None = None, keep_lines: int = 200000,
-                 compiled: bool = True) -> None:
+                 compiled: bool = True, keys: dict | None = None) -> None:
         self.flash_dir = Path(flash_dir)
         self.app_dir = build_firmware() if compiled else FIRMWARE_DIR
+        self.keys = keys  # pinned release key ring written to keys.json at first install
         self.world = World(scenario, speed=speed, end_ms=end_ms)
         self.heap_kb = heap_kb
         self.config = config
@@ -110,7 +152,7 @@ class Launcher:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Launcher:
-        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        install_factory_app(self.flash_dir, self.app_dir, self.keys)
         if self.config is not None:
             (self.flash_dir / "config.json").write_text(json.dumps(self.config))
         self.world.start()
@@ -128,7 +170,7 @@ class Launcher:
             "MICROPYPATH": ".frozen",
         })
         cmd = [micropython_executable(), "-X", f"heapsize={self.heap_kb}k", "-c", BOOT_AND_MAIN]
-        proc = subprocess.Popen(cmd, cwd=self.app_dir, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         self._proc = proc
         self.boots += 1

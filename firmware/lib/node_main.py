@@ -1,0 +1,65 @@
+"""The slot's entry point: build the board, log why we reset, start the watchdog, run the node."""
+
+import json
+
+WATCHDOG_MS = 30000
+FATAL_RETRY_MS = 5000
+IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def make_uplink(board, log):
+    """The signed HTTP link to the fleet server when the node has an identity; otherwise the
+    board's own stand-in (an emulated board reports to its world) or nothing."""
+    identity = read_json(board.flash_dir.rstrip("/") + "/" + IDENTITY_FILE)
+    if identity is None:
+        return getattr(board, "uplink", None)
+    from uplink import Uplink
+
+    return Uplink(identity, board.epoch_s, log)
+
+
+def make_updater(board, uplink, log):
+    """The A/B update client, for a node that has app slots and talks to a real server."""
+    if uplink is None or not hasattr(uplink, "device_id"):
+        return None
+    import bootsel
+
+    root = board.flash_dir.rstrip("/")
+    if bootsel.load_pointer(root) is None:
+        return None
+    from updater import Updater
+
+    return Updater(uplink, board.name, board.epoch_s, board.reset, root=root,
+                   ota=getattr(board, "ota", None), feed=board.feed_watchdog, log=log)
+
+
+def main(board_module, app_root):
+    board = __import__(board_module).Board()
+    from log import Log
+
+    log = Log(clock_ms=board.ticks_ms)
+    version = read_json(app_root.rstrip("/") + "/app_version.json") or {}
+    log.info("reset", cause=board.reset_cause(), board=board.name, app=app_root,
+             version=version.get("version", "unknown"))
+    board.start_watchdog(WATCHDOG_MS)
+    try:
+        from node import FW_VERSION, Node
+
+        uplink = make_uplink(board, log)
+        node = Node(board, uplink=uplink, log=log, updater=make_updater(board, uplink, log),
+                    measure_raw=getattr(board, "measure_raw", False),
+                    fw_version=version.get("version", FW_VERSION))
+        node.run()
+    except Exception as e:  # noqa: the app itself failed: stay lit, then reboot
+        board.pwm_lamp.duty_u16(65535)
+        log.error("fatal", error=repr(e))
+        board.sleep_ms(FATAL_RETRY_MS)
+        board.reset()
