@@ -155,7 +155,13 @@ def _pir():
     return {"ok": not d.health.failed, "fault": d.health.last, "motion": bool(v)}
 
 if board is not None:
-    _main()
+    try:
+        _main()
+    finally:
+        # an emulated board holds its street's only connection: hand it back
+        _link = getattr(board, "link", None)
+        if _link is not None:
+            _link.sock.close()
 gc.collect()
 _out["mem_free"] = gc.mem_free()
 print(json.dumps(_out))
@@ -274,7 +280,7 @@ class NodeLink:
 
         check_port(port)
         try:
-            self.transport = SerialTransport(port, baudrate=baud)
+            self.transport = SerialTransport(port, baudrate=baud, timeout=2)
         except TransportError as exc:
             raise ProvisionError(f"cannot open {port}: {exc}. Is another program (a serial "
                                  "monitor, Thonny, mpremote) using it?") from None
