@@ -37,6 +37,14 @@ def firmware_defaults() -> dict[str, Any]:
     return module.DEFAULTS
 
 
+def batch_args(batch: list[Any]) -> str:
+    """`batch, length, checksum` as the drivers' _ok expects them (see device_drivers)."""
+    check = len(batch)
+    for v in batch:
+        check = (check * 31 + (7 if v is None else v)) % 65521
+    return f"{batch!r}, {len(batch)}, {check}"
+
+
 def _grid(value: float) -> int:
     # Inputs go to the board as n / 256: exact in float32 and double alike.
     return round(value * 256)
@@ -112,14 +120,18 @@ def lux_signal(rng: random.Random) -> FilterSignal:
 
 def filter_signals(seed: int = 8) -> list[FilterSignal]:
     rng = random.Random(seed)
-    return [temperature_signal(rng), humidity_signal(rng), pm25_signal(rng), lux_signal(rng)]
+    signals = [temperature_signal(rng), humidity_signal(rng), pm25_signal(rng), lux_signal(rng)]
+    for signal in signals:  # n / 256 must be exact in the micro:bit's 22-bit significand
+        assert all(n is None or abs(n) < 2**21 for n in signal.samples), signal.metric
+    return signals
 
 
-def filter_scenario(batch: int = 40, seed: int = 8) -> Scenario:
+def filter_scenario(batch: int = 24, seed: int = 8) -> Scenario:
     """Every signal through MetricPipeline (and a bare SpikeFilter) with the node's defaults."""
     metrics = firmware_defaults()["metrics"]
     scenario = Scenario("filters", ("filters",))
-    scenario.add(drv.FLOAT_CODEC)
+    for code in drv.PRELUDE:
+        scenario.add(code)
     scenario.add(drv.FILTER_SETUP)
     scenario.add(drv.FILTER_RUN)
     for signal in filter_signals(seed):
@@ -129,7 +141,7 @@ def filter_scenario(batch: int = 40, seed: int = 8) -> Scenario:
             chunk = signal.samples[start : start + batch]
             t0 = start * signal.period_ms
             scenario.add(
-                f"_frun({t0}, {signal.period_ms}, {chunk!r})",
+                f"_frun({t0}, {signal.period_ms}, {batch_args(chunk)})",
                 [(signal.metric, start + j, n) for j, n in enumerate(chunk)],
             )
     return scenario
@@ -173,6 +185,8 @@ def occupancy_scenario(batch: int = 60, seed: int = 8) -> Scenario:
     """The PIR/radar sequence through Occupancy with the node's debounce and hold."""
     cfg = firmware_defaults()["occupancy"]
     scenario = Scenario("occupancy", ("occupancy",))
+    for code in drv.PRELUDE:
+        scenario.add(code)
     scenario.add(drv.OCCUPANCY_SETUP)
     scenario.add(drv.OCCUPANCY_RUN)
     scenario.add(f"_oset({cfg['debounce_ms']}, {cfg['hold_ms']})")
@@ -183,7 +197,7 @@ def occupancy_scenario(batch: int = 60, seed: int = 8) -> Scenario:
         for dt, pir, radar in chunk:
             flat += [dt, pir + 2 * (2 if radar is None else int(radar))]
         samples: list[SAMPLE] = [(start + j, *s) for j, s in enumerate(chunk)]
-        scenario.add(f"_orun({flat!r})", samples + [("count",)])
+        scenario.add(f"_orun({batch_args(flat)})", samples + [("count",)])
     return scenario
 
 
@@ -249,8 +263,9 @@ def dimming_day_scenario(seed: int = 8) -> Scenario:
     """24 h of light and pedestrians through Occupancy + DimmingPolicy, faults, overrides."""
     defaults = firmware_defaults()
     scenario = Scenario("dimming day", ("occupancy", "dimming"))
-    scenario.add(drv.FLOAT_CODEC)
+    scenario.add(drv.BATCH_CHECK)
     scenario.add(drv.DAY_SETUP)
+    scenario.add(drv.DAY_STEP)
     scenario.add(drv.DAY_RUN)
     occ = defaults["occupancy"]
     scenario.add(
@@ -266,7 +281,7 @@ def dimming_day_scenario(seed: int = 8) -> Scenario:
             scenario.add(f"_dp.set_override({level}, {until})")
         chunk = inputs[start : start + DAY_BATCH]
         scenario.add(
-            f"_drun({start}, {DAY_STEP_MS}, {LAMP_RATED_W!r}, {chunk!r})",
+            f"_drun({start}, {DAY_STEP_MS}, {LAMP_RATED_W!r}, {batch_args(chunk)})",
             [("batch", start, len(chunk))],
         )
     return scenario

@@ -1,4 +1,4 @@
-"""Scenario 8: filters, occupancy and dimming give the host's decisions on bare-metal MicroPython."""
+"""Scenario 8: filters, occupancy and dimming give the host's decisions on bare metal."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from hil_tests.algorithm_scenarios import (
     firmware_defaults,
     occupancy_scenario,
 )
-from hil_tests.backends import Board
+from hil_tests.backends import Board, DeviceError
 from hil_tests.comparison import (
     REL_TOL,
     Comparison,
     compare_exact,
     compare_filters,
     parse_float,
+    parse_micro,
     report_margins,
     spike_margins,
 )
@@ -32,17 +33,37 @@ Record = Callable[[str, Any], None]
 ALGORITHM_MODULES = ("filters", "occupancy", "dimming")
 
 
-def run_on_board(board: Board, scenario: Scenario, record: Record) -> list[str]:
-    """Fresh interpreter, the scenario's modules (free heap recorded after each), its runs."""
+def _run_once(board: Board, scenario: Scenario, record: Record) -> list[str]:
     board.reset()
     for module in scenario.modules:
         board.load_module(module)
         free = board.mem_free()
         print(f"{board.name}: {free} bytes free after loading {module}")
         record(f"heap_after_{module}", free)
+    return [board.exec(code, timeout=60) for code in scenario.runs]
+
+
+def run_on_board(board: Board, scenario: Scenario, record: Record) -> list[str]:
+    """Fresh interpreter, the scenario's modules (free heap recorded after each), its runs.
+
+    The micro:bit's UART has no flow control, and a byte lost while a definition is sent can
+    leave code that still compiles but names something that does not exist. An exception
+    raised on the board therefore gets one more try from a fresh reset (counted in the
+    table); an error that comes back is reported. Output that differs from the host's is
+    never retried.
+    """
+    resent_before = getattr(board, "resends", 0)
     started = time.monotonic()
-    outputs = [board.exec(code, timeout=60) for code in scenario.runs]
+    try:
+        outputs = _run_once(board, scenario, record)
+        retried = 0
+    except DeviceError as first:
+        print(f"{board.name}: retrying {scenario.name} from a reset after: {first}")
+        outputs = _run_once(board, scenario, record)
+        retried = 1
     record("board_run_s", round(time.monotonic() - started, 1))
+    record("resent_runs", getattr(board, "resends", 0) - resent_before)
+    record("scenario_retries", retried)
     return outputs
 
 
@@ -134,7 +155,7 @@ def test_occupancy_matches_host(board: Board, hil_record: Record) -> None:
 
 @pytest.mark.slow
 def test_dimming_day_matches_host(board: Board, hil_record: Record) -> None:
-    """A 24 h light and pedestrian profile: the same lamp level, ramp and day/night at every step."""
+    """24 h of light and pedestrians: the same lamp level, ramp and day/night at every step."""
     scenario = dimming_day_scenario()
     host_out = run_on_host(scenario)
     board_out = run_on_board(board, scenario, hil_record)
@@ -143,7 +164,7 @@ def test_dimming_day_matches_host(board: Board, hil_record: Record) -> None:
     changes = [line.split() for text in host_out for line in text.splitlines()
                if line and not line.startswith("E")]
     levels = {int(fields[1]) for fields in changes}
-    energy = sum(parse_float(line.split()[1]) or 0.0 for text in host_out
+    energy = sum(parse_micro(line.split()[1]) for text in host_out
                  for line in text.splitlines() if line.startswith("E"))
     hil_record("level_changes", len(changes))
     hil_record("energy_wh", round(energy, 1))

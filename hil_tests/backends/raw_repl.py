@@ -38,12 +38,25 @@ class PacedSerial:
         return getattr(self._port, name)
 
 
+GARBLED = "garbled batch"  # what a board-side data check raises (hil_tests/device_drivers.py)
+
+
+def _compiles(code: str) -> bool:
+    try:
+        compile(code, "<board code>", "exec")
+    except SyntaxError:
+        return False
+    return True
+
+
 class RawReplBoard(Board):
     """Raw-REPL board on a serial device (a real port or an emulator's pty)."""
 
     # Writes are paced (see PacedSerial); a board with flow control can raise these.
+    # Definitions go slower still: a byte lost there may not be caught by the compiler.
     write_chunk = 16
     write_pause_s = 0.002
+    load_chunk = 8
 
     def __init__(self, device: str) -> None:
         self.device = device
@@ -52,23 +65,45 @@ class RawReplBoard(Board):
             self.transport.serial, self.write_chunk, self.write_pause_s
         )
         self.loaded: dict[str, list[str]] = {}
+        self.resends = 0  # runs sent again after the board reported a garbled transfer
         self.transport.enter_raw_repl(soft_reset=True, timeout_overall=20)
 
     def exec(self, code: str, timeout: float = 20.0) -> str:
-        try:
-            out, err = self.transport.exec_raw(code, timeout=timeout)
-        except TransportError as exc:
-            raise DeviceError(f"{self.name}: raw REPL transport failed: {exc}") from exc
-        if err:
-            raise DeviceError(f"{self.name} raised:\n{err.decode(errors='replace')}")
-        return out.decode(errors="replace").replace("\r\n", "\n")
+        # A collection after each run keeps the small heap from fragmenting: on the micro:bit
+        # a run of driver batches otherwise ends in "parser could not allocate enough
+        # memory" with 3.6 KB nominally free, while collecting after every run keeps it there.
+        return self._run(code.rstrip("\n") + "\nimport gc\ngc.collect()\n", timeout)
+
+    def _run(self, code: str, timeout: float) -> str:
+        # A byte lost on the way makes the board's compiler reject the text before anything
+        # runs, so a SyntaxError for code that compiles on the host is resent (twice at most),
+        # and so is a data batch whose check failed on the board ("garbled batch", raised
+        # before the batch is used); code that is really wrong keeps failing and is reported.
+        for attempt in range(3):
+            try:
+                out, err = self.transport.exec_raw(code, timeout=timeout)
+            except TransportError as exc:
+                raise DeviceError(f"{self.name}: raw REPL transport failed: {exc}") from exc
+            if not err:
+                return out.decode(errors="replace").replace("\r\n", "\n")
+            text = err.decode(errors="replace")
+            garbled = "SyntaxError" in text or GARBLED in text
+            if attempt == 2 or not garbled or not _compiles(code):
+                raise DeviceError(f"{self.name} raised:\n{text}")
+            self.resends += 1
+        raise AssertionError("unreachable")
 
     def load_module(self, name_or_path: str | Path) -> list[str]:
         path = module_path(name_or_path)
         defined: list[str] = []
-        for chunk in split_definitions(path.read_text()):
-            self.exec(chunk.code)
-            defined.extend(chunk.names)
+        paced = self.transport.serial
+        paced.chunk = self.load_chunk
+        try:
+            for chunk in split_definitions(path.read_text()):
+                self._run(chunk.code, timeout=20.0)  # as small as it can be: no collection
+                defined.extend(chunk.names)
+        finally:
+            paced.chunk = self.write_chunk
         missing = self.exec(
             f"print(' '.join([n for n in {defined!r} if n not in globals()]))"
         ).strip()
