@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from hil_tests.algorithm_scenarios import (
     Scenario,
     dimming_day_scenario,
@@ -119,7 +117,6 @@ def test_filter_inputs_are_well_conditioned(hil_record: Record) -> None:
     assert worst_report > 1.0, "a report decision is within the float tolerance of its deadband"
 
 
-@pytest.mark.slow
 def test_filters_match_host(board: Board, hil_record: Record) -> None:
     """Spikes, steps, noise, flat stretches and failed reads give the same reports on the board."""
     scenario = filter_scenario()
@@ -137,7 +134,6 @@ def test_filters_match_host(board: Board, hil_record: Record) -> None:
     assert result.floats >= 2 * samples * 0.95, "too few values compared"
 
 
-@pytest.mark.slow
 def test_occupancy_matches_host(board: Board, hil_record: Record) -> None:
     """PIR glitches, debounce edges, radar-only presence, radar faults: same states and counts."""
     scenario = occupancy_scenario()
@@ -153,7 +149,6 @@ def test_occupancy_matches_host(board: Board, hil_record: Record) -> None:
     assert int(last_count[2]) > 10, "the sequence should contain many presence events"
 
 
-@pytest.mark.slow
 def test_dimming_day_matches_host(board: Board, hil_record: Record) -> None:
     """24 h of light and pedestrians: the same lamp level, ramp and day/night at every step."""
     scenario = dimming_day_scenario()
