@@ -1,0 +1,147 @@
+"""Factory images: firmware + littlefs read back, offsets, batch sheet, first-boot enrollment.
+
+No MicroPython ESP32 firmware .bin is available offline: the firmware part is a structurally
+valid ESP32 image built with esptool's own image classes (header, two segments, checksum and
+SHA-256 digest), which `esptool image_info` parses like a real one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import httpx
+from esptool.bin_image import ELFSection
+from esptool.cmds import image_info
+from esptool.targets import CHIP_DEFS
+from typer.testing import CliRunner
+
+import tools.cli_device_tech  # noqa: F401  (attaches the device commands)
+from tools.cli import app
+from tools.factory_image import BLOCK_COUNT, BLOCK_SIZE, VFS_OFFSET, VFS_SIZE, read_filesystem
+from tools.fleet_process import FleetServer
+from tools.micropython import FIRMWARE_LIB, run_micropython
+from tools.provisioning import app_files
+
+BASE = 0x1000  # an ESP32 image (and so the factory file) starts at the bootloader offset
+
+
+def firmware(tmp_path: Path, chip: str = "esp32") -> Path:
+    img = CHIP_DEFS[chip].BOOTLOADER_IMAGE()
+    img.entrypoint = 0x40080400
+    img.segments = [ELFSection(b".dram0.data", 0x3FFB0000, os.urandom(4096), 0),
+                    ELFSection(b".iram0.text", 0x40080000, os.urandom(8192), 0)]
+    path = tmp_path / f"micropython-{chip}.bin"
+    img.save(str(path))
+    return path
+
+
+def cli(server: FleetServer, *args: str):
+    return CliRunner().invoke(app, ["device", "factory-image", *args, "--server", server.url,
+                                    "--token", server.operator_token])
+
+
+def devices(server: FleetServer) -> list[dict]:
+    return httpx.get(f"{server.url}/api/v1/devices", headers=server.operator_headers).json()
+
+
+def test_one_image_reads_back(live_server: FleetServer, tmp_path: Path, capsys) -> None:
+    fw = firmware(tmp_path)
+    out = tmp_path / "P-0007.bin"
+    result = cli(live_server, "--firmware", str(fw), "--pole", "P-0007", "--district", "north",
+                 "--out", str(out))
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    fw_bytes = fw.read_bytes()
+    # offsets: firmware first (flash 0x1000), filesystem at flash 0x200000 up to 4 MiB
+    assert len(data) == VFS_OFFSET + VFS_SIZE - BASE == 0x400000 - 0x1000
+    assert data[:len(fw_bytes)] == fw_bytes
+    assert set(data[len(fw_bytes):VFS_OFFSET - BASE]) == {0xFF}
+    assert VFS_SIZE == BLOCK_SIZE * BLOCK_COUNT == 2 * 1024 * 1024
+
+    capsys.readouterr()
+    image_info(data[:VFS_OFFSET - BASE])
+    info = capsys.readouterr().out
+    assert "Chip ID: 0 (ESP32)" in info
+    assert "Checksum:" in info and "(valid)" in info
+
+    files = read_filesystem(data[VFS_OFFSET - BASE:])
+    for path, content in app_files().items():
+        assert files[path] == content, path
+    assert json.loads(files["slot.json"])["active"] == "a"
+    enrollment = json.loads(files["enrollment.json"])
+    assert enrollment["pole_id"] == "P-0007" and enrollment["server"] == live_server.url
+    [device] = [d for d in devices(live_server) if d["pole_id"] == "P-0007"]
+    assert device["district"] == "north"
+    assert "identity.json" not in files  # the image carries a code, never a secret
+
+
+def test_firmware_for_another_chip_is_refused(live_server: FleetServer, tmp_path: Path) -> None:
+    result = cli(live_server, "--firmware", str(firmware(tmp_path, "esp32s3")), "--pole", "P-1",
+                 "--out", str(tmp_path / "x.bin"))
+    assert result.exit_code == 1
+    assert "built for ESP32S3" in " ".join(result.output.split())
+    assert devices(live_server) == []  # nothing registered for an image never built
+
+
+def test_batch_writes_images_and_the_depot_sheet(live_server: FleetServer,
+                                                 tmp_path: Path) -> None:
+    poles = tmp_path / "poles.csv"
+    poles.write_text("pole_id,district,group\nQ-1,east,wave1\nQ-2,east,wave1\nQ-3,west,\n")
+    out = tmp_path / "images"
+    result = cli(live_server, "--firmware", str(firmware(tmp_path)), "--batch", "3", "--csv",
+                 str(poles), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    with open(out / "depot.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["pole_id"] for r in rows] == ["Q-1", "Q-2", "Q-3"]
+    assert len({r["enrollment_code"] for r in rows}) == 3
+    assert {r["flash_offset"] for r in rows} == {"0x1000"}
+    registered = {d["pole_id"]: d["device_id"] for d in devices(live_server)}
+    for row in rows:
+        assert registered[row["pole_id"]] == row["device_id"]
+        files = read_filesystem(Path(row["image"]).read_bytes()[VFS_OFFSET - BASE:])
+        assert json.loads(files["enrollment.json"])["code"] == row["enrollment_code"]
+
+
+ENROLL_RUN = """
+import json, time, enroll
+r = enroll.redeem(".")
+out = {"result": r}
+if r == "enrolled":
+    from uplink import Uplink
+    with open("identity.json") as f:
+        ident = json.loads(f.read())
+    reply = Uplink(ident, time.time).checkin({"fw_version": "0.1.0"})
+    out["checkin_ok"] = reply is not None
+    out["device_id"] = ident["device_id"]
+print(json.dumps(out))
+"""
+
+
+def test_node_redeems_its_code_on_first_boot(live_server: FleetServer, tmp_path: Path) -> None:
+    image = tmp_path / "node.bin"
+    assert cli(live_server, "--firmware", str(firmware(tmp_path)), "--pole", "E-1", "--out",
+               str(image)).exit_code == 0
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    enrollment = read_filesystem(image.read_bytes()[VFS_OFFSET - BASE:])["enrollment.json"]
+    (flash / "enrollment.json").write_bytes(enrollment)
+
+    def boot() -> dict:
+        proc = run_micropython(ENROLL_RUN, path_dirs=[FIRMWARE_LIB], cwd=flash)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    first = boot()
+    [device] = [d for d in devices(live_server) if d["pole_id"] == "E-1"]
+    assert first == {"result": "enrolled", "checkin_ok": True, "device_id": device["device_id"]}
+    assert not (flash / "enrollment.json").exists()
+    assert boot() == {"result": "already"}
+
+    # the same code again (a second node flashed with a copy of the image) is refused for good
+    (flash / "identity.json").unlink()
+    (flash / "enrollment.json").write_bytes(enrollment)
+    assert boot() == {"result": "refused"}
+    assert (flash / "enrollment.json").exists()
