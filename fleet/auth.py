@@ -34,12 +34,19 @@ class DeviceIdentity:
     device: Device
 
 
-async def authenticated_device(request: Request,
-                               session: Session = Depends(get_session)) -> DeviceIdentity:
+async def request_body(request: Request) -> bytes:
+    """The raw body, read on the event loop (Starlette caches it for the route)."""
+    return await request.body()
+
+
+def authenticated_device(request: Request, body: bytes = Depends(request_body),
+                         session: Session = Depends(get_session)) -> DeviceIdentity:
     """Verify a device request's HMAC signature, timestamp and nonce; return its device.
 
     Headers: X-Device-Id, X-Timestamp (Unix seconds), X-Nonce (16–64 of [A-Za-z0-9_-]),
     X-Signature (hex HMAC-SHA256 over method, path?query, timestamp, nonce, SHA-256 of the body).
+    A plain function, so FastAPI runs its database work in the thread pool: blocking the event
+    loop on a database lock would stall every other request, including the one holding it.
     """
     headers = request.headers
     if "authorization" in headers:
@@ -69,7 +76,6 @@ async def authenticated_device(request: Request,
     device = session.execute(select(Device).where(Device.uid == uid)).scalar_one_or_none()
     if device is None:
         raise _unauthorized("unknown device")
-    body = await request.body()
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     secret = decrypt_secret(settings.master_key_bytes(), device.secret_enc, device.uid)
     if not signature_matches(secret, signature, request.method, path, ts_text, nonce, body):

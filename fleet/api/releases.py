@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -105,8 +106,10 @@ async def upload_release(request: Request,
                          session: Session = Depends(get_session)) -> ReleaseOut:
     """Upload a signed bundle (`lamplighter release upload`); it is checked before it is kept."""
     upload, sha256, size = await spool_upload(request.stream(), get_settings().max_bundle_bytes)
-    return _release_out(store_release(session, upload, sha256, size, notes=notes,
-                                      actor=caller.name))
+    # Verifying hashes every file and writes the database: off the event loop.
+    release = await run_in_threadpool(store_release, session, upload, sha256, size, notes=notes,
+                                      actor=caller.name)
+    return _release_out(release)
 
 
 @router.get("/releases", response_model=list[ReleaseOut])

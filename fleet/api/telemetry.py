@@ -6,12 +6,12 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from fleet.auth import Caller, DeviceIdentity, authenticated_device, data_reader
+from fleet.auth import Caller, DeviceIdentity, authenticated_device, data_reader, request_body
 from fleet.db import get_engine, get_session
 from fleet.settings import get_settings
 from fleet.telemetry.export import csv_chunks, parquet_chunks
@@ -76,10 +76,6 @@ class AggregateReply(BaseModel):
     truncated: bool = Field(description="True when more rows matched than `limit`")
 
 
-async def _raw_body(request: Request) -> bytes:
-    return await request.body()
-
-
 @device_router.post(
     "/telemetry", response_model=IngestReply,
     openapi_extra={"requestBody": {"required": True,
@@ -88,7 +84,7 @@ async def _raw_body(request: Request) -> bytes:
                403: {"description": "device decommissioned"},
                422: {"description": "batch refused, nothing stored; detail names the reading"}})
 def ingest(ident: DeviceIdentity = Depends(authenticated_device),
-           body: bytes = Depends(_raw_body),
+           body: bytes = Depends(request_body),
            session: Session = Depends(get_session)) -> IngestReply:
     """Store a batch of readings: all or nothing, idempotent by (node, seq)."""
     settings = get_settings()
