@@ -274,7 +274,7 @@ def drive_load(kind: str, nodes: list[Node], ports: list[int], seconds: float,
         proc.join()
     total = {"ok": sum(t["ok"] for t in tallies), "failed": sum(t["failed"] for t in tallies),
              "stored": sum(t["stored"] for t in tallies),
-             "elapsed": max(t["last"] for t in tallies) - window[0],
+             "elapsed": max(max(t["last"] for t in tallies) - window[0], 1e-3),
              "sample": next((t["sample"] for t in tallies if "sample" in t), "")}
     if total["failed"]:
         print(f"{kind}: {total['failed']} requests failed, e.g. {total['sample']}")
