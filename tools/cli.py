@@ -18,7 +18,7 @@ app.add_typer(device_app, name="device")
 
 def _register_commands() -> None:
     """Import the modules that attach their commands to the groups above."""
-    from tools import cli_device  # noqa: F401
+    from tools import cli_device, cli_device_tech  # noqa: F401
     from tools.cli_server import server_app
 
     app.add_typer(server_app, name="server")

@@ -17,8 +17,17 @@ def read_json(path):
 
 def make_uplink(board, log):
     """The signed HTTP link to the fleet server when the node has an identity; otherwise the
-    board's own stand-in (an emulated board reports to its world) or nothing."""
-    identity = read_json(board.flash_dir.rstrip("/") + "/" + IDENTITY_FILE)
+    board's own stand-in (an emulated board reports to its world) or nothing.
+
+    A factory-imaged node first redeems its one-time enrollment code for an identity; when
+    the server cannot be reached it tries again at the next boot.
+    """
+    root = board.flash_dir.rstrip("/")
+    if read_json(root + "/enrollment.json") is not None:
+        import enroll
+
+        log.info("enroll", result=enroll.redeem(root, log=log))
+    identity = read_json(root + "/" + IDENTITY_FILE)
     if identity is None:
         return getattr(board, "uplink", None)
     from uplink import Uplink
