@@ -21,11 +21,20 @@ class Scenario:
     name: str
     modules: tuple[str, ...]
     runs: list[str] = field(default_factory=list)
+    checked: list[bool] = field(default_factory=list)  # send with Board.exec_checked
     samples: list[list[SAMPLE]] = field(default_factory=list)
 
     def add(self, code: str, samples: list[SAMPLE] | None = None) -> None:
+        """A data batch (checked on the board by _ok)."""
         self.runs.append(code)
+        self.checked.append(False)
         self.samples.append(samples or [])
+
+    def define(self, code: str) -> None:
+        """A definition or a setting: must arrive intact, so it is sent echo-checked."""
+        self.runs.append(code)
+        self.checked.append(True)
+        self.samples.append([])
 
 
 def firmware_defaults() -> dict[str, Any]:
@@ -131,17 +140,17 @@ def filter_scenario(batch: int = 24, seed: int = 8) -> Scenario:
     metrics = firmware_defaults()["metrics"]
     scenario = Scenario("filters", ("filters",))
     for code in drv.PRELUDE:
-        scenario.add(code)
-    scenario.add(drv.FILTER_SETUP)
-    scenario.add(drv.FILTER_RUN)
+        scenario.define(code)
+    scenario.define(drv.FILTER_SETUP)
+    scenario.define(drv.FILTER_RUN)
     for signal in filter_signals(seed):
         cfg = metrics[signal.metric]
-        scenario.add(f"_fset({cfg!r})")
+        scenario.define(f"_fset({cfg!r})")
         for start in range(0, len(signal.samples), batch):
             chunk = signal.samples[start : start + batch]
             t0 = start * signal.period_ms
             scenario.add(
-                f"_frun({t0}, {signal.period_ms}, {batch_args(chunk)})",
+                f"_frun({batch_args([t0, signal.period_ms, *chunk])})",
                 [(signal.metric, start + j, n) for j, n in enumerate(chunk)],
             )
     return scenario
@@ -186,10 +195,10 @@ def occupancy_scenario(batch: int = 60, seed: int = 8) -> Scenario:
     cfg = firmware_defaults()["occupancy"]
     scenario = Scenario("occupancy", ("occupancy",))
     for code in drv.PRELUDE:
-        scenario.add(code)
-    scenario.add(drv.OCCUPANCY_SETUP)
-    scenario.add(drv.OCCUPANCY_RUN)
-    scenario.add(f"_oset({cfg['debounce_ms']}, {cfg['hold_ms']})")
+        scenario.define(code)
+    scenario.define(drv.OCCUPANCY_SETUP)
+    scenario.define(drv.OCCUPANCY_RUN)
+    scenario.define(f"_oset({cfg['debounce_ms']}, {cfg['hold_ms']})")
     inputs = occupancy_inputs(seed)
     for start in range(0, len(inputs), batch):
         chunk = inputs[start : start + batch]
@@ -263,13 +272,14 @@ def dimming_day_scenario(seed: int = 8) -> Scenario:
     """24 h of light and pedestrians through Occupancy + DimmingPolicy, faults, overrides."""
     defaults = firmware_defaults()
     scenario = Scenario("dimming day", ("occupancy", "dimming"))
-    scenario.add(drv.BATCH_CHECK)
-    scenario.add(drv.DAY_SETUP)
-    scenario.add(drv.DAY_STEP)
-    scenario.add(drv.DAY_RUN)
+    scenario.define(drv.BATCH_CHECK)
+    scenario.define(drv.DAY_SETUP)
+    scenario.define(drv.DAY_STEP)
+    scenario.define(drv.DAY_RUN)
     occ = defaults["occupancy"]
-    scenario.add(
-        f"_dset({defaults['dimming']!r}, {DAY_SCHEDULE!r}, {occ['debounce_ms']}, {occ['hold_ms']})"
+    scenario.define(
+        f"_dset({defaults['dimming']!r}, {DAY_SCHEDULE!r}, {occ['debounce_ms']}, "
+        f"{occ['hold_ms']}, {LAMP_RATED_W!r})"
     )
     overrides = {minute * 60000 // DAY_STEP_MS: (level, span) for minute, level, span in
                  DAY_OVERRIDES}
@@ -278,10 +288,10 @@ def dimming_day_scenario(seed: int = 8) -> Scenario:
         if start in overrides:
             level, span = overrides[start]
             until = start * DAY_STEP_MS + span * 60000
-            scenario.add(f"_dp.set_override({level}, {until})")
+            scenario.define(f"_dp.set_override({level}, {until})")
         chunk = inputs[start : start + DAY_BATCH]
         scenario.add(
-            f"_drun({start}, {DAY_STEP_MS}, {LAMP_RATED_W!r}, {batch_args(chunk)})",
+            f"_drun({batch_args([start, DAY_STEP_MS, *chunk])})",
             [("batch", start, len(chunk))],
         )
     return scenario

@@ -1,8 +1,10 @@
 """Scenario drivers in MicroPython 1.9 syntax, run unchanged on a board and on the host."""
 
-# Each string is one raw-REPL run (one top-level definition or a few tiny statements), so it
-# compiles inside the micro:bit's heap. The drivers print one line per sample (or per change)
-# and floats as the 8 bytes of a double, so the host reads the board's values exactly.
+# Each string is one run on the board (one top-level definition or a few tiny statements), so
+# it compiles inside the micro:bit's heap. Definitions go through the echo-checked path; a data
+# batch carries every number it depends on inside the list that _ok checks. The drivers print
+# one line per sample (or per change) and floats as the 8 bytes of a double, so the host reads
+# the board's values exactly.
 
 IMPORT_STRUCT = """\
 try:
@@ -40,16 +42,19 @@ def _fset(cfg):
     _s = SpikeFilter(cfg['window'], cfg['k'], cfg['min_mad'])
 """
 
-# One line per sample: spike-filter output, spikes replaced so far, reported (1/0), EMA value.
-# Inputs are integers n standing for n / 256 (exact in float32); None is a failed read.
+# b: [t0_ms, dt_ms, sample, ...], each sample an integer n standing for n / 256 (exact in
+# float32), or None for a failed read. One line per sample: spike-filter output, spikes
+# replaced so far, reported (1/0), EMA value.
 FILTER_RUN = """\
-def _frun(t, dt, batch, n, c):
-    _ok(batch, n, c)
-    for n in batch:
+def _frun(b, n, c):
+    _ok(b, n, c)
+    t = b[0]
+    dt = b[1]
+    for k in range(2, len(b)):
         s = None
         x = None
-        if n is not None:
-            x = n / 256
+        if b[k] is not None:
+            x = b[k] / 256
             s = _s.update(x)
         r = _p.push(t, x)
         print(_f(s), _p.rejected, 0 if r is None else 1, _f(_p.last))
@@ -82,18 +87,19 @@ def _orun(batch, n, c):
 """
 
 DAY_SETUP = """\
-def _dset(cfg, schedule, debounce, hold):
-    global _dp, _do, _dl, _dt
+def _dset(cfg, schedule, debounce, hold, rated_w):
+    global _dp, _do, _dl, _dt, _dw
     _dp = DimmingPolicy(cfg['dusk_lux'], cfg['dawn_lux'], cfg['dim_level'], cfg['full_level'],
                         cfg['ramp_up_ms'], cfg['ramp_down_ms'], schedule, cfg['confirm_ms'])
     _do = Occupancy(debounce, hold)
     _dl = None
     _dt = 0
+    _dw = rated_w
 """
 
-# batch: one int per sample every dt ms, lux16 * 16 + flags, where lux16 is lux * 16 and a
-# negative value means the light sensor gave nothing; flags: 1 PIR, 2 radar presence,
-# 4 a sensor fault reported, 8 radar faulty (None).
+# b: [first sample's index, dt_ms, sample, ...], one int per sample: lux16 * 16 + flags,
+# where lux16 is lux * 16 and a negative value means the light sensor gave nothing;
+# flags: 1 PIR, 2 radar presence, 4 a sensor fault reported, 8 radar faulty (None).
 # Prints "<sample> <level> <ramp_ms> <day/night> <occupied>" whenever one of them changes,
 # then "E <µWh used in this batch> <presence events in this batch>". The levels are summed as
 # integers and energy_wh (linear in the level) is called once per batch, so the energy figure
@@ -116,11 +122,13 @@ def _dstep(i, v, dt):
 """
 
 DAY_RUN = """\
-def _drun(i, dt, rated_w, batch, n, c):
-    _ok(batch, n, c)
+def _drun(b, n, c):
+    _ok(b, n, c)
+    i = b[0]
+    dt = b[1]
     s = 0
-    for v in batch:
-        s += _dstep(i, v, dt)
+    for k in range(2, len(b)):
+        s += _dstep(i, b[k], dt)
         i += 1
-    print('E', int(energy_wh(s, dt, rated_w) * 1000000), _do.take_count())
+    print('E', int(energy_wh(s, dt, _dw) * 1000000), _do.take_count())
 """

@@ -14,7 +14,7 @@ from hil_tests.algorithm_scenarios import (
     firmware_defaults,
     occupancy_scenario,
 )
-from hil_tests.backends import Board, DeviceError
+from hil_tests.backends import Board
 from hil_tests.comparison import (
     REL_TOL,
     Comparison,
@@ -31,37 +31,22 @@ Record = Callable[[str, Any], None]
 ALGORITHM_MODULES = ("filters", "occupancy", "dimming")
 
 
-def _run_once(board: Board, scenario: Scenario, record: Record) -> list[str]:
+def run_on_board(board: Board, scenario: Scenario, record: Record) -> list[str]:
+    """Fresh interpreter, the scenario's modules (free heap recorded after each), its runs."""
     board.reset()
     for module in scenario.modules:
         board.load_module(module)
         free = board.mem_free()
         print(f"{board.name}: {free} bytes free after loading {module}")
         record(f"heap_after_{module}", free)
-    return [board.exec(code, timeout=60) for code in scenario.runs]
-
-
-def run_on_board(board: Board, scenario: Scenario, record: Record) -> list[str]:
-    """Fresh interpreter, the scenario's modules (free heap recorded after each), its runs.
-
-    The micro:bit's UART has no flow control, and a byte lost while a definition is sent can
-    leave code that still compiles but names something that does not exist. An exception
-    raised on the board therefore gets one more try from a fresh reset (counted in the
-    table); an error that comes back is reported. Output that differs from the host's is
-    never retried.
-    """
     resent_before = getattr(board, "resends", 0)
     started = time.monotonic()
-    try:
-        outputs = _run_once(board, scenario, record)
-        retried = 0
-    except DeviceError as first:
-        print(f"{board.name}: retrying {scenario.name} from a reset after: {first}")
-        outputs = _run_once(board, scenario, record)
-        retried = 1
+    outputs = [
+        board.exec_checked(code, timeout=60) if checked else board.exec(code, timeout=60)
+        for code, checked in zip(scenario.runs, scenario.checked, strict=True)
+    ]
     record("board_run_s", round(time.monotonic() - started, 1))
-    record("resent_runs", getattr(board, "resends", 0) - resent_before)
-    record("scenario_retries", retried)
+    record("resent", getattr(board, "resends", 0) - resent_before)
     return outputs
 
 

@@ -37,6 +37,11 @@ class Board(ABC):
     def exec(self, code: str, timeout: float = 20.0) -> str:
         """Run `code` on the board and return what it printed; raise DeviceError if it raised."""
 
+    def exec_checked(self, code: str, timeout: float = 20.0) -> str:
+        """Like exec, for code that must arrive intact (definitions, settings): a backend
+        whose link can lose bytes confirms every byte before running it."""
+        return self.exec(code, timeout)
+
     @abstractmethod
     def load_module(self, name_or_path: str | Path) -> list[str]:
         """Define a module's top-level names on the board; return the names defined."""

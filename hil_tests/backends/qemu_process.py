@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 _PTY_LINE = re.compile(r"char device redirected to (/dev/pts/\d+)")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: the kernel sends it SIGTERM if the test process dies,
+    # even by SIGKILL, so no emulator outlives its run.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmulatorProcess:
@@ -19,8 +31,10 @@ class EmulatorProcess:
         self.log_path = Path(tempfile.mkstemp(prefix="hil-qemu-", suffix=".log")[1])
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
+        atexit.register(self.stop)
         self.pty = self._wait_for_pty(boot_timeout_s)
 
     def _wait_for_pty(self, timeout_s: float) -> str:
@@ -37,6 +51,7 @@ class EmulatorProcess:
         raise RuntimeError(f"{self.command[0]} gave no pty (output: {output.strip()!r})")
 
     def stop(self) -> None:
+        atexit.unregister(self.stop)
         if self.process.poll() is None:
             self.process.terminate()
             try:
