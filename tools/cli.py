@@ -23,8 +23,12 @@ def _register_commands() -> None:
 
     app.add_typer(server_app, name="server")
     from tools.cli_release import release_app
+    from tools.cli_release_server import distrust, trust, upload
     from tools.cli_rollout import rollout_app
 
+    release_app.command("upload")(upload)
+    release_app.command("trust")(trust)
+    release_app.command("distrust")(distrust)
     app.add_typer(release_app, name="release")
     from tools.cli_sim import demo, sim
 

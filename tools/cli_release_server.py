@@ -1,4 +1,4 @@
-"""`lamplighter release upload`: send a signed bundle to the fleet server, streamed from disk."""
+"""`lamplighter release upload / trust / distrust`: the fleet server's side of releases."""
 
 from __future__ import annotations
 
@@ -39,3 +39,29 @@ def upload(
                   f"{release['sequence']} ({release['kind']}, boards "
                   f"{', '.join(release['boards'])}), {release['bundle_size']} bytes, "
                   f"sha256 {release['bundle_sha256'][:16]}…")
+
+
+def trust(
+    public_key: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                      help="Release public key (PEM or hex), from `keygen`."),
+    name: str = typer.Option("", help="A name to show beside the key id."),
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Make the server accept bundles signed by this key (it never needs the private key)."""
+    row = ApiClient(server, token).call("POST", "/api/v1/keys", json={
+        "public_key": public_key.read_text().strip(), "name": name})
+    console.print(f"trusted release key {row['key_id']} {row['name']}".rstrip())
+
+
+def distrust(
+    key_id: str = typer.Argument(..., help="Key id (16 hex digits) to revoke on the server."),
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Revoke a release key on the server: bundles it signed are refused from now on.
+
+    Nodes learn of a revoked key from a signed revocation list (`lamplighter release revoke`).
+    """
+    row = ApiClient(server, token).call("POST", f"/api/v1/keys/{key_id}/revoke")
+    console.print(f"revoked release key {row['key_id']} at {row['revoked_at']}")

@@ -1,4 +1,4 @@
-"""`release upload` against a live server: a stored release, and the server's refusals in words."""
+"""`release upload/trust/distrust` against a live server: what is stored and refused, in words."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 from ota.bundle import stage_release, write_bundle
 from ota.keys import generate_private_key, raw_public_key
 from ota.manifest import sign_manifest
-from tools.cli_release_upload import upload
+from tools.cli_release_server import distrust, trust, upload
 
 cli = typer.Typer()
 cli.command("upload")(upload)
-cli.command("unused", hidden=True)(lambda: None)  # keeps `upload` a named sub-command
+cli.command("trust")(trust)
+cli.command("distrust")(distrust)
 
 
 def build(tmp_path: Path, key, sequence: int, name: str) -> Path:
@@ -73,3 +74,22 @@ def test_upload_without_a_token_says_how_to_get_one(live_server, tmp_path) -> No
                        ).invoke(cli, ["upload", str(bundle)])
     assert result.exit_code == 2
     assert "create-token" in result.output
+
+
+def test_trust_then_upload_then_distrust_from_the_cli(runner, tmp_path):
+    from ota.keys import save_public_key
+
+    key = generate_private_key()
+    save_public_key(key, tmp_path / "release.pub")
+    trusted = runner.invoke(cli, ["trust", str(tmp_path / "release.pub"), "--name", "2026"])
+    assert trusted.exit_code == 0, trusted.output
+    kid = trusted.output.split()[3]
+    assert runner.invoke(cli, ["upload", str(build(tmp_path, key, 5, "ok"))]).exit_code == 0
+    revoked = runner.invoke(cli, ["distrust", kid])
+    assert revoked.exit_code == 0 and f"revoked release key {kid}" in revoked.output
+    refused = runner.invoke(cli, ["upload", str(build(tmp_path, key, 6, "late"))])
+    assert refused.exit_code == 1 and "revoked" in refused.output
+    junk = tmp_path / "junk.pub"
+    junk.write_text("not a key at all, but long enough to pass the length check " * 2)
+    bad = runner.invoke(cli, ["trust", str(junk)])
+    assert bad.exit_code == 1 and "refused (422)" in bad.output
