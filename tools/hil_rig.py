@@ -61,15 +61,19 @@ class Rig:
         return resp.json() if resp.content else None
 
     def add_nodes(self, count: int, *, group: str = "rig", checkin_interval_s: int = 30,
-                  scenario: Callable[[int], Scenario] | None = None) -> list[RigNode]:
-        """Provision and boot `count` lampposts (identity, pinned release key, app in slot a)."""
+                  scenario: Callable[[int], Scenario] | None = None,
+                  node_url: str | None = None) -> list[RigNode]:
+        """Provision and boot `count` lampposts (identity, pinned release key, app in slot a).
+
+        `node_url` points the nodes at something other than the server (a fault proxy).
+        """
         added = []
         for _ in range(count):
             i = len(self.nodes) + 1
             pole = f"RIG-{i:04d}"
             flash = self.work / pole
             identity = ensure_identity(self.server.url, self.server.operator_token, flash, pole,
-                                       "harbour", group)
+                                       "harbour", group, node_url=node_url)
             scen = scenario(i) if scenario else Scenario(start_epoch=self.epoch, seed=i)
             launcher = Launcher(flash, scen, speed=self.speed, keys=self.key_ring,
                                 config={"checkin_interval_s": checkin_interval_s})

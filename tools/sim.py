@@ -37,12 +37,17 @@ class Fleet:
 
 
 def ensure_identity(server_url: str, token: str, flash_dir: Path, pole_id: str,
-                    district: str, group: str, board: str = "emulated") -> dict:
-    """The node's identity on its flash: reused when present, else registered on the server."""
+                    district: str, group: str, board: str = "emulated",
+                    node_url: str | None = None) -> dict:
+    """The node's identity on its flash: reused when present, else registered on the server.
+
+    `node_url` is the address the node itself uses (a proxy in front of the server, say).
+    """
+    node_url = node_url or server_url
     identity_path = flash_dir / "identity.json"
     if identity_path.exists():
         identity = json.loads(identity_path.read_text())
-        if identity.get("server") == server_url:
+        if identity.get("server") == node_url:
             return identity
     resp = httpx.post(f"{server_url}/api/v1/devices",
                       json={"pole_id": pole_id, "district": district, "group": group,
@@ -53,7 +58,7 @@ def ensure_identity(server_url: str, token: str, flash_dir: Path, pole_id: str,
                            f"not in {flash_dir}; remove that node or use another --prefix")
     resp.raise_for_status()
     creds = resp.json()
-    identity = {"device_id": creds["device_id"], "secret": creds["secret"], "server": server_url}
+    identity = {"device_id": creds["device_id"], "secret": creds["secret"], "server": node_url}
     flash_dir.mkdir(parents=True, exist_ok=True)
     tmp = identity_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(identity))
