@@ -171,7 +171,9 @@ def query_readings(session: Session, flt: ReadingFilter, *, limit: int,
     key = (Reading.ts, Reading.device_id, Reading.seq)
     stmt = readings_select(flt).order_by(*key).limit(limit + 1)
     if after:
-        stmt = stmt.where(tuple_(*key) > tuple_(*decode_cursor(after, (float, int, int))))
+        last = decode_cursor(after, (float, int, int))
+        # ts >= … uses the ts index; the row comparison then skips what was already returned.
+        stmt = stmt.where(Reading.ts >= last[0], tuple_(*key) > tuple_(*last))
     rows = session.execute(stmt).all()
     more = len(rows) > limit
     rows = rows[:limit]

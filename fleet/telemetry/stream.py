@@ -40,7 +40,10 @@ def poll(engine: Engine, flt: ReadingFilter, cursor: tuple[float, int, int], now
          limit: int = POLL_ROWS) -> list[Any]:
     """Readings stored after `cursor` and settled, in (received_at, node, seq) order."""
     key = (Reading.received_at, Reading.device_id, Reading.seq)
-    stmt = (readings_select(flt).where(tuple_(*key) > tuple_(*cursor))
+    # The plain bound on received_at lets the database use its index; the row comparison
+    # alone would not (there is no index over all three columns).
+    stmt = (readings_select(flt).where(Reading.received_at >= cursor[0],
+                                       tuple_(*key) > tuple_(*cursor))
             .where(Reading.received_at <= now - SETTLE_S).order_by(*key).limit(limit))
     with engine.connect() as conn:
         return list(conn.execute(stmt).all())
