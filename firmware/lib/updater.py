@@ -39,6 +39,7 @@ HEADER_SIZE = const(86)  # bundle header: magic, format, manifest length, key id
 BUF_SIZE = const(1024)
 HEALTH_TIMEOUT_S = const(120)
 MAX_DOWNLOAD_ERRORS = const(20)
+MAX_MEMORY_ERRORS = const(5)
 FINAL = ("committed", "refused", "failed", "rolled_back")
 _REPORT = {"downloading": "downloading", "installing": "installing", "installed": "installed",
            "switched": "installed"}
@@ -302,8 +303,18 @@ class Updater:
         except Refused as exc:
             self._refuse(exc.reason, exc.detail)
         except MemoryError:
-            self._fail("out of memory in " + phase)
+            self._out_of_memory(phase)
         return False
+
+    def _out_of_memory(self, phase):
+        """A MemoryError is usually fragmentation: collect and retry the phase on a later tick;
+        give up (failed) only when it keeps happening."""
+        gc.collect()
+        count = self.state.get("oom", 0) + 1
+        if count >= MAX_MEMORY_ERRORS:
+            self._fail("out of memory in " + phase)
+        else:
+            self._save(oom=count, detail="out of memory in %s, retry %d" % (phase, count))
 
     def _refuse(self, reason, detail):
         _remove(self.root + PART_FILE)
@@ -436,6 +447,7 @@ class Updater:
 
     def _check_download(self, path):
         """Check the downloaded manifest (signature, key, expiry, sequence, board) in full."""
+        gc.collect()  # the verifier and the parsed manifest need the largest free blocks
         import manifest_check
 
         p = self._pointer()

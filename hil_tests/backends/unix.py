@@ -1,4 +1,4 @@
-"""The `unix` backend: the emulated lamppost (MicroPython unix port plus the world's models)."""
+"""The `unix` backend: emulated lampposts (MicroPython unix port plus the world's models)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from hil_tests.backends.base import Board, BoardUnavailable
 
 
 class UnixLamppostBoard(Board):
-    """Placeholder: the emulated lamppost (tools/emulator, firmware/boards/emulated.py) provides
-    this backend and is selected the same way (`--hil-board unix`); the fleet scenarios wire it
-    in. It is a whole lamppost, not a bare REPL, so the REPL scenarios do not run on it.
+    """A whole emulated lamppost rather than a bare REPL: the fleet scenarios
+    (hil_tests/test_fleet_scenarios.py) boot these through tools.hil_rig.Rig, each a real
+    MicroPython process started from its A/B slot, so the REPL scenarios do not run on it.
     """
 
     name = "unix"
@@ -16,24 +16,20 @@ class UnixLamppostBoard(Board):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        return (f"{cls.name}: the emulated lamppost backend is not wired into the HIL harness yet "
-                "(see hil_tests/backends/unix.py)")
+        from tools.micropython import micropython_executable
+
+        try:
+            micropython_executable()
+        except RuntimeError as exc:
+            return f"{cls.name}: {exc}"
+        return None
 
     @classmethod
     def open(cls) -> UnixLamppostBoard:
-        raise BoardUnavailable(cls.unavailable_reason() or cls.name)
+        raise BoardUnavailable(f"{cls.name}: lampposts are started by tools.hil_rig.Rig")
 
     def exec(self, code: str, timeout: float = 20.0) -> str:
-        raise NotImplementedError
+        raise NotImplementedError("an emulated lamppost is driven through its world and server")
 
     def load_module(self, name_or_path):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-    def mem_free(self) -> int:
-        raise NotImplementedError
-
-    def reset(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+        raise NotImplementedError("an emulated lamppost is driven through its world and server")

@@ -137,3 +137,26 @@ def test_good_bundle_installs_and_commits(tmp_path: Path) -> None:
     assert pointer["active"] == "b" and pointer["previous"] == "a"
     assert pointer["committed_sequence"] == 11 and pointer["pending"] is None
     assert slot_matches(flash, "b", app_files(NEW))
+
+
+@pytest.mark.parametrize(("ooms", "ends"), [(2, "committed"), (6, "failed")])
+def test_running_out_of_memory_is_retried_then_given_up(ooms: int, ends: str,
+                                                        tmp_path: Path) -> None:
+    """Fragmentation can fail one attempt: the phase is retried; only a persistent failure is
+    final, and either way the running release stays."""
+    flash = tmp_path / "flash"
+    with FakeServer(bundle()) as server:
+        provision_flash(flash, [TRUSTED], server=server.url)
+        for _ in range(3):
+            (flash / "driver.json").write_text(json.dumps({"rounds": 12, "oom_checks": ooms}))
+            cmd, env = driver_command(flash)
+            proc = subprocess.run(cmd, cwd=flash, env=env, capture_output=True, text=True,
+                                  timeout=60, check=False)
+            assert proc.returncode in (0, 3), proc.stderr
+            if server.states() and server.states()[-1] in ("committed", "failed"):
+                break
+        states = server.states()
+    assert states[-1] == ends, states
+    if ends == "failed":
+        assert server.reports["node-test"][-1]["detail"] == "out of memory in downloading"
+        assert slot_matches(flash, "a", app_files(FACTORY_VERSION))

@@ -104,6 +104,16 @@ if cfg.get("fake_ota"):
     import fake_ota
     fake_ota.bootloader()
     ota = fake_ota.FakeOta()
+if cfg.get("oom_checks"):  # the manifest check runs out of memory this many times
+    import updater as _upd
+    _real_check = _upd.Updater._check_download
+    _left = [cfg["oom_checks"]]
+    def _check(self, path):
+        if _left[0] > 0:
+            _left[0] -= 1
+            raise MemoryError("memory allocation failed")
+        return _real_check(self, path)
+    _upd.Updater._check_download = _check
 up = Uplink(identity, clock)
 u = Updater(up, cfg.get("board", "emulated"), clock, reset, root=ROOT, ota=ota,
             health_timeout_s=cfg.get("health_timeout_s", 3))
