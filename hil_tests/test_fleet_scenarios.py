@@ -1,0 +1,223 @@
+"""Fleet scenarios on the `unix` backend: emulated lampposts (real MicroPython) and a live server.
+
+Each node is a MicroPython unix-port process booted from its A/B slot, with register-level
+peripheral models in a world; the server is uvicorn on a free port with a fresh SQLite
+database. Virtual time starts in the past and runs faster than real time, so a night or an
+hour-long outage takes seconds while every reading stays in the server's past.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hil_tests.backends import selected_boards
+from tools.emulator.scenario import Fault, Scenario
+from tools.emulator.world import LAMP_RATED_W
+from tools.fleet_process import start_fleet_server
+from tools.hil_rig import Rig
+from tools.netfault import FaultProxy
+
+pytestmark = pytest.mark.slow
+DAY = 86400
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
+    """A live fleet server and a rig to provision emulated lampposts against it."""
+    if "unix" not in selected_boards(request.config.getoption("--hil-board")):
+        pytest.skip("the unix backend (emulated lampposts) is not selected")
+    server = start_fleet_server(tmp_path / "server")
+    bench = Rig(server, tmp_path / "rig")
+    yield bench
+    bench.stop()
+    server.stop()
+
+
+def _readings(rig: Rig, **params: object) -> list[dict]:
+    rows: list[dict] = []
+    after = None
+    while True:
+        query = dict(params, limit=10000, **({"after": after} if after else {}))
+        page = rig.api("GET", "/api/v1/telemetry/readings", params=query)
+        assert isinstance(page, dict)
+        rows.extend(page["readings"])
+        after = page["next"]
+        if not after:
+            return rows
+
+
+def _rollout_nodes(rig: Rig, rollout_id: int) -> dict[str, str]:
+    rows = rig.api("GET", f"/api/v1/rollouts/{rollout_id}/nodes")
+    assert isinstance(rows, list)
+    return {r["device_id"]: r["state"] for r in rows}
+
+
+def _all_online(rig: Rig, count: int) -> bool:
+    devices = rig.devices()
+    return len(devices) == count and all(d["online"] for d in devices.values())
+
+
+def _crash_at_start(app: Path) -> None:
+    main = app / "lib" / "node_main.py"
+    main.write_text('raise RuntimeError("this release cannot start")\n' + main.read_text())
+
+
+def test_1_new_node_checks_in_and_its_telemetry_has_units(rig, hil_record):
+    [node] = rig.add_nodes(1)
+    rig.wait_until("the node online", lambda: _all_online(rig, 1))
+    catalogue = {m["name"]: m["unit"] for m in rig.api("GET", "/api/v1/telemetry/metrics")}
+    wanted = {"temperature_c", "humidity_pct", "pressure_hpa", "lux", "pm25_ugm3"}
+    rig.wait_until("readings of every environmental metric", lambda: wanted <= {
+        r["metric"] for r in _readings(rig, device=node.device_id)})
+    rows = _readings(rig, device=node.device_id)
+    for row in rows:
+        assert row["unit"] == catalogue[row["metric"]]
+        assert row["pole_id"] == node.pole_id
+    temps = [r["value"] for r in rows if r["metric"] == "temperature_c"]
+    assert all(-40 <= t <= 85 for t in temps)
+    hil_record("readings", len(rows))
+
+
+def test_2_a_night_with_pedestrians_dims_brightens_and_saves_energy(rig, hil_record):
+    # 16:00 to 06:00 of a day in the past, at 600× real time: a 14-hour evening and night.
+    dusk = (int(time.time()) // DAY - 2) * DAY + 16 * 3600
+    rig.speed, rig.epoch = 600.0, dusk
+    [node] = rig.add_nodes(1, checkin_interval_s=900)
+    world = node.launcher.world
+    night_ms = 14 * 3600 * 1000
+    assert node.launcher.wait_virtual(night_ms, timeout=240)
+    records = world.records
+    start_ms, end_ms = 2 * 3600 * 1000, 13 * 3600 * 1000  # 18:00 to 05:00: dark
+    levels = [records.lamp_level_at(t) for t in range(start_ms, end_ms, 5000)]
+    assert min(levels) < 50, "the lamp never dimmed on an empty street"
+    assert max(levels) == 100, "the lamp never went to full for a pedestrian"
+    used = records.energy_wh(start_ms, end_ms)
+    always_on = LAMP_RATED_W * (end_ms - start_ms) / 3.6e6
+    saved = 100 * (1 - used / always_on)
+    assert saved > 30
+    hil_record("energy_night_wh", round(used, 1))
+    hil_record("energy_saved_pct", round(saved, 1))
+    rig.wait_until("energy readings on the server", lambda: any(
+        r["metric"] == "energy_wh" for r in _readings(rig, device=node.device_id)), timeout=60)
+
+
+def test_3_a_dead_sensor_reaches_the_server_the_lamp_fails_lit_others_report(rig, hil_record):
+    evening = (int(time.time()) // DAY - 1) * DAY + 19 * 3600  # dark, nobody about at first
+    fault_s = 1800
+    rig.speed, rig.epoch = 60.0, evening
+    [node] = rig.add_nodes(1, scenario=lambda i: Scenario(
+        start_epoch=evening, seed=i, footfall_scale=0.0, bus_stop_per_h=0.0,
+        faults=[Fault("veml7700", "missing", fault_s)]))
+    rig.wait_until("the light-sensor fault on the server", lambda: rig.devices()[
+        node.device_id]["last_status"].get("sensor_faults", {}).get("veml7700", 0) > 0,
+        timeout=180)
+    records = node.launcher.world.records
+    assert records.lamp_level_at(fault_s * 1000 - 60_000) < 100  # dimmed before the fault
+    now_ms = node.launcher.world.now_ms
+    after = [records.lamp_level_at(t) for t in range(fault_s * 1000 + 20_000, now_ms, 5000)]
+    assert after and min(after) == 100  # fail lit from then on
+    rig.wait_until("other sensors still reporting after the fault", lambda: {
+        "temperature_c", "pm25_ugm3"} <= {
+        r["metric"] for r in _readings(rig, device=node.device_id,
+                                       start=evening + fault_s + 60)}, timeout=120)
+    hil_record("lamp_after_fault_pct", min(after))
+
+
+def test_4_an_hour_long_outage_loses_and_duplicates_nothing(rig, hil_record):
+    proxy = FaultProxy("127.0.0.1", int(rig.server.url.rsplit(":", 1)[1]))
+    try:
+        rig.speed = 120.0
+        [node] = rig.add_nodes(1, checkin_interval_s=60, node_url=proxy.url)
+        rig.wait_until("the node online", lambda: _all_online(rig, 1))
+        world = node.launcher.world
+        proxy.outage(True)
+        cut_at = world.now_ms
+        assert node.launcher.wait_virtual(cut_at + 3600 * 1000, timeout=120)
+        refused = proxy.refused
+        proxy.outage(False)
+        rig.wait_until("the queue drained after the outage", lambda: (
+            (s := rig.devices()[node.device_id]["last_status"]).get("queue_len") == 0
+            and s.get("uptime_s", 0) * 1000 > cut_at + 3600 * 1000), timeout=180)
+        seqs = sorted(r["seq"] for r in _readings(rig, device=node.device_id))
+        assert refused > 0
+        assert seqs == list(range(1, len(seqs) + 1)), "a gap or a duplicate in the sequence"
+        assert rig.devices()[node.device_id]["last_status"]["queue_dropped"] == 0
+        hil_record("readings_after_outage", len(seqs))
+        hil_record("connections_refused", refused)
+    finally:
+        proxy.stop()
+
+
+def test_5_rollout_to_ten_nodes_canary_first_then_all(rig, hil_record):
+    rig.add_nodes(10)
+    rig.wait_until("ten nodes online", lambda: _all_online(rig, 10), timeout=180)
+    release = rig.release("0.2.0", 2)
+    rollout = rig.api("POST", "/api/v1/rollouts", json={
+        "release_id": release["id"], "waves": [10, 100], "success_threshold_pct": 100,
+        "failure_threshold_pct": 50})
+    assert [w["planned"] for w in rollout["waves"]] == [1, 9]
+    rig.wait_until("every node committed", lambda: sorted(
+        _rollout_nodes(rig, rollout["id"]).values()) == ["committed"] * 10, timeout=300)
+    events = rig.api("GET", f"/api/v1/rollouts/{rollout['id']}/events")
+    order = [(e["state"], e["device_id"]) for e in events]
+    canary_commit = next(i for i, (s, _) in enumerate(order) if s == "committed")
+    offered_before = [d for s, d in order[:canary_commit] if s == "offered"]
+    assert len(offered_before) == 1, "only the canary is offered before it commits"
+    assert rig.api("GET", f"/api/v1/rollouts/{rollout['id']}")["state"] == "completed"
+    rig.wait_until("all on 0.2.0", lambda: {
+        d["fw_version"] for d in rig.devices().values()} == {"0.2.0"}, timeout=120)
+    hil_record("nodes_updated", 10)
+
+
+def test_6_a_bad_release_rolls_back_on_the_canary_and_pauses(rig, hil_record):
+    rig.add_nodes(4)
+    rig.wait_until("four nodes online", lambda: _all_online(rig, 4), timeout=120)
+    release = rig.release("0.3.0", 3, patch=_crash_at_start)
+    rollout = rig.api("POST", "/api/v1/rollouts", json={
+        "release_id": release["id"], "waves": [25, 100], "failure_threshold_pct": 50})
+    rig.wait_until("the canary rolled back", lambda: list(
+        _rollout_nodes(rig, rollout["id"]).values()) == ["rolled_back"], timeout=240)
+    status = rig.api("GET", f"/api/v1/rollouts/{rollout['id']}")
+    assert status["state"] == "paused"
+    time.sleep(3)  # several more check-ins of every node
+    assert len(_rollout_nodes(rig, rollout["id"])) == 1, "another node was offered the release"
+    rig.wait_until("every node back on 0.1.0 and online", lambda: all(
+        d["fw_version"] == "0.1.0" and d["online"] for d in rig.devices().values()))
+    hil_record("rollout_state", status["state"])
+
+
+def test_7_power_cuts_during_an_update_brick_nothing(rig, hil_record):
+    nodes = rig.add_nodes(4, checkin_interval_s=20)
+    rig.wait_until("four nodes online", lambda: _all_online(rig, 4), timeout=120)
+    release = rig.release("0.4.0", 4)
+    rollout = rig.api("POST", "/api/v1/rollouts", json={
+        "release_id": release["id"], "waves": [100], "failure_threshold_pct": 100})
+    rng = random.Random(7)
+    cuts = 0
+    deadline = time.monotonic() + 150
+    while cuts < 50 and time.monotonic() < deadline:
+        node = rng.choice(nodes)
+        time.sleep(rng.uniform(0.05, 0.6))
+        node.launcher.power_cut()
+        cuts += 1
+        time.sleep(rng.uniform(0.0, 0.3))
+        node.launcher.power_restore()
+    assert cuts >= 50
+    final = ("committed", "rolled_back")
+    rig.wait_until("every node committed or rolled back", lambda: (
+        len(states := _rollout_nodes(rig, rollout["id"])) == 4
+        and all(s in final for s in states.values())), timeout=300)
+    rig.wait_until("every node online on a signed version", lambda: all(
+        d["online"] and d["fw_version"] in ("0.1.0", "0.4.0")
+        for d in rig.devices().values()), timeout=120)
+    committed = sum(s == "committed" for s in _rollout_nodes(rig, rollout["id"]).values())
+    hil_record("power_cuts", cuts)
+    hil_record("bricked", 0)
+    hil_record("committed", committed)
+    httpx.get(rig.server.url + "/api/v1/healthz").raise_for_status()
