@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -27,11 +27,29 @@ def _unauthorized(reason: str) -> HTTPException:
     return HTTPException(status_code=401, detail=reason)
 
 
+@dataclass
+class DeviceRow:
+    """The columns of a device that device requests need, read without the ORM's bookkeeping."""
+
+    id: int
+    uid: str
+    status: str
+    secret_enc: bytes
+    group_name: str
+    district: str
+    board: str
+    tags: list[str]
+    fw_version: str
+
+
+_DEVICE_COLUMNS = [getattr(Device, f) for f in DeviceRow.__dataclass_fields__]
+
+
 @dataclass(frozen=True)
 class DeviceIdentity:
     """The authenticated device behind a request."""
 
-    device: Device
+    device: DeviceRow
 
 
 async def request_body(request: Request) -> bytes:
@@ -73,9 +91,10 @@ def authenticated_device(request: Request, body: bytes = Depends(request_body),
             headers={"X-Server-Time": str(int(now))})
     if not _NONCE_RE.match(nonce):
         raise _unauthorized("X-Nonce must be 16–64 characters of [A-Za-z0-9_-]")
-    device = session.execute(select(Device).where(Device.uid == uid)).scalar_one_or_none()
-    if device is None:
+    row = session.execute(select(*_DEVICE_COLUMNS).where(Device.uid == uid)).first()
+    if row is None:
         raise _unauthorized("unknown device")
+    device = DeviceRow(*row)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     secret = decrypt_secret(settings.master_key_bytes(), device.secret_enc, device.uid)
     if not signature_matches(secret, signature, request.method, path, ts_text, nonce, body):
@@ -86,18 +105,16 @@ def authenticated_device(request: Request, body: bytes = Depends(request_body),
     return DeviceIdentity(device=device)
 
 
-def _consume_nonce(session: Session, device_id: int | None, nonce: str, ts: int,
+def _consume_nonce(session: Session, device_id: int, nonce: str, ts: int,
                    prune_before: float) -> None:
     """Record the nonce in the request's transaction (committed with the request's writes).
 
     The unique key refuses a replay even from another server process sharing the database.
     """
-    assert device_id is not None
     if random.random() < _PRUNE_PROBABILITY:
         session.execute(delete(DeviceNonce).where(DeviceNonce.ts < prune_before))
-    session.add(DeviceNonce(device_id=device_id, nonce=nonce, ts=ts))
     try:
-        session.flush()
+        session.execute(insert(DeviceNonce).values(device_id=device_id, nonce=nonce, ts=ts))
     except IntegrityError:
         session.rollback()
         raise _unauthorized("replayed nonce") from None

@@ -1,4 +1,8 @@
-"""A node's check-in: record its state, acknowledge its commands, answer with what it should do."""
+"""A node's check-in: record its state, acknowledge its commands, answer with what it should do.
+
+This is the hottest path of the server (every node, every few minutes), so it speaks SQL
+through Core statements rather than loading ORM entities.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlmodel import Session
 
+from fleet.auth import DeviceRow
 from fleet.models import Command, ConfigProfile, Device, utcnow
 from fleet.rollouts import assignment_for, record_report
 from fleet.schemas import CheckIn, CheckInReply, PendingCommand
@@ -16,36 +21,35 @@ from fleet.settings import get_settings
 MAX_COMMANDS_PER_REPLY = 10
 
 
-def desired_config(session: Session, device: Device) -> tuple[int, dict[str, Any]]:
+def desired_config(session: Session, device: DeviceRow | Device) -> tuple[int, dict[str, Any]]:
     """The node's desired configuration: its group's, overridden key by key by its own.
 
     The version is the sum of the two profiles' versions: both only grow, so any change to
     either gives the node a higher number than it has applied.
     """
     rows = session.execute(
-        select(ConfigProfile).where(
+        select(ConfigProfile.scope, ConfigProfile.version, ConfigProfile.body).where(
             ((ConfigProfile.scope == "group") & (ConfigProfile.target == device.group_name))
             | ((ConfigProfile.scope == "device") & (ConfigProfile.target == device.uid))
         )
-    ).scalars().all()
-    by_scope = {r.scope: r for r in rows}
-    version, body = 0, {}
+    ).all()
+    by_scope = {scope: (version, body) for scope, version, body in rows}
+    version, merged = 0, {}
     for scope in ("group", "device"):
         if scope in by_scope:
-            version += by_scope[scope].version
-            body.update(by_scope[scope].body)
-    return version, body
+            version += by_scope[scope][0]
+            merged.update(by_scope[scope][1])
+    return version, merged
 
 
-def handle_checkin(session: Session, device: Device, report: CheckIn) -> CheckInReply:
+def handle_checkin(session: Session, device: DeviceRow, report: CheckIn) -> CheckInReply:
     """Apply one check-in in a single transaction and build the reply."""
-    assert device.id is not None
     now = utcnow()
-    device.last_seen = now
     device.fw_version = report.fw_version
-    device.applied_config_version = report.config_version
-    device.last_status = report.model_dump(exclude={"acks"}, exclude_none=True, mode="json")
-    session.add(device)
+    session.execute(update(Device).where(Device.id == device.id).values(
+        last_seen=now, fw_version=report.fw_version,
+        applied_config_version=report.config_version,
+        last_status=report.model_dump(exclude={"acks"}, exclude_none=True, mode="json")))
     for ack in report.acks:
         session.execute(
             update(Command)
@@ -58,20 +62,21 @@ def handle_checkin(session: Session, device: Device, report: CheckIn) -> CheckIn
                       report.update.detail)
     acked = {a.id for a in report.acks}
     pending = [
-        c for c in session.execute(
-            select(Command).where(Command.device_id == device.id, Command.acked_at.is_(None))
+        row for row in session.execute(
+            select(Command.id, Command.type, Command.args, Command.delivered_at)
+            .where(Command.device_id == device.id, Command.acked_at.is_(None))
             .order_by(Command.id).limit(MAX_COMMANDS_PER_REPLY + len(acked))
-        ).scalars().all() if c.id not in acked
+        ).all() if row.id not in acked
     ][:MAX_COMMANDS_PER_REPLY]
-    for cmd in pending:
-        if cmd.delivered_at is None:
-            cmd.delivered_at = now
-            session.add(cmd)
+    undelivered = [row.id for row in pending if row.delivered_at is None]
+    if undelivered:
+        session.execute(update(Command).where(Command.id.in_(undelivered))
+                        .values(delivered_at=now))
     version, body = desired_config(session, device)
     reply = CheckInReply(
         server_time=int(time.time()),
         next_checkin_s=get_settings().checkin_interval_s,
-        commands=[PendingCommand(id=c.id or 0, type=c.type, args=c.args) for c in pending],
+        commands=[PendingCommand(id=row.id, type=row.type, args=row.args) for row in pending],
         update=assignment_for(session, device, now),
     )
     if version > report.config_version:

@@ -11,7 +11,7 @@ import hashlib
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException
@@ -19,6 +19,9 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from fleet.models import Device, Release, Rollout, UpdateEvent, UpdateStatus, utcnow
+
+if TYPE_CHECKING:
+    from fleet.auth import DeviceRow
 
 POSITIONS = 2**32
 IN_PROGRESS = ("offered", "downloading", "installing", "installed")
@@ -45,7 +48,7 @@ def position(rollout_id: int, device_uid: str) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def target_matches(target: dict[str, Any], device: Device) -> bool:
+def target_matches(target: dict[str, Any], device: Device | DeviceRow) -> bool:
     """Whether a node falls under a rollout's target filter (every given key must match)."""
     if target.get("group") and device.group_name != target["group"]:
         return False
@@ -58,7 +61,7 @@ def target_matches(target: dict[str, Any], device: Device) -> bool:
     return not (target.get("from_version") and device.fw_version != target["from_version"])
 
 
-def eligible(rollout: Rollout, release: Release, device: Device) -> bool:
+def eligible(rollout: Rollout, release: Release, device: Device | DeviceRow) -> bool:
     """Target filter, board compatibility, and never an older version unless a downgrade."""
     if device.status != "active" or device.board not in release.boards:
         return False
@@ -139,10 +142,13 @@ def create_rollout(session: Session, release: Release, *, name: str, target: dic
     return rollout
 
 
-def assignment_for(session: Session, device: Device,
+def assignment_for(session: Session, device: DeviceRow,
                    now: datetime | None = None) -> dict[str, Any] | None:
     """The update a node should be installing now, if any (recording that it was offered)."""
     now = now or utcnow()
+    if session.execute(select(Rollout.id).where(Rollout.state == "active").limit(1)).first() \
+            is None:
+        return None  # the usual case: nothing rolling out
     rows = session.execute(
         select(Rollout, Release).join(Release, Release.id == Rollout.release_id)
         .where(Rollout.state == "active").order_by(Release.sequence.desc())
@@ -172,7 +178,7 @@ def assignment_for(session: Session, device: Device,
     return None
 
 
-def record_report(session: Session, device: Device, rollout_id: int, state: str,
+def record_report(session: Session, device: DeviceRow, rollout_id: int, state: str,
                   detail: str) -> None:
     """Store a node's update state change and let the rollout react to it."""
     status = session.execute(select(UpdateStatus).where(
