@@ -19,10 +19,8 @@ from ota.manifest import sign_manifest
 from tools.emulator.launcher import Launcher
 from tools.emulator.scenario import Scenario
 from tools.fleet_process import FleetServer
-from tools.micropython import FIRMWARE_DIR
+from tools.micropython import FIRMWARE_DIR, STABLE_ROOT_FILES
 from tools.sim import ensure_identity
-
-STABLE_ROOT_FILES = ("boot.py", "main.py", "bootsel.py")  # installed once, never in an update
 
 
 @dataclass

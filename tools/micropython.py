@@ -12,6 +12,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = REPO_ROOT / "firmware"
 FIRMWARE_LIB = FIRMWARE_DIR / "lib"
 
+# Files at the node's flash root that boot it and pick its A/B slot; installed once (at
+# provisioning or in a factory image) and never replaced by an update.
+STABLE_ROOT_FILES = ("boot.py", "main.py", "bootsel.py")
+
 # An ESP32 without PSRAM has roughly 100 KB of heap free once MicroPython has booted.
 ESP32_HEAP_KB = 100
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.micropython import FIRMWARE_DIR
+from tools.micropython import FIRMWARE_DIR, STABLE_ROOT_FILES
 
 MARKER = "provisioning.json"  # written first, removed last: its presence means "half done"
 IDENTITY = "identity.json"
@@ -18,7 +18,6 @@ KEYS = "keys.json"
 CONFIG = "config.json"
 SLOT_POINTER = "slot.json"
 APP_SLOT = "slots/a"
-ROOT_FILES = ("boot.py", "main.py", "bootsel.py")  # stay at the root, never replaced by updates
 APP_DIRS = ("lib", "boards")
 FACTORY_SEQUENCE = 0
 CHUNK = 512
@@ -211,7 +210,7 @@ def app_files(app_dir: Path = FIRMWARE_DIR, compiled: bool = True,
     else:
         built = source
     files: dict[str, bytes] = {}
-    for name in ROOT_FILES:
+    for name in STABLE_ROOT_FILES:
         path = source / name
         if path.exists():
             files[name] = path.read_bytes()

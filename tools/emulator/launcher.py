@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -16,9 +15,15 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from tools.emulator.power import PowerSupply
 from tools.emulator.scenario import Scenario
 from tools.emulator.world import World
-from tools.micropython import ESP32_HEAP_KB, FIRMWARE_DIR, micropython_executable
+from tools.micropython import (
+    ESP32_HEAP_KB,
+    FIRMWARE_DIR,
+    STABLE_ROOT_FILES,
+    micropython_executable,
+)
 
 # The unix port is 64-bit: every object word and GC block is twice an ESP32's, so the ~100 KB an
 # ESP32 has free is modelled by a heap twice that size.
@@ -31,7 +36,6 @@ BOOT_AND_MAIN = "exec(open('boot.py').read())\nexec(open('main.py').read())\n"
 BUILD_ROOT = Path(tempfile.gettempdir()) / "lamplighter-emulator-build"
 
 
-ROOT_FILES = ("boot.py", "main.py", "bootsel.py")  # stable, outside the A/B slots
 FACTORY_SEQUENCE = 1  # the app a node leaves the depot with; every release signs a higher one
 
 
@@ -58,7 +62,7 @@ def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None) 
             if pointer.exists() else FACTORY_SEQUENCE
         if current.get("build") == build.name or committed > FACTORY_SEQUENCE:
             return False
-    for name in ROOT_FILES:
+    for name in STABLE_ROOT_FILES:
         shutil.copyfile(build / name, flash_dir / name)
     slot = flash_dir / "slots" / "a"
     shutil.rmtree(slot, ignore_errors=True)
@@ -142,13 +146,9 @@ class Launcher:
         self.measure_raw = measure_raw
         self.on_line = on_line
         self.lines: deque[str] = deque(maxlen=keep_lines)
-        self.boots = 0
         self.exit_codes: list[int] = []
-        self._proc: subprocess.Popen[str] | None = None
-        self._powered = False
-        self._stopping = False
-        self._lock = threading.Lock()
-        self._monitor: threading.Thread | None = None
+        self.power = PowerSupply(self._spawn, "launcher", on_exit=self.exit_codes.append,
+                                 may_reboot=lambda: not self.world.halted.is_set())
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Launcher:
@@ -156,12 +156,10 @@ class Launcher:
         if self.config is not None:
             (self.flash_dir / "config.json").write_text(json.dumps(self.config))
         self.world.start()
-        self.power_restore()
-        self._monitor = threading.Thread(target=self._watch, name="launcher", daemon=True)
-        self._monitor.start()
+        self.power.start()
         return self
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> subprocess.Popen[str]:
         env = dict(os.environ)
         env.update({
             "LAMPLIGHTER_WORLD": str(self.world.port),
@@ -172,9 +170,8 @@ class Launcher:
         cmd = [micropython_executable(), "-X", f"heapsize={self.heap_kb}k", "-c", BOOT_AND_MAIN]
         proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self._proc = proc
-        self.boots += 1
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+        return proc
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -184,36 +181,19 @@ class Launcher:
             if self.on_line:
                 self.on_line(line)
 
-    def _watch(self) -> None:
-        while not self._stopping:
-            proc = self._proc
-            if proc is not None and proc.poll() is not None:
-                with self._lock:
-                    if self._proc is proc:
-                        self.exit_codes.append(proc.returncode)
-                        self._proc = None
-                        if self._powered and not self._stopping and not self.world.halted.is_set():
-                            self._spawn()  # the board resets and boots again
-            time.sleep(0.02)
+    @property
+    def boots(self) -> int:
+        return self.power.boots
 
     def power_cut(self) -> None:
         """Cut the node's power at this instant (SIGKILL); it stays off until power_restore()."""
-        with self._lock:
-            self._powered = False
-            proc = self._proc
-            if proc is not None and proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        self.power.cut()
 
     def power_restore(self) -> None:
-        with self._lock:
-            self._powered = True
-            if self._proc is None or self._proc.poll() is not None:
-                self._spawn()
+        self.power.restore()
 
     def running(self) -> bool:
-        proc = self._proc
-        return proc is not None and proc.poll() is None
+        return self.power.running()
 
     def wait_done(self, timeout: float | None = None) -> bool:
         """Wait until the world's run is over (its end_ms reached); True if it was."""
@@ -234,10 +214,7 @@ class Launcher:
         return True
 
     def stop(self) -> None:
-        self._stopping = True
-        self.power_cut()
-        if self._monitor:
-            self._monitor.join(timeout=5)
+        self.power.stop()
         self.world.stop()
 
     def __enter__(self) -> Launcher:

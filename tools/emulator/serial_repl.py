@@ -9,12 +9,11 @@ import subprocess
 import sys
 import tempfile
 import termios
-import threading
-import time
 import tty
 from pathlib import Path
 
 from tools.emulator.launcher import NODE_HEAP_KB
+from tools.emulator.power import PowerSupply
 from tools.micropython import micropython_executable
 
 # Exit code of the console process when the code on it called machine.reset(): the host
@@ -223,15 +222,10 @@ class SerialRepl:
         self.flash_dir = Path(flash_dir).resolve()
         self.world_port = world_port
         self.heap_kb = heap_kb
-        self.boots = 0
         self.path = ""
         self._master = -1
         self._slave = -1
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._powered = False
-        self._stopping = False
-        self._lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
+        self.power = PowerSupply(self._spawn, "serial-repl")
         self._tmp = tempfile.TemporaryDirectory(prefix="lamplighter-repl-")
         self._script = Path(self._tmp.name) / "repl_loop.py"
 
@@ -241,56 +235,34 @@ class SerialRepl:
         self._master, self._slave = os.openpty()
         _set_raw(self._slave)  # kept open so the console never sees a hang-up between sessions
         self.path = os.ttyname(self._slave)
-        self.power_restore()
-        self._watcher = threading.Thread(target=self._watch, name="serial-repl", daemon=True)
-        self._watcher.start()
+        self.power.start()
         return self
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env["LAMPLIGHTER_FLASH"] = "."
         if self.world_port:
             env["LAMPLIGHTER_WORLD"] = str(self.world_port)
         cmd = [micropython_executable(), "-X", f"heapsize={self.heap_kb}k", str(self._script)]
-        self._proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdin=self._master,
-                                      stdout=self._master, stderr=self._master)
-        self.boots += 1
+        return subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdin=self._master,
+                                stdout=self._master, stderr=self._master)
 
-    def _watch(self) -> None:
-        while not self._stopping:
-            with self._lock:
-                proc = self._proc
-                if proc is not None and proc.poll() is not None:
-                    self._proc = None
-                    if self._powered and not self._stopping:
-                        self._spawn()  # machine.reset() or a crash: the board boots again
-            time.sleep(0.02)
+    @property
+    def boots(self) -> int:
+        return self.power.boots
 
     def power_cut(self) -> None:
         """Kill the console process now (SIGKILL); it stays off until power_restore()."""
-        with self._lock:
-            self._powered = False
-            proc = self._proc
-            if proc is not None and proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-            self._proc = None
+        self.power.cut()
 
     def power_restore(self) -> None:
-        with self._lock:
-            self._powered = True
-            if self._proc is None:
-                self._spawn()
+        self.power.restore()
 
     def running(self) -> bool:
-        proc = self._proc
-        return proc is not None and proc.poll() is None
+        return self.power.running()
 
     def stop(self) -> None:
-        self._stopping = True
-        self.power_cut()
-        if self._watcher:
-            self._watcher.join(timeout=5)
+        self.power.stop()
         for fd in (self._master, self._slave):
             if fd >= 0:
                 os.close(fd)
