@@ -10,6 +10,7 @@ import pytest
 
 HIL_DIR = Path(__file__).resolve().parent
 NOT_SCENARIOS = {"test_harness.py"}  # the harness's own host tests stay out of the table
+FILE_BACKENDS = {"test_fleet_scenarios.py": "unix"}  # files not parametrized over a board
 
 
 @dataclass
@@ -50,7 +51,8 @@ class HilResultsTable:
         nodeid = item_or_report.nodeid
         if nodeid not in self.rows:
             name, _, param = nodeid.split("::")[-1].partition("[")
-            self.rows[nodeid] = Row(name.removeprefix("test_"), param.rstrip("]") or "host")
+            backend = param.rstrip("]") or FILE_BACKENDS.get(path.name, "host")
+            self.rows[nodeid] = Row(name.removeprefix("test_"), backend)
         return self.rows[nodeid]
 
     @pytest.hookimpl
