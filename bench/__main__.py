@@ -9,14 +9,15 @@ import time
 
 from bench.report import print_figures
 
-SKIP = {"report", "__main__"}
+SKIP = {"report", "__main__"}  # and every _private helper
 
 
 def available() -> list[str]:
     """Names of the benchmark modules in this package (each exposes `run() -> list[Figure]`)."""
     import bench
 
-    return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name not in SKIP)
+    return sorted(m.name for m in pkgutil.iter_modules(bench.__path__)
+                  if m.name not in SKIP and not m.name.startswith("_"))
 
 
 def main(argv: list[str]) -> int:
