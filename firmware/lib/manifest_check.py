@@ -14,8 +14,6 @@ import struct
 
 from micropython import const
 
-import ed25519
-
 MAGIC = b"LLBUNDLE"
 BUNDLE_FORMAT = const(1)
 HEADER_SIZE = const(86)  # magic 8, format 2, manifest length 4, key id 8, signature 64
@@ -73,6 +71,19 @@ def _is_int(value):
 
 def _check_signature(payload, kid, signature, tag, trusted, revoked):
     """Raise unless `signature` by trusted, unrevoked key `kid` covers the exact `payload`."""
+    _check_digest(hashlib.sha256(payload).digest(), kid, signature, tag, trusted, revoked)
+
+
+def verify_manifest_digest(digest, kid, signature, trusted, revoked):
+    """Raise unless `signature` covers a manifest whose SHA-256 is `digest`.
+
+    For a manifest on flash: hash it in chunks, verify, and only then read it into RAM, so the
+    verifier and the manifest text are never in the heap together.
+    """
+    _check_digest(digest, kid, signature, MANIFEST_TAG, trusted, revoked)
+
+
+def _check_digest(digest, kid, signature, tag, trusted, revoked):
     if not _is_hex(kid, 16) or len(signature) != 64:
         raise ManifestRejected("malformed", "key id or signature has the wrong form")
     if kid in revoked:
@@ -80,12 +91,27 @@ def _check_signature(payload, kid, signature, tag, trusted, revoked):
     public = trusted.get(kid)
     if public is None:
         raise ManifestRejected("unknown_key", kid)
-    # bytes or str alike are hashed as the exact bytes received; no copy is made.
-    message = tag + hashlib.sha256(payload).digest()
+    message = tag + digest
+    import ed25519  # loaded only to verify, and unloaded again (about 17 KB of heap)
+
     try:
         ed25519.verify(public, message, signature)
     except ed25519.BadSignature as exc:
         raise ManifestRejected("bad_signature", str(exc))
+    finally:
+        ed25519 = None
+        _unload_verifier()
+
+
+def _unload_verifier():
+    """Drop the verifier's modules and tables so the manifest is parsed in the freed heap."""
+    import gc
+    import sys
+
+    for name in ("ed25519", "sha512"):
+        if name in sys.modules:
+            del sys.modules[name]
+    gc.collect()
 
 
 def _open_statement(envelope, tag, trusted, revoked):
@@ -155,6 +181,12 @@ def check_manifest(manifest, kid, signature, trusted, revoked, installed_sequenc
     now: the node's clock (epoch seconds); hardware: this node's hardware revision, if known.
     """
     _check_signature(manifest, kid, signature, MANIFEST_TAG, trusted, revoked)
+    return check_manifest_fields(manifest, kid, installed_sequence, board, now, hardware)
+
+
+def check_manifest_fields(manifest, kid, installed_sequence, board, now, hardware=None):
+    """The parsed manifest if its fields allow this node to install it (signature checked
+    already, by check_manifest or verify_manifest_digest), else ManifestRejected."""
     try:
         m = json.loads(manifest)
     except ValueError:

@@ -454,11 +454,15 @@ class Updater:
         try:
             with open(path, "rb") as f:
                 length, kid, signature = manifest_check.read_header(f.read(HEADER_SIZE))
+                digest = self._hash_stream(f, length)
+                trusted, revoked = load_keys(self.root)
+                # The verifier runs with only the digest in RAM, then unloads itself.
+                manifest_check.verify_manifest_digest(digest, kid, signature, trusted, revoked)
+                f.seek(HEADER_SIZE)
                 raw = f.read(length)
-            trusted, revoked = load_keys(self.root)
-            m = manifest_check.check_manifest(
-                raw, kid, signature, trusted, revoked, p["committed_sequence"] if p else 0,
-                self.board_name, self.clock_s(), self.hardware)
+            m = manifest_check.check_manifest_fields(
+                raw, kid, p["committed_sequence"] if p else 0, self.board_name,
+                self.clock_s(), self.hardware)
         except manifest_check.ManifestRejected as exc:
             raise Refused(exc.reason, exc.detail)
         finally:
@@ -468,6 +472,21 @@ class Updater:
             gc.collect()
         self._consistent(m, length)
         self._save(kind=m["kind"])
+
+    def _hash_stream(self, f, length):
+        """SHA-256 of the next `length` bytes of `f`, read through the fixed buffer."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        view = memoryview(self._buf)
+        left = length
+        while left:
+            n = f.readinto(view[:min(left, len(self._buf))])
+            if not n:
+                raise Refused("malformed", "bundle ends inside the manifest")
+            digest.update(view[:n])
+            left -= n
+        return digest.digest()
 
     def _parse_manifest(self, f):
         """The manifest of the downloaded bundle, already checked when it arrived (`checked`
