@@ -5,6 +5,8 @@ BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.installed
 APT_PKGS  := qemu-system-arm firmware-microbit-micropython
 export LAMPLIGHTER_DATA_DIR ?= $(CURDIR)/var
+# HIL boards: every backend; the absent ones (Espressif's QEMU, a real board) skip with the reason
+export LAMPLIGHTER_HIL_BOARDS ?= all
 
 .PHONY: help install system-deps services run test test-fast hil bench lint clean
 
@@ -37,13 +39,13 @@ run: install  ## start the fleet server on 127.0.0.1:8000 (SQLite under ./var) w
 	$(BIN)/lamplighter demo
 
 test: install system-deps services  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -rs -p no:cacheprovider
 
 test-fast: install services  ## the suite without the slow HIL cases
-	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow"
 
 hil: install system-deps services  ## the hardware-in-the-loop suite alone
-	$(BIN)/pytest -q -p no:cacheprovider hil_tests
+	$(BIN)/pytest -q -rs -p no:cacheprovider hil_tests
 
 bench: install services  ## run every benchmark and compare against its baseline
 	$(BIN)/python -m bench
