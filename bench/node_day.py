@@ -9,8 +9,10 @@ Configuration: the firmware defaults, except 1 Hz sampling and the deadbands in 
 (lux and PM need a deadband that fits their level; the defaults' 5 lx and 2 ug/m3 are
 absolute and too wide for clean-air PM2.5 and too narrow for daylight).
 
-The unix port is 64-bit: every object word and GC block is twice an ESP32's, so the heap
-target of 64 KB on the ESP32 is checked as 128 KB here. The heap is read once an hour after a
+The unix port is 64-bit: object words and GC blocks are twice an ESP32's, but bytecode is
+the same bytes, so the 32-bit size of this heap lies between half of it and all of it. The
+ESP32 target (64 KB) therefore cannot be judged here: the peak is printed with the
+64-bit ceiling that would prove it (128 KB proves nothing; 64 KB would). The heap is read once an hour after a
 collection; it grows for the first hours while bounded structures fill (the log keeps its 32
 most recent lines for the next check-in, and evening lines are longer), so growth and drift
 are judged after that warm-up, and the warm-up growth is printed beside them.
@@ -39,7 +41,7 @@ BENCH_CONFIG = {
 }
 INTERVAL_METRICS = {"presence_count", "lamp_level_pct", "energy_wh"}
 WARMUP_S = 600  # filters settle; the first reports are not judged
-HEAP_TARGET_KB = 128  # 64 KB on a 32-bit ESP32
+HEAP_TARGET_KB = 64  # the ESP32 target; met here only if met on the 64-bit port itself
 WARMUP_HOURS = 6  # the log's ring of recent lines fills up, the first dusk comes and goes
 GROWTH_TARGET_KB = 1.0
 
@@ -115,7 +117,8 @@ def run() -> list[Figure]:
 
     return [
         Figure("peak heap after GC (64-bit unix port)", peak_kb, "KB",
-               target=f"≤ {HEAP_TARGET_KB} KB (= 64 KB on ESP32)", met=peak_kb <= HEAP_TARGET_KB),
+               target=f"≤ {HEAP_TARGET_KB} KB on ESP32 (proved here only at ≤ 64 KB)",
+               met=peak_kb <= HEAP_TARGET_KB),
         Figure(f"heap growth in the first {WARMUP_HOURS} h (log ring filling, first dusk)",
                warmup_kb, "KB"),
         Figure(f"largest hour-over-hour heap growth after {WARMUP_HOURS} h", growth_kb, "KB",
