@@ -12,10 +12,12 @@ absolute and too wide for clean-air PM2.5 and too narrow for daylight).
 The unix port is 64-bit: object words and GC blocks are twice an ESP32's, but bytecode is
 the same bytes, so the 32-bit size of this heap lies between half of it and all of it. The
 ESP32 target (64 KB) therefore cannot be judged here: the peak is printed with the
-64-bit ceiling that would prove it (128 KB proves nothing; 64 KB would). The heap is read once an hour after a
-collection; it grows for the first hours while bounded structures fill (the log keeps its 32
-most recent lines for the next check-in, and evening lines are longer), so growth and drift
-are judged after that warm-up, and the warm-up growth is printed beside them.
+64-bit ceiling that would prove it (128 KB proves nothing; 64 KB would).
+
+The heap is read once an hour after a collection; it grows for the first hours while bounded
+structures fill (the log keeps its 32 most recent lines for the next check-in, and evening
+lines are longer), so growth and drift are judged after that warm-up, and the warm-up
+growth is printed beside them.
 """
 
 from __future__ import annotations
