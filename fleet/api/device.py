@@ -48,5 +48,8 @@ def download_bundle(release_id: RowId, _: DeviceIdentity = Depends(authenticated
     path = artifact_path(release.bundle_sha256)
     if not path.exists():
         raise HTTPException(404, f"release {release_id} bundle is missing from the store")
+    # Commit the nonce now: the response streams for as long as the node takes to read it,
+    # and an open write transaction would hold the database's write lock all that time.
+    session.commit()
     return FileResponse(path, media_type="application/octet-stream",
                         headers={"X-Bundle-SHA256": release.bundle_sha256})

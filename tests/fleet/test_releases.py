@@ -101,3 +101,7 @@ def test_bundle_download_supports_range_and_refuses_bad_ranges(trusted, make_bun
     assert get({"Range": f"bytes={len(data) + 10}-"}).status_code == 416
     unsigned = client.get(url)
     assert unsigned.status_code == 401
+    headers = signed_headers(creds["device_id"], creds["secret"], "GET", url, b"")
+    assert client.get(url, headers=headers).status_code == 200
+    replay = client.get(url, headers=headers)  # the download's nonce was committed
+    assert replay.status_code == 401 and replay.json()["detail"] == "replayed nonce"

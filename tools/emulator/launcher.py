@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from tools.emulator.power import PowerSupply
+from tools.emulator.power import Powered, PowerSupply
 from tools.emulator.scenario import Scenario
 from tools.emulator.world import World
 from tools.micropython import (
@@ -124,7 +124,7 @@ def parse_log_line(line: str) -> tuple[int, str, str, dict[str, str]] | None:
     return int(parts[0]), parts[1], parts[2], fields
 
 
-class Launcher:
+class Launcher(Powered):
     """Runs the firmware in firmware/ on the unix port against a world.
 
     The node reboots (a new process) whenever it exits by itself (watchdog, reset command);
@@ -180,20 +180,6 @@ class Launcher:
             self.lines.append(line)
             if self.on_line:
                 self.on_line(line)
-
-    @property
-    def boots(self) -> int:
-        return self.power.boots
-
-    def power_cut(self) -> None:
-        """Cut the node's power at this instant (SIGKILL); it stays off until power_restore()."""
-        self.power.cut()
-
-    def power_restore(self) -> None:
-        self.power.restore()
-
-    def running(self) -> bool:
-        return self.power.running()
 
     def wait_done(self, timeout: float | None = None) -> bool:
         """Wait until the world's run is over (its end_ms reached); True if it was."""

@@ -79,3 +79,23 @@ class PowerSupply:
         self.cut()
         if self._watcher.is_alive():
             self._watcher.join(timeout=5)
+
+
+class Powered:
+    """Mixin for an emulated device whose process hangs off `self.power` (a PowerSupply)."""
+
+    power: PowerSupply
+
+    @property
+    def boots(self) -> int:
+        return self.power.boots
+
+    def power_cut(self) -> None:
+        """Cut the power at this instant (SIGKILL); it stays off until power_restore()."""
+        self.power.cut()
+
+    def power_restore(self) -> None:
+        self.power.restore()
+
+    def running(self) -> bool:
+        return self.power.running()

@@ -13,7 +13,7 @@ import tty
 from pathlib import Path
 
 from tools.emulator.launcher import NODE_HEAP_KB
-from tools.emulator.power import PowerSupply
+from tools.emulator.power import Powered, PowerSupply
 from tools.micropython import micropython_executable
 
 # Exit code of the console process when the code on it called machine.reset(): the host
@@ -209,7 +209,7 @@ def _set_raw(fd: int) -> None:
     tty.setraw(fd, termios.TCSANOW)
 
 
-class SerialRepl:
+class SerialRepl(Powered):
     """A MicroPython console on a pty whose cwd is a node's flash directory.
 
     `path` is the slave side (/dev/pts/N) to hand to `mpremote connect`. With `world_port`
@@ -246,20 +246,6 @@ class SerialRepl:
         cmd = [micropython_executable(), "-X", f"heapsize={self.heap_kb}k", str(self._script)]
         return subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdin=self._master,
                                 stdout=self._master, stderr=self._master)
-
-    @property
-    def boots(self) -> int:
-        return self.power.boots
-
-    def power_cut(self) -> None:
-        """Kill the console process now (SIGKILL); it stays off until power_restore()."""
-        self.power.cut()
-
-    def power_restore(self) -> None:
-        self.power.restore()
-
-    def running(self) -> bool:
-        return self.power.running()
 
     def stop(self) -> None:
         self.power.stop()
