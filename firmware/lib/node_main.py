@@ -35,6 +35,49 @@ def make_uplink(board, log):
     return Uplink(identity, board.epoch_s, log)
 
 
+UPDATE_STATE = "/update/state.json"  # updater.STATE_FILE, read here without importing it
+
+
+class LazyUpdater:
+    """The update client, loaded (about 20 KB of code) only when there is an update to handle:
+    at boot when one is under way or unreported, else when a check-in reply assigns one."""
+
+    def __init__(self, factory, root):
+        self._factory = factory
+        self._real = None
+        state = read_json(root + UPDATE_STATE)
+        if state is not None and state.get("phase") != "idle":
+            self._load()
+
+    def _load(self):
+        if self._real is None:
+            self._real = self._factory()
+        return self._real
+
+    def report(self):
+        return self._real.report() if self._real is not None else None
+
+    def offer(self, assignment):
+        if self._real is not None or assignment is not None:
+            self._load().offer(assignment)
+
+    def on_trial(self):
+        return self._real is not None and self._real.on_trial()
+
+    def healthy(self):
+        return self._real is not None and self._real.healthy()
+
+    def busy(self):
+        return self._real is not None and self._real.busy()
+
+    def step(self):
+        return self._real is not None and self._real.step()
+
+    def poll(self, uptime_s):
+        if self._real is not None:
+            self._real.poll(uptime_s)
+
+
 def make_updater(board, uplink, log):
     """The A/B update client, for a node that has app slots and talks to a real server."""
     if uplink is None or not hasattr(uplink, "device_id"):
@@ -44,10 +87,14 @@ def make_updater(board, uplink, log):
     root = board.flash_dir.rstrip("/")
     if bootsel.load_pointer(root) is None:
         return None
-    from updater import Updater
 
-    return Updater(uplink, board.name, board.epoch_s, board.reset, root=root,
-                   ota=getattr(board, "ota", None), feed=board.feed_watchdog, log=log)
+    def factory():
+        from updater import Updater
+
+        return Updater(uplink, board.name, board.epoch_s, board.reset, root=root,
+                       ota=getattr(board, "ota", None), feed=board.feed_watchdog, log=log)
+
+    return LazyUpdater(factory, root)
 
 
 def main(board_module, app_root):
