@@ -31,3 +31,16 @@ class Health:
 
     def ok(self):
         self.failed = False
+
+
+def drain_uart(uart, chunk, feed):
+    """Read everything waiting on `uart` through the preallocated `chunk`, byte by byte into
+    `feed` (a frame parser's state machine); stops at the first short read."""
+    while True:
+        n = uart.readinto(chunk)
+        if not n:
+            return
+        for i in range(n):
+            feed(chunk[i])
+        if n < len(chunk):
+            return

@@ -2,7 +2,7 @@
 
 from micropython import const
 
-from drivers import Health
+from drivers import Health, drain_uart
 
 _MAX_DATA = const(48)  # engineering-mode reports are the longest (about 35 bytes of data)
 _HEAD = b"\xf4\xf3\xf2\xf1"
@@ -84,15 +84,7 @@ class LD2410:
         """Consume what the UART holds; return True if a valid report came in."""
         self._new = False
         self._bad = 0
-        chunk = self._chunk
-        while True:
-            n = self.uart.readinto(chunk)
-            if not n:
-                break
-            for i in range(n):
-                self._feed(chunk[i])
-            if n < len(chunk):
-                break
+        drain_uart(self.uart, self._chunk, self._feed)
         if self._bad:
             self.health.event("frame")
         if self._new:

@@ -2,7 +2,7 @@
 
 from micropython import const
 
-from drivers import Health
+from drivers import Health, drain_uart
 
 _FRAME = const(32)
 _LEN = const(28)  # frame length field: 13 data words + checksum
@@ -110,15 +110,7 @@ class PMS5003:
         self._new = False
         self._heard = False
         self._skipped = 0
-        chunk = self._chunk
-        while True:
-            n = self.uart.readinto(chunk)
-            if not n:
-                break
-            for i in range(n):
-                self._feed(chunk[i])
-            if n < len(chunk):
-                break
+        drain_uart(self.uart, self._chunk, self._feed)
         if self._skipped:
             self.health.event("garbage")
         if self._new:
