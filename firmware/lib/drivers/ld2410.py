@@ -28,6 +28,7 @@ class LD2410:
         self.presence = None
         self.reports = 0
         self._chunk = bytearray(128)
+        self._feeder = self._feed  # bound once: no allocation per poll
         self._buf = bytearray(6 + _MAX_DATA + 4)
         self._pos = 0
         self._need = 0
@@ -84,7 +85,7 @@ class LD2410:
         """Consume what the UART holds; return True if a valid report came in."""
         self._new = False
         self._bad = 0
-        drain_uart(self.uart, self._chunk, self._feed)
+        drain_uart(self.uart, self._chunk, self._feeder)
         if self._bad:
             self.health.event("frame")
         if self._new:

@@ -26,6 +26,7 @@ class PMS5003:
         self.pm10_ugm3 = None
         self.frames = 0
         self._chunk = bytearray(64)
+        self._feeder = self._feed  # bound once: no allocation per poll
         self._frame = bytearray(_FRAME)
         self._prev = bytearray(24)
         self._pos = 0
@@ -110,7 +111,7 @@ class PMS5003:
         self._new = False
         self._heard = False
         self._skipped = 0
-        drain_uart(self.uart, self._chunk, self._feed)
+        drain_uart(self.uart, self._chunk, self._feeder)
         if self._skipped:
             self.health.event("garbage")
         if self._new:
