@@ -13,7 +13,11 @@ def active_app_root():
         import bootsel
     except ImportError:
         return ROOT
-    return bootsel.select(ROOT)
+    try:
+        return bootsel.select(ROOT)
+    finally:
+        # only the update client needs it again (it imports it then): keep the heap for the app
+        del sys.modules["bootsel"]
 
 
 def setup_paths(root):

@@ -1,10 +1,8 @@
 """The lamppost node: reads sensors on their schedules, filters, drives the lamp, queues telemetry."""
 
 import gc
-import json
-import os
+import sys
 
-import config
 from dimming import DimmingPolicy, energy_wh
 from drivers.bme280 import BME280
 from drivers.lamp import Lamp
@@ -24,7 +22,6 @@ PMS_DRAIN_MS = 1000  # the sensor streams a frame a second; keep its UART buffer
 FIRST_CHECKIN_MS = 5000
 UPLOAD_RETRY_MS = 60000
 HOUSEKEEPING_MS = 3600000  # heap and stats line once an hour
-IDENTIFY_MS = 10000
 MAX_CONSECUTIVE_ERRORS = 10  # loop exceptions in a row before the node reboots itself
 UPLOAD_BATCHES_PER_ROUND = 10
 
@@ -35,6 +32,16 @@ FORMATS = (
     ("presence_count", "%d"), ("lamp_level_pct", "%.1f"), ("energy_wh", "%.3f"),
 )
 SENSORS = ("bme280", "veml7700", "pms5003", "ld2410", "pir")
+
+
+def load_module(name):
+    """Import a module needed only now (configuration, a rare command); see unload()."""
+    return __import__(name)
+
+
+def unload(name):
+    """Forget a module loaded for one job so its code leaves the heap at the next collection."""
+    sys.modules.pop(name, None)
 
 
 class Node:
@@ -57,12 +64,17 @@ class Node:
         root = board.flash_dir.rstrip("/")
         self.config_path = root + "/config.json"
         self.state_path = root + "/node_state.json"
+        # configuration code (defaults, validation: about 11 KB) is loaded only to read or
+        # apply a configuration, and dropped again
+        config = load_module("config")
         if cfg is None:
             cfg = config.load(self.config_path, self.log)
         else:
             cfg, errors = config.validate(cfg)
             for reason in errors:
                 self.log.error("config_refused", reason=reason)
+        config = None
+        unload("config")
         self.boot_reason = board.reset_cause()
         self.queue = TelemetryQueue(root + "/queue", cfg["queue_capacity"])
         if self.queue.discarded_tail:
@@ -89,7 +101,10 @@ class Node:
         self.lux = None
         self._pms_fresh = False
         self._identify_until = None
-        self._done_cmds = self._load_done_commands()
+        commands = load_module("commands")
+        self._done_cmds = commands.load_done(self.state_path)  # acks owed from before a reboot
+        commands = None
+        unload("commands")
         self._next_checkin_s = None
         self._apply_config(cfg)
         now = board.ticks_ms()
@@ -115,8 +130,9 @@ class Node:
         self.cfg = cfg
         self.periods = cfg["sample_period_ms"]
         self.pipelines = {}
-        for metric in config.METRICS:
-            self.pipelines[metric] = pipeline_from_config(cfg["metrics"][metric])
+        metrics = cfg["metrics"]
+        for metric in metrics:
+            self.pipelines[metric] = pipeline_from_config(metrics[metric])
         d = cfg["dimming"]
         self.policy = DimmingPolicy(d["dusk_lux"], d["dawn_lux"], d["dim_level"], d["full_level"],
                                     d["ramp_up_ms"], d["ramp_down_ms"], d["schedule"],
@@ -262,8 +278,13 @@ class Node:
                 self.log.info("update_committed", fw=self.fw_version)
         if "config" in reply and "config_version" in reply:
             self._apply_reply_config(reply["config"], reply["config_version"])
-        for cmd in reply.get("commands") or ():
-            self._run_command(cmd, now)
+        cmds = reply.get("commands")
+        if cmds:
+            commands = load_module("commands")
+            for cmd in cmds:
+                commands.run(self, cmd, now)
+            commands = None
+            unload("commands")
         nxt = reply.get("next_checkin_s")
         if isinstance(nxt, int) and 10 <= nxt <= 86400:
             self._next_checkin_s = nxt
@@ -279,56 +300,16 @@ class Node:
     def _apply_reply_config(self, new_cfg, version):
         if version == self.cfg["version"]:
             return
+        config = load_module("config")
         ok, errors = config.apply(self.config_path, new_cfg, version)
+        cfg = config.load(self.config_path, self.log) if ok else None
+        config = None
+        unload("config")
         if not ok:
             self.log.error("config_refused", version=version, reason=errors[0])
             return
-        self._apply_config(config.load(self.config_path, self.log))
+        self._apply_config(cfg)
         self.log.info("config_applied", version=version)
-
-    def _run_command(self, cmd, now):
-        kind = cmd.get("type")
-        cid = cmd.get("id")
-        args = cmd.get("args") or {}
-        self.log.info("command", id=cid, type=kind)
-        if kind == "identify":
-            self._identify_until = now + IDENTIFY_MS
-        elif kind == "lamp_override":
-            level = args.get("level_pct")
-            if level is None:
-                self.policy.clear_override()
-            else:
-                minutes = args.get("minutes")
-                try:
-                    self.policy.set_override(
-                        level, None if minutes is None else now + minutes * 60000)
-                except (ValueError, TypeError):
-                    self.log.error("command_refused", id=cid, reason="bad level")
-        elif kind == "reboot":
-            self._done_cmds.append(cid)
-            self._save_done_commands()
-            self.log.info("reboot", id=cid)
-            self.lamp.full()
-            self.board.reset()
-            return
-        else:
-            self.log.warn("command_unknown", id=cid, type=kind)
-        self._done_cmds.append(cid)
-
-    def _save_done_commands(self):
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps({"commands_done": self._done_cmds}))
-        os.rename(tmp, self.state_path)
-
-    def _load_done_commands(self):
-        try:
-            with open(self.state_path) as f:
-                done = json.loads(f.read()).get("commands_done") or []
-            os.remove(self.state_path)
-            return done
-        except (OSError, ValueError):
-            return []
 
     def _upload(self):
         """Send queued records in batches; stop at the first batch that is not acknowledged."""
@@ -345,35 +326,14 @@ class Node:
                     self.log.warn("upload_failed", error=repr(e))
                     return False
                 # the server refuses this batch for its content: resending cannot help
-                top = self._drop_refused(records, e)
+                refusal = load_module("refusal")
+                top = refusal.drop_refused(self, records, e)
+                refusal = None
+                unload("refusal")
             if top is None:
                 return False
             self.queue.ack(top)
         return True
-
-    def _drop_refused(self, records, refusal):
-        """Drop only the reading the server named (sending those before it); else the batch.
-
-        Returns the seq up to which the queue may be acknowledged, or None to retry later.
-        """
-        bad = _refused_index(refusal, len(records))
-        if bad is None:
-            self.rejected_records += len(records)
-            self.log.error("telemetry_rejected", first=records[0][0], last=records[-1][0],
-                           detail=repr(refusal)[:120])
-            return records[-1][0]
-        if bad > 0:
-            try:
-                top = self.uplink.post_telemetry(records[:bad])
-            except Exception as e:  # noqa: the next round retries from the same place
-                self.log.warn("upload_failed", error=repr(e)[:120])
-                return None
-            if top is None:
-                return None
-            self.queue.ack(top)
-        self.rejected_records += 1
-        self.log.error("telemetry_rejected", seq=records[bad][0], detail=repr(refusal)[:120])
-        return records[bad][0]
 
     # ------------------------------------------------------------------ scheduler
     def _housekeeping(self, now):
@@ -490,14 +450,3 @@ class Node:
                     wait = left
             board.sleep_ms(wait)
 
-
-def _refused_index(refusal, count):
-    """Index of the reading a 422 names ({"detail": {"index": i, …}}), or None."""
-    try:
-        body = refusal.args[1]
-        index = json.loads(body)["detail"]["index"]
-    except (IndexError, ValueError, KeyError, TypeError):
-        return None
-    if isinstance(index, int) and 0 <= index < count:
-        return index
-    return None

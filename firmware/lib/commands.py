@@ -1,0 +1,56 @@
+"""Operator commands from a check-in reply (identify, lamp_override, reboot), loaded on demand."""
+
+import json
+import os
+
+IDENTIFY_MS = 10000
+
+
+def run(node, cmd, now):
+    """Carry out one command on `node` and remember its id for the next check-in's acks."""
+    kind = cmd.get("type")
+    cid = cmd.get("id")
+    args = cmd.get("args") or {}
+    node.log.info("command", id=cid, type=kind)
+    if kind == "identify":
+        node._identify_until = now + IDENTIFY_MS
+    elif kind == "lamp_override":
+        level = args.get("level_pct")
+        if level is None:
+            node.policy.clear_override()
+        else:
+            minutes = args.get("minutes")
+            try:
+                node.policy.set_override(
+                    level, None if minutes is None else now + minutes * 60000)
+            except (ValueError, TypeError):
+                node.log.error("command_refused", id=cid, reason="bad level")
+    elif kind == "reboot":
+        node._done_cmds.append(cid)
+        save_done(node.state_path, node._done_cmds)
+        node.log.info("reboot", id=cid)
+        node.lamp.full()
+        node.board.reset()
+        return
+    else:
+        node.log.warn("command_unknown", id=cid, type=kind)
+    node._done_cmds.append(cid)
+
+
+def save_done(path, done):
+    """Keep the acknowledged ids across a reboot (temp file, then rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps({"commands_done": done}))
+    os.rename(tmp, path)
+
+
+def load_done(path):
+    """The ids saved before a reboot (the file is consumed), or []."""
+    try:
+        with open(path) as f:
+            done = json.loads(f.read()).get("commands_done") or []
+        os.remove(path)
+        return done
+    except (OSError, ValueError):
+        return []
