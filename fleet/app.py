@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
 from fleet.api import dashboard, device, devices, releases, telemetry
+from fleet.checkin_quick import QuickCheckin
 from fleet.db import check_migrated, get_engine
 from fleet.logs import setup_logging
 from fleet.settings import get_settings
@@ -24,12 +27,17 @@ def create_app(check_schema: bool = True) -> FastAPI:
     if check_schema:
         check_migrated(get_engine())
     app = FastAPI(
+        lifespan=_lifespan,
         title="Lamplighter fleet server",
         version="0.1.0",
         description="Provisioning, device check-in, telemetry, releases and rollouts for "
                     "smart lampposts. Device endpoints (/device/v1) take an HMAC signature; "
                     "operator and data endpoints (/api/v1) take a bearer API token.",
     )
+    url = settings.resolved_database_url
+    app.state.quick_checkin = QuickCheckin(
+        url, settings.master_key_bytes(), settings.checkin_interval_s, settings.clock_skew_s,
+    ) if url.startswith("postgresql") else None
     app.include_router(device.router)
     app.include_router(devices.router)
     app.include_router(releases.router)
@@ -40,6 +48,13 @@ def create_app(check_schema: bool = True) -> FastAPI:
     if not settings.master_key:
         log.warning("no LAMPLIGHTER_MASTER_KEY set: device secrets use the development key")
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    if app.state.quick_checkin is not None:
+        await app.state.quick_checkin.close()
 
 
 async def _refused_by_database(_: Request, exc: Exception) -> JSONResponse:

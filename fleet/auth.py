@@ -57,14 +57,23 @@ async def request_body(request: Request) -> bytes:
     return await request.body()
 
 
-def authenticated_device(request: Request, body: bytes = Depends(request_body),
-                         session: Session = Depends(get_session)) -> DeviceIdentity:
-    """Verify a device request's HMAC signature, timestamp and nonce; return its device.
+@dataclass(frozen=True)
+class SignedHeaders:
+    """A device request's signature headers, checked for form and freshness (not yet verified)."""
+
+    uid: str
+    ts_text: str
+    ts: int
+    nonce: str
+    signature: str
+    received_at: float
+
+
+def signed_headers(request: Request) -> SignedHeaders:
+    """Read and pre-check the signature headers; no database work, so it runs on the event loop.
 
     Headers: X-Device-Id, X-Timestamp (Unix seconds), X-Nonce (16–64 of [A-Za-z0-9_-]),
     X-Signature (hex HMAC-SHA256 over method, path?query, timestamp, nonce, SHA-256 of the body).
-    A plain function, so FastAPI runs its database work in the thread pool: blocking the event
-    loop on a database lock would stall every other request, including the one holding it.
     """
     headers = request.headers
     if "authorization" in headers:
@@ -80,28 +89,47 @@ def authenticated_device(request: Request, body: bytes = Depends(request_body),
         ts = int(ts_text)
     except ValueError:
         raise _unauthorized("X-Timestamp must be whole Unix seconds") from None
-    settings = get_settings()
+    skew = get_settings().clock_skew_s
     now = time.time()
-    if abs(now - ts) > settings.clock_skew_s:
+    if abs(now - ts) > skew:
         raise HTTPException(
             status_code=401,
             detail=f"stale timestamp: {ts} is {ts - now:+.0f} s from server time "
-                   f"(allowed ±{settings.clock_skew_s} s); check the node's clock",
+                   f"(allowed ±{skew} s); check the node's clock",
             # Time is no secret: a node whose clock drifted corrects it and signs again.
             headers={"X-Server-Time": str(int(now))})
     if not _NONCE_RE.match(nonce):
         raise _unauthorized("X-Nonce must be 16–64 characters of [A-Za-z0-9_-]")
-    row = session.execute(select(*_DEVICE_COLUMNS).where(Device.uid == uid)).first()
+    return SignedHeaders(uid, ts_text, ts, nonce, signature, now)
+
+
+def signed_path(request: Request) -> str:
+    """The path a device signs: the path, and the query string when there is one."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def authenticated_device(request: Request, body: bytes = Depends(request_body),
+                         session: Session = Depends(get_session)) -> DeviceIdentity:
+    """Verify a device request's HMAC signature, timestamp and nonce; return its device.
+
+    A plain function, so FastAPI runs its database work in the thread pool: blocking the event
+    loop on a database lock would stall every other request, including the one holding it.
+    """
+    signed = signed_headers(request)
+    row = session.execute(select(*_DEVICE_COLUMNS).where(Device.uid == signed.uid)).first()
     if row is None:
         raise _unauthorized("unknown device")
     device = DeviceRow(*row)
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    settings = get_settings()
     secret = decrypt_secret(settings.master_key_bytes(), device.secret_enc, device.uid)
-    if not signature_matches(secret, signature, request.method, path, ts_text, nonce, body):
+    if not signature_matches(secret, signed.signature, request.method, signed_path(request),
+                             signed.ts_text, signed.nonce, body):
         raise _unauthorized("bad signature")
     if device.status != "active":
         raise HTTPException(status_code=403, detail=f"device is {device.status}")
-    _consume_nonce(session, device.id, nonce, ts, now - 2 * settings.clock_skew_s)
+    _consume_nonce(session, device.id, signed.nonce, signed.ts,
+                   signed.received_at - 2 * settings.clock_skew_s)
     return DeviceIdentity(device=device)
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from fleet.auth import DeviceIdentity, authenticated_device
+from fleet.auth import (
+    DeviceIdentity,
+    SignedHeaders,
+    authenticated_device,
+    signed_headers,
+    signed_path,
+)
 from fleet.checkin import handle_checkin
-from fleet.db import get_session
+from fleet.db import get_engine, get_session
 from fleet.models import Release
 from fleet.provisioning import redeem_enrollment
 from fleet.releases import artifact_path
@@ -25,13 +32,32 @@ def enroll(body: EnrollRequest, session: Session = Depends(get_session)) -> Devi
     return redeem_enrollment(session, body.code)
 
 
+async def device_signature(request: Request) -> SignedHeaders:
+    """The signature headers' form and freshness, checked on the event loop before the body."""
+    return signed_headers(request)
+
+
 @router.post("/checkin", response_model=CheckInReply,
              responses={401: {"description": "bad or missing device signature"},
                         403: {"description": "device decommissioned"}})
-def checkin(body: CheckIn, ident: DeviceIdentity = Depends(authenticated_device),
-            session: Session = Depends(get_session)) -> CheckInReply:
+async def checkin(request: Request, body: CheckIn,
+                  signed: SignedHeaders = Depends(device_signature)) -> Response:
     """Report the node's state; the reply carries configuration, commands and the next interval."""
-    return handle_checkin(session, ident.device, body)
+    raw = await request.body()
+    quick = request.app.state.quick_checkin
+    reply = None
+    if quick is not None:
+        reply = await quick.attempt(request.method, signed_path(request), signed, raw, body)
+    if reply is None:
+        reply = await run_in_threadpool(_full_checkin, request, raw, body)
+    return Response(reply.model_dump_json(), media_type="application/json")
+
+
+def _full_checkin(request: Request, raw: bytes, report: CheckIn) -> CheckInReply:
+    """Every check-in the quick path leaves: authenticated and answered in one transaction."""
+    with Session(get_engine(), expire_on_commit=False) as session:
+        ident = authenticated_device(request, raw, session)
+        return handle_checkin(session, ident.device, report)
 
 
 @router.get("/releases/{release_id}/bundle",

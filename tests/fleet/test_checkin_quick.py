@@ -1,0 +1,80 @@
+"""The one-statement check-in (PostgreSQL): it settles plain check-ins, and everything else —
+commands, configuration, replays, rotated keys, decommissioned nodes — still gets the full path's
+answer even when the node's secret is already cached."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.device_signing import signed_headers
+
+pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite: full path
+
+REPORT = {"fw_version": "1.2.0", "uptime_s": 60, "config_version": 0, "lamp_level_pct": 30}
+
+
+@pytest.fixture
+def quick(client):
+    return client.app.state.quick_checkin
+
+
+def test_plain_checkins_are_settled_in_one_statement(quick, register, device_call, client,
+                                                     tokens):
+    creds = register()
+    for uptime in (60, 120, 180):
+        resp = device_call(creds, "/device/v1/checkin", dict(REPORT, uptime_s=uptime))
+        assert resp.status_code == 200 and resp.json()["commands"] == []
+    assert quick.settled == 3
+    shown = client.get(f"/api/v1/devices/{creds['device_id']}", headers=tokens["reader"]).json()
+    assert shown["online"] is True and shown["last_status"]["uptime_s"] == 180
+
+
+def test_a_replayed_quick_checkin_is_refused(quick, register, client):
+    creds = register()
+    body = b'{"fw_version": "1.2.0", "uptime_s": 60}'
+    headers = signed_headers(creds["device_id"], creds["secret"], "POST", "/device/v1/checkin",
+                             body)
+    assert client.post("/device/v1/checkin", content=body, headers=headers).status_code == 200
+    again = client.post("/device/v1/checkin", content=body, headers=headers)
+    assert again.status_code == 401 and again.json()["detail"] == "replayed nonce"
+    assert quick.settled == 1
+
+
+def test_commands_and_config_reach_a_node_whose_secret_is_cached(quick, register, device_call,
+                                                                 client, tokens):
+    creds = register(group="quay")
+    device_call(creds, "/device/v1/checkin", REPORT)
+    op = tokens["operator"]
+    sent = client.post(f"/api/v1/devices/{creds['device_id']}/commands",
+                       json={"type": "identify"}, headers=op)
+    assert sent.status_code in (200, 201), sent.text
+    client.put("/api/v1/groups/quay/config", json={"config": {"dim_level": 25}}, headers=op)
+    reply = device_call(creds, "/device/v1/checkin", REPORT).json()
+    assert [c["type"] for c in reply["commands"]] == ["identify"]
+    assert reply["config"] == {"dim_level": 25}
+    assert quick.settled == 1  # only the first one
+
+
+def test_rotation_and_decommission_apply_to_a_cached_node_at_once(quick, register, device_call,
+                                                                  client, tokens):
+    creds = register()
+    assert device_call(creds, "/device/v1/checkin", REPORT).status_code == 200
+    rotated = client.post(f"/api/v1/devices/{creds['device_id']}/rotate-key",
+                          headers=tokens["technician"]).json()
+    assert device_call(creds, "/device/v1/checkin", REPORT).status_code == 401
+    assert device_call(rotated, "/device/v1/checkin", REPORT).status_code == 200
+    assert device_call(rotated, "/device/v1/checkin", REPORT).status_code == 200
+    client.post(f"/api/v1/devices/{creds['device_id']}/decommission",
+                headers=tokens["operator"])
+    refused = device_call(rotated, "/device/v1/checkin", REPORT)
+    assert refused.status_code == 403 and "decommissioned" in refused.json()["detail"]
+    # the first check-in, and the second with the new key (the first one with it found the old
+    # key cached, failed to verify there, and was answered by the full path)
+    assert quick.settled == 2
+
+
+def test_a_bad_signature_from_a_cached_node_is_refused(quick, register, device_call):
+    creds = register()
+    assert device_call(creds, "/device/v1/checkin", REPORT).status_code == 200
+    forged = device_call(creds, "/device/v1/checkin", REPORT, secret="00" * 32)
+    assert forged.status_code == 401 and forged.json()["detail"] == "bad signature"
