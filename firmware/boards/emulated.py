@@ -6,40 +6,41 @@ import struct
 import sys
 
 import gc
+from micropython import const
 
 # opcodes and status codes: see docs/emulated-board.md (tools/emulator/protocol.py on the host)
-_OP_HELLO = 0x48
-_OP_I2C_READ = 0x72
-_OP_I2C_WRITE = 0x77
-_OP_I2C_SCAN = 0x73
-_OP_UART_ANY = 0x61
-_OP_UART_READ = 0x75
-_OP_UART_WRITE = 0x74
-_OP_PIN_READ = 0x70
-_OP_PWM_DUTY = 0x64
-_OP_SLEEP = 0x7A
-_OP_WDT_START = 0x57
-_OP_WDT_FEED = 0x66
-_OP_RESET = 0x78
-_OP_CHECKIN = 0x43
-_OP_TELEMETRY = 0x54
+_OP_HELLO = const(0x48)
+_OP_I2C_READ = const(0x72)
+_OP_I2C_WRITE = const(0x77)
+_OP_I2C_SCAN = const(0x73)
+_OP_UART_ANY = const(0x61)
+_OP_UART_READ = const(0x75)
+_OP_UART_WRITE = const(0x74)
+_OP_PIN_READ = const(0x70)
+_OP_PWM_DUTY = const(0x64)
+_OP_SLEEP = const(0x7A)
+_OP_WDT_START = const(0x57)
+_OP_WDT_FEED = const(0x66)
+_OP_RESET = const(0x78)
+_OP_CHECKIN = const(0x43)
+_OP_TELEMETRY = const(0x54)
 
-_ST_OK = 0
-_ST_NODEV = 1
-_ST_RESET = 3
-_ST_HALT = 4
+_ST_OK = const(0)
+_ST_NODEV = const(1)
+_ST_RESET = const(3)
+_ST_HALT = const(4)
 
-_ENODEV = 19
-_EIO = 5
+_ENODEV = const(19)
+_EIO = const(5)
 
-_I2C_BME280 = 0x76
-_UART_PM = 1
-_UART_RADAR = 2
-_PIN_PIR = 0
-_PWM_LAMP = 0
+_I2C_BME280 = const(0x76)
+_UART_PM = const(1)
+_UART_RADAR = const(2)
+_PIN_PIR = const(0)
+_PWM_LAMP = const(0)
 
-_TX_SIZE = 2048
-_RX_SIZE = 1024
+_TX_SIZE = const(2048)
+_RX_SIZE = const(1024)
 
 
 class WorldLink:

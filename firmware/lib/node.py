@@ -3,34 +3,16 @@
 import gc
 import sys
 
-from dimming import DimmingPolicy, energy_wh
-from drivers.bme280 import BME280
-from drivers.lamp import Lamp
-from drivers.ld2410 import LD2410
-from drivers.pir import PIR
-from drivers.pms5003 import PMS5003
-from drivers.veml7700 import VEML7700
-from filters import pipeline_from_config
-from log import Log
-from occupancy import Occupancy
-from telemetry_queue import TelemetryQueue
+from dimming import energy_wh
 
 FW_VERSION = "0.1.0"
 REPORT_INTERVAL_S = 900  # presence_count, lamp_level_pct and energy_wh cover this long
-WATCHDOG_MS = 30000
 PMS_DRAIN_MS = 1000  # the sensor streams a frame a second; keep its UART buffer drained
-FIRST_CHECKIN_MS = 5000
 UPLOAD_RETRY_MS = 60000
 HOUSEKEEPING_MS = 3600000  # heap and stats line once an hour
 MAX_CONSECUTIVE_ERRORS = 10  # loop exceptions in a row before the node reboots itself
 UPLOAD_BATCHES_PER_ROUND = 10
 
-# value formats of the telemetry metrics (units are in the names)
-FORMATS = (
-    ("temperature_c", "%.2f"), ("humidity_pct", "%.1f"), ("pressure_hpa", "%.2f"),
-    ("pm25_ugm3", "%.1f"), ("pm10_ugm3", "%.1f"), ("lux", "%.1f"),
-    ("presence_count", "%d"), ("lamp_level_pct", "%.1f"), ("energy_wh", "%.3f"),
-)
 SENSORS = ("bme280", "veml7700", "pms5003", "ld2410", "pir")
 
 
@@ -54,94 +36,10 @@ class Node:
 
     def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False,
                  updater=None, fw_version=FW_VERSION):
-        self.board = board
-        self.updater = updater  # the A/B update client (lib/updater.py), when the node has slots
-        self.fw_version = fw_version
-        self.lamp = Lamp(board.pwm_lamp)  # full from the first instant
-        self.log = log or Log(clock_ms=board.ticks_ms)
-        self.uplink = uplink
-        self.measure_raw = measure_raw
-        root = board.flash_dir.rstrip("/")
-        self.config_path = root + "/config.json"
-        self.state_path = root + "/node_state.json"
-        # configuration code (defaults, validation: about 11 KB) is loaded only to read or
-        # apply a configuration, and dropped again
-        config = load_module("config")
-        if cfg is None:
-            cfg = config.load(self.config_path, self.log)
-        else:
-            cfg, errors = config.validate(cfg)
-            for reason in errors:
-                self.log.error("config_refused", reason=reason)
-        config = None
-        unload("config")
-        self.boot_reason = board.reset_cause()
-        self.queue = TelemetryQueue(root + "/queue", cfg["queue_capacity"])
-        if self.queue.discarded_tail:
-            self.log.warn("queue_tail_discarded")
-        self.bme280 = BME280(board.i2c)
-        self.veml7700 = VEML7700(board.i2c)
-        self.pms5003 = PMS5003(board.uart_pm)
-        self.ld2410 = LD2410(board.uart_radar)
-        self.pir = PIR(board.pin_pir)
-        self._failed = [False] * len(SENSORS)
-        self.uplink_errors = 0  # check-ins and uploads that failed on the network
-        self.rejected_records = 0  # records the server refused (dropped from the queue)
-        self.loop_errors = 0  # exceptions caught in the loop (counted as "controller" faults)
-        self._errors_in_row = 0
-        self._formats = {}
-        for metric, fmt in FORMATS:
-            self._formats[metric] = '{"ts":%d,"m":"' + metric + '","v":' + fmt + "}"
-        # counters for the benchmark and the status line
-        self.queued_bytes = 0
-        self.queued_records = 0
-        self.raw_bytes = 0
-        self.raw_records = 0
-        self.heap_peak = 0
-        self.lux = None
-        self._pms_fresh = False
-        self._identify_until = None
-        commands = load_module("commands")
-        self._done_cmds = commands.load_done(self.state_path)  # acks owed from before a reboot
-        commands = None
-        unload("commands")
-        self._next_checkin_s = None
-        self._apply_config(cfg)
-        now = board.ticks_ms()
-        self._boot_ms = now
-        self._last_ms = now
-        self._interval_start_ms = now
-        self._interval_energy = 0.0
-        self._interval_level_ms = 0.0
-        self.energy_total_wh = 0.0
-        self._due = {
-            "occupancy": now, "light": now, "bme280": now, "pms_drain": now,
-            "pms5003": now + self.periods["pms5003"], "report": now + REPORT_INTERVAL_S * 1000,
-            "housekeeping": now, "watchdog": now,
-        }
-        if uplink is not None:
-            self._due["checkin"] = now + FIRST_CHECKIN_MS
-            self._due["upload"] = now + FIRST_CHECKIN_MS
-        self.log.info("boot", fw=fw_version, board=board.name, reason=self.boot_reason,
-                      config_version=cfg["version"], queued=len(self.queue))
-
-    # ------------------------------------------------------------------ configuration
-    def _apply_config(self, cfg):
-        self.cfg = cfg
-        self.periods = cfg["sample_period_ms"]
-        self.pipelines = {}
-        metrics = cfg["metrics"]
-        for metric in metrics:
-            self.pipelines[metric] = pipeline_from_config(metrics[metric])
-        d = cfg["dimming"]
-        self.policy = DimmingPolicy(d["dusk_lux"], d["dawn_lux"], d["dim_level"], d["full_level"],
-                                    d["ramp_up_ms"], d["ramp_down_ms"], d["schedule"],
-                                    d["confirm_ms"])
-        if d["override_level"] is not None:
-            self.policy.set_override(d["override_level"])
-        o = cfg["occupancy"]
-        self.occupancy = Occupancy(o["debounce_ms"], o["hold_ms"])
-        self.log.set_level(cfg["log_level"])
+        setup = load_module("node_setup")  # construction code: needed at boot only
+        setup.build(self, board, cfg, uplink, log, measure_raw, updater, fw_version)
+        setup = None
+        unload("node_setup")
 
     # ------------------------------------------------------------------ telemetry
     def _queue(self, metric, value, ts):
@@ -300,16 +198,10 @@ class Node:
     def _apply_reply_config(self, new_cfg, version):
         if version == self.cfg["version"]:
             return
-        config = load_module("config")
-        ok, errors = config.apply(self.config_path, new_cfg, version)
-        cfg = config.load(self.config_path, self.log) if ok else None
-        config = None
-        unload("config")
-        if not ok:
-            self.log.error("config_refused", version=version, reason=errors[0])
-            return
-        self._apply_config(cfg)
-        self.log.info("config_applied", version=version)
+        setup = load_module("node_setup")
+        setup.apply_reply_config(self, new_cfg, version)
+        setup = None
+        unload("node_setup")
 
     def _upload(self):
         """Send queued records in batches; stop at the first batch that is not acknowledged."""

@@ -1,0 +1,59 @@
+"""Assemble the node at boot (enrollment, uplink, update client); unloaded once it runs."""
+
+import sys
+
+from node_main import read_json
+
+IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned
+UPDATE_STATE = "/update/state.json"  # updater.STATE_FILE, read here without importing it
+
+
+def make_uplink(board, log):
+    """The signed HTTP link to the fleet server when the node has an identity; otherwise the
+    board's own stand-in (an emulated board reports to its world) or nothing.
+
+    A factory-imaged node first redeems its one-time enrollment code for an identity; when
+    the server cannot be reached it tries again at the next boot.
+    """
+    root = board.flash_dir.rstrip("/")
+    if read_json(root + "/enrollment.json") is not None:
+        import enroll
+
+        log.info("enroll", result=enroll.redeem(root, log=log))
+        enroll = None
+        sys.modules.pop("enroll", None)  # first boot only
+    identity = read_json(root + "/" + IDENTITY_FILE)
+    if identity is None:
+        return getattr(board, "uplink", None)
+    from uplink import Uplink
+
+    return Uplink(identity, board.epoch_s, log)
+
+
+def make_updater(board, uplink, log):
+    """The A/B update client, for a node that has app slots and talks to a real server."""
+    if uplink is None or not hasattr(uplink, "device_id"):
+        return None
+    import bootsel
+
+    root = board.flash_dir.rstrip("/")
+    pointer = bootsel.load_pointer(root)
+    bootsel = None
+    sys.modules.pop("bootsel", None)  # the update client imports it again when it loads
+    if pointer is None:
+        return None
+    from lazy_updater import LazyUpdater
+
+    state = read_json(root + UPDATE_STATE)
+    return LazyUpdater(board, uplink, root, log,
+                       load_now=state is not None and state.get("phase") != "idle")
+
+
+def build(board, log, version):
+    """The node, wired to its uplink and update client, ready to run."""
+    from node import FW_VERSION, Node
+
+    uplink = make_uplink(board, log)
+    return Node(board, uplink=uplink, log=log, updater=make_updater(board, uplink, log),
+                measure_raw=getattr(board, "measure_raw", False),
+                fw_version=version.get("version", FW_VERSION))
