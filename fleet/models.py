@@ -48,7 +48,7 @@ class Device(SQLModel, table=True):
     key_version: int = 1
     created_at: datetime = Field(default_factory=utcnow,
                                  sa_column=Column(DateTime(timezone=True), nullable=False))
-    last_seen: datetime | None = _ts(index=True)
+    last_seen: datetime | None = _ts()  # not indexed: every check-in writes it
     fw_version: str = Field(default="", max_length=32)
     applied_config_version: int = 0
     last_status: dict[str, Any] = Field(default_factory=dict,
@@ -83,7 +83,7 @@ class DeviceNonce(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("device_id", "nonce", name="uq_nonce_device"),)
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True,
                                                           autoincrement=True))
-    device_id: int = Field(index=True)
+    device_id: int  # leads the unique key, which serves as its index
     nonce: str = Field(max_length=64)
     ts: float = Field(index=True)  # device timestamp, for pruning
 

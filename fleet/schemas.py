@@ -246,3 +246,25 @@ class UpdateEventOut(BaseModel):
     at: datetime
     state: str
     detail: str
+
+
+def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its $defs substituted in place, to embed in an operation.
+
+    For routes that read their body themselves (openapi_extra): a "#/$defs/…" reference would
+    point at the OpenAPI document's root, not at the schema.
+    """
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.rsplit("/", 1)[1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
