@@ -39,12 +39,12 @@ _UART_RADAR = const(2)
 _PIN_PIR = const(0)
 _PWM_LAMP = const(0)
 
-_TX_SIZE = const(2048)
-_RX_SIZE = const(1024)
+_BUF_SIZE = const(2048)  # one frame buffer: a request is sent before its reply is read
 
 
 class WorldLink:
-    """Request/response over one TCP connection, with preallocated frame buffers."""
+    """Request/response over one TCP connection, through one preallocated frame buffer (`tx`
+    and `rx` name the same bytes: a request is sent in full before its reply arrives)."""
 
     def __init__(self, port):
         addr = socket.getaddrinfo("127.0.0.1", port)[0][-1]
@@ -54,10 +54,8 @@ class WorldLink:
             self.sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
         except OSError:
             pass
-        self.tx = bytearray(_TX_SIZE)
-        self.txv = memoryview(self.tx)
-        self.rx = bytearray(_RX_SIZE)
-        self.rxv = memoryview(self.rx)
+        self.tx = self.rx = bytearray(_BUF_SIZE)
+        self.txv = self.rxv = memoryview(self.tx)
         self.now_ms = 0
         self.rx_len = 0
 
@@ -81,7 +79,7 @@ class WorldLink:
         self.sock.write(self.txv[:3 + n])
         self._recv_into(0, 11)
         status, self.now_ms, size = struct.unpack_from("<BQH", self.rx, 0)
-        if size > _RX_SIZE:
+        if size > _BUF_SIZE:
             raise OSError(_EIO)
         self.rx_len = size
         if size:
@@ -220,7 +218,7 @@ class WorldUplink:
         body = json.dumps(status).encode()
         link = self.link
         n = len(body)
-        if n > _TX_SIZE - 3:
+        if n > _BUF_SIZE - 3:
             raise ValueError("status too large")
         link.tx[3:3 + n] = body
         link.call(_OP_CHECKIN, n)
@@ -235,7 +233,7 @@ class WorldUplink:
         count = 0
         for seq, payload in records:
             size = len(payload)
-            if pos + 6 + size > _TX_SIZE:
+            if pos + 6 + size > _BUF_SIZE:
                 break
             struct.pack_into("<IH", tx, pos, seq, size)
             tx[pos + 6:pos + 6 + size] = payload

@@ -4,6 +4,11 @@
 
 MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian times this is its standard deviation
 
+# Scratch space for the medians, shared by every SpikeFilter (its contents never outlive one
+# update(), and updates do not interleave): one list instead of one per metric. It grows to
+# the largest window in use.
+_WORK = [0.0] * 15
+
 
 class SpikeFilter:
     # Causal Hampel filter over the last `window` raw samples (the newest included).
@@ -22,7 +27,8 @@ class SpikeFilter:
         self.min_mad = min_mad
         self.rejected = 0
         self._ring = [0.0] * window
-        self._work = [0.0] * window
+        if window > len(_WORK):
+            _WORK.extend([0.0] * (window - len(_WORK)))
         self._next = 0
         self._count = 0
 
@@ -31,7 +37,7 @@ class SpikeFilter:
         self._count = 0
 
     def _median_of_work(self, n):
-        work = self._work
+        work = _WORK
         # insertion sort of the first n entries: n is tiny, no allocation
         for i in range(1, n):
             v = work[i]
@@ -55,7 +61,7 @@ class SpikeFilter:
         n = self._count
         if n < 3:
             return x
-        work = self._work
+        work = _WORK
         for i in range(n):
             work[i] = ring[i]
         median = self._median_of_work(n)

@@ -4,6 +4,7 @@ import sys
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 _NAMES = {10: "DEBUG", 20: "INFO", 30: "WARN", 40: "ERROR"}
+_MAX_KEPT = 255  # bytes of one line the ring keeps (its length is one byte)
 
 
 def _default_clock():
@@ -25,18 +26,22 @@ def _format_value(value):
 
 
 class Log:
-    """Writes one line per event and keeps the newest `ring` lines for the next check-in.
+    """Writes one line per event and keeps the newest lines for the next check-in: at most
+    `ring` of them, in a preallocated circular buffer of `ring_bytes` bytes (each entry a
+    length byte and the line, whose first 255 bytes are kept).
 
     Nothing is formatted for events below the current level.
     """
 
-    def __init__(self, clock_ms=None, level="info", ring=32, stream=None):
+    def __init__(self, clock_ms=None, level="info", ring=32, stream=None, ring_bytes=2560):
         self._clock = clock_ms if clock_ms is not None else _default_clock()
         self._threshold = LEVELS[level]
         self._stream = stream if stream is not None else sys.stdout
-        self._ring = [None] * ring
-        self._next = 0
-        self._stored = 0
+        self._max = ring
+        self._buf = bytearray(ring_bytes if ring else 0)
+        self._head = 0  # offset of the oldest kept entry
+        self._used = 0  # bytes of the buffer in use
+        self._stored = 0  # entries kept
         self.counts = {"warn": 0, "error": 0}
 
     def set_level(self, level):
@@ -53,13 +58,36 @@ class Log:
             self._stream.write(line + "\n")
         except OSError:
             pass  # a broken console must never stop the node
-        size = len(self._ring)
-        if size:
-            self._ring[self._next] = line
-            self._next = (self._next + 1) % size
-            if self._stored < size:
-                self._stored += 1
+        if self._max:
+            self._keep(line.encode())
         return line
+
+    def _keep(self, data):
+        """Append one line's bytes to the ring, forgetting the oldest lines to make room."""
+        buf = self._buf
+        size = len(buf)
+        n = len(data)
+        if n > _MAX_KEPT or n >= size:
+            n = min(_MAX_KEPT, size - 1)
+            while n and (data[n] & 0xC0) == 0x80:
+                n -= 1  # never cut a UTF-8 character in two
+        while self._stored and (self._stored >= self._max or self._used + 1 + n > size):
+            length = buf[self._head]
+            self._head = (self._head + 1 + length) % size
+            self._used -= 1 + length
+            self._stored -= 1
+        pos = (self._head + self._used) % size
+        buf[pos] = n
+        pos = (pos + 1) % size
+        first = size - pos
+        view = memoryview(data)
+        if first >= n:
+            buf[pos:pos + n] = view[:n]
+        else:
+            buf[pos:] = view[:first]
+            buf[:n - first] = view[first:n]
+        self._used += 1 + n
+        self._stored += 1
 
     def debug(self, event, **fields):
         if self._threshold <= 10:
@@ -81,10 +109,23 @@ class Log:
 
     def recent(self):
         """The kept lines, oldest first."""
-        size = len(self._ring)
-        start = (self._next - self._stored) % size if size else 0
-        return [self._ring[(start + i) % size] for i in range(self._stored)]
+        buf = self._buf
+        size = len(buf)
+        out = []
+        pos = self._head
+        for _ in range(self._stored):
+            n = buf[pos]
+            pos = (pos + 1) % size
+            if pos + n <= size:
+                data = bytes(buf[pos:pos + n])
+            else:
+                data = bytes(buf[pos:]) + bytes(buf[:pos + n - size])
+            out.append(data.decode())
+            pos = (pos + n) % size
+        return out
 
     def clear_recent(self):
         """Forget the kept lines (after they were uploaded)."""
+        self._head = 0
+        self._used = 0
         self._stored = 0
