@@ -1,11 +1,16 @@
-"""The common check-in on PostgreSQL: one statement from the event loop, no thread hop.
+"""The common check-in on PostgreSQL: settled from the event loop, many per statement.
 
 Almost every check-in only reports the node's state: nothing pending, its configuration
-current, no rollout running. That case costs one SQL statement here. The statement records the
-nonce and the state only when the node needs nothing else, so it either does the whole check-in
-or writes nothing; anything it cannot settle (a command to deliver, a newer configuration, an
-active rollout, acknowledgements, an update report, an unknown, rotated or decommissioned node,
-a replay, a bad signature) goes to the full path (fleet/checkin.py), which decides it alone.
+current, no rollout running. Those check-ins are settled here. The statement records the nonce
+and the state only for nodes that need nothing else, so for each node it either does the whole
+check-in or writes nothing; anything it cannot settle (a command to deliver, a newer
+configuration, an active rollout, acknowledgements, an update report, an unknown, rotated or
+decommissioned node, a replay, a bad signature) goes to the full path (fleet/checkin.py), which
+decides it alone.
+
+Check-ins that arrive while a statement is in flight wait for the next one, which then takes
+them all (at most one per node): under load one statement and one round trip serve many
+check-ins; an idle server sends each at once.
 
 Device secrets are decrypted once per process and kept with their key version; the statement
 checks that version and the node's status, so a rotation or a decommission takes effect on the
@@ -18,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
-from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
@@ -30,33 +35,42 @@ from fleet.crypto import decrypt_secret, signature_matches
 from fleet.models import utcnow
 from fleet.schemas import CheckIn, CheckInReply
 
+log = logging.getLogger("fleet.checkin")
+
 POOL_MAX = 8  # connections per server process; requests beyond wait for one
+MAX_PER_STATEMENT = 200
 MAX_CACHED_SECRETS = 100_000
 _PRUNE_PROBABILITY = 0.01
 
 _LOOKUP = "SELECT id, key_version, status, secret_enc FROM device WHERE uid = %s"
 
-# Writes the nonce and the state only for an active node with this key version that has
-# nothing pending; returns its id, or no row when the full path must take the check-in.
+# For each (node, nonce, state) row: writes the nonce and the state only for an active node with
+# that key version that has nothing pending; returns the ids of the nodes it settled.
 _CHECKIN = """
-WITH settled AS (
-    SELECT d.id FROM device d
-    WHERE d.id = %(id)s AND d.status = 'active' AND d.key_version = %(key_version)s
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(key_versions)s::int[], %(nonces)s::text[],
+                         %(ts)s::bigint[], %(fw_versions)s::text[], %(config_versions)s::bigint[],
+                         %(statuses)s::text[])
+        AS t(id, key_version, nonce, ts, fw_version, config_version, status)
+), settled AS (
+    SELECT i.* FROM input i JOIN device d ON d.id = i.id
+    WHERE d.status = 'active' AND d.key_version = i.key_version
       AND NOT EXISTS (SELECT 1 FROM command c WHERE c.device_id = d.id AND c.acked_at IS NULL)
       AND NOT EXISTS (SELECT 1 FROM rollout r WHERE r.state = 'active')
       AND (SELECT coalesce(sum(p.version), 0) FROM configprofile p
            WHERE (p.scope = 'group' AND p.target = d.group_name)
-              OR (p.scope = 'device' AND p.target = d.uid)) <= %(config_version)s
+              OR (p.scope = 'device' AND p.target = d.uid)) <= i.config_version
 ), nonce AS (
     INSERT INTO devicenonce (device_id, nonce, ts)
-    SELECT id, %(nonce)s, %(ts)s FROM settled
+    SELECT id, nonce, ts FROM settled
     ON CONFLICT (device_id, nonce) DO NOTHING
-    RETURNING device_id
+    RETURNING device_id, nonce
 )
-UPDATE device SET last_seen = %(now)s, fw_version = %(fw_version)s,
-    applied_config_version = %(config_version)s, last_status = %(status)s::json
-WHERE id = (SELECT device_id FROM nonce)
-RETURNING id
+UPDATE device d SET last_seen = %(now)s, fw_version = s.fw_version,
+    applied_config_version = s.config_version, last_status = s.status::json
+FROM settled s JOIN nonce n ON n.device_id = s.id AND n.nonce = s.nonce
+WHERE d.id = s.id
+RETURNING d.id
 """
 _PRUNE = "DELETE FROM devicenonce WHERE ts < %s"
 
@@ -80,7 +94,10 @@ class QuickCheckin:
         self._pool: AsyncConnectionPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
         self._opening = asyncio.Lock()
+        self._waiting: list[tuple[tuple, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None  # the task writing queued check-ins
         self.settled = 0  # check-ins this process answered here (the rest took the full path)
+        self.statements = 0  # statements that wrote them
 
     async def _connections(self) -> AsyncConnectionPool | None:
         """The pool, opened on first use; None on any loop but the one that opened it."""
@@ -100,15 +117,20 @@ class QuickCheckin:
         return self._pool
 
     async def close(self) -> None:
+        if self.statements:
+            log.info("quick check-ins: %d settled in %d statements", self.settled,
+                     self.statements)
         if self._pool is not None and asyncio.get_running_loop() is self._loop:
             await self._pool.close()
             self._pool = None
 
-    async def _secret(self, conn: Any, uid: str) -> tuple[int, int, bytes] | None:
+    async def _secret(self, pool: AsyncConnectionPool, uid: str) -> tuple[int, int, bytes] | None:
+        """(device id, key version, secret) of an active node, from the cache or the database."""
         known = self._secrets.get(uid)
         if known is not None:
             return known
-        row = await (await conn.execute(_LOOKUP, (uid,))).fetchone()
+        async with pool.connection() as conn:
+            row = await (await conn.execute(_LOOKUP, (uid,))).fetchone()
         if row is None or row[2] != "active":
             return None
         device_id, key_version, _, secret_enc = row
@@ -123,30 +145,71 @@ class QuickCheckin:
 
     async def attempt(self, method: str, path: str, signed: SignedHeaders, body: bytes,
                       report: CheckIn) -> CheckInReply | None:
-        """Settle a plain check-in in one statement, or return None having written nothing."""
+        """Settle a plain check-in, or return None having written nothing for it."""
         if report.acks or report.update is not None:
             return None
         pool = await self._connections()
         if pool is None:
             return None
-        async with pool.connection() as conn:
-            known = await self._secret(conn, signed.uid)
-            if known is None:
-                return None
-            device_id, key_version, secret = known
-            if not signature_matches(secret, signed.signature, method, path, signed.ts_text,
-                                     signed.nonce, body):
-                self._secrets.pop(signed.uid, None)  # perhaps rotated: the full path rereads it
-                return None
-            if random.random() < _PRUNE_PROBABILITY:
-                await conn.execute(_PRUNE, (signed.received_at - self._prune_age,))
-            status = report.model_dump(exclude={"acks"}, exclude_none=True, mode="json")
-            done = await (await conn.execute(_CHECKIN, {
-                "id": device_id, "key_version": key_version, "nonce": signed.nonce,
-                "ts": signed.ts, "now": utcnow(), "fw_version": report.fw_version,
-                "config_version": report.config_version, "status": json.dumps(status),
-            })).fetchone()
-        if done is None:
+        known = await self._secret(pool, signed.uid)
+        if known is None:
+            return None
+        device_id, key_version, secret = known
+        if not signature_matches(secret, signed.signature, method, path, signed.ts_text,
+                                 signed.nonce, body):
+            self._secrets.pop(signed.uid, None)  # perhaps rotated: the full path rereads it
+            return None
+        status = report.model_dump(exclude={"acks"}, exclude_none=True, mode="json")
+        row = (device_id, key_version, signed.nonce, signed.ts, report.fw_version,
+               report.config_version, json.dumps(status))
+        if not await self._settle(row):
             return None
         self.settled += 1
         return CheckInReply(server_time=int(time.time()), next_checkin_s=self._interval)
+
+    async def _settle(self, row: tuple) -> bool:
+        """Queue the row for the next statement; True once that statement settled it."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_waiting())
+        return await done
+
+    async def _write_waiting(self) -> None:
+        """Write queued check-ins, one statement at a time, until none are waiting."""
+        try:
+            while self._waiting:
+                batch, later, seen = [], [], set()
+                for entry in self._waiting:
+                    if entry[0][0] in seen or len(batch) >= MAX_PER_STATEMENT:
+                        later.append(entry)  # one row per node per statement
+                    else:
+                        seen.add(entry[0][0])
+                        batch.append(entry)
+                self._waiting = later
+                try:
+                    settled = await self._write(batch)
+                except Exception as exc:  # noqa: BLE001 - each waiting request takes the full path
+                    log.warning("quick check-in write failed: %r", exc)
+                    settled = set()
+                for row, done in batch:
+                    if not done.done():
+                        done.set_result(row[0] in settled)
+        finally:
+            self._writer = None
+
+    async def _write(self, batch: list[tuple[tuple, asyncio.Future[bool]]]) -> set[int]:
+        columns = list(zip(*(row for row, _ in batch), strict=True))
+        pool = self._pool
+        assert pool is not None
+        async with pool.connection() as conn:
+            if random.random() < _PRUNE_PROBABILITY:
+                await conn.execute(_PRUNE, (time.time() - self._prune_age,))
+            cur = await conn.execute(_CHECKIN, {
+                "ids": list(columns[0]), "key_versions": list(columns[1]),
+                "nonces": list(columns[2]), "ts": list(columns[3]),
+                "fw_versions": list(columns[4]), "config_versions": list(columns[5]),
+                "statuses": list(columns[6]), "now": utcnow(),
+            })
+            self.statements += 1
+            return {device_id for (device_id,) in await cur.fetchall()}

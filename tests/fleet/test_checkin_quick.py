@@ -4,8 +4,16 @@ answer even when the node's secret is already cached."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+
 import pytest
 
+from fleet.auth import SignedHeaders
+from fleet.checkin_quick import QuickCheckin
+from fleet.schemas import CheckIn
+from fleet.settings import get_settings
 from tools.device_signing import signed_headers
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite: full path
@@ -78,3 +86,48 @@ def test_a_bad_signature_from_a_cached_node_is_refused(quick, register, device_c
     assert device_call(creds, "/device/v1/checkin", REPORT).status_code == 200
     forged = device_call(creds, "/device/v1/checkin", REPORT, secret="00" * 32)
     assert forged.status_code == 401 and forged.json()["detail"] == "bad signature"
+
+
+def _signed(creds: dict, body: bytes) -> SignedHeaders:
+    headers = signed_headers(creds["device_id"], creds["secret"], "POST", "/device/v1/checkin",
+                             body)
+    return SignedHeaders(uid=headers["X-Device-Id"], ts_text=headers["X-Timestamp"],
+                         ts=int(headers["X-Timestamp"]), nonce=headers["X-Nonce"],
+                         signature=headers["X-Signature"], received_at=time.time())
+
+
+def _call(creds: dict, uptime_s: int) -> tuple[SignedHeaders, bytes, CheckIn]:
+    body = json.dumps(dict(REPORT, uptime_s=uptime_s)).encode()
+    return _signed(creds, body), body, CheckIn.model_validate_json(body)
+
+
+def test_concurrent_checkins_share_statements_one_row_per_node(register, db_url, client,
+                                                               tokens):
+    """Check-ins arriving together are written together; two from one node never share one."""
+    nodes = [register() for _ in range(6)]
+    settings = get_settings()
+    quick = QuickCheckin(db_url, settings.master_key_bytes(), 300, settings.clock_skew_s)
+
+    async def together(calls):
+        return await asyncio.gather(*(
+            quick.attempt("POST", "/device/v1/checkin", signed, body, report)
+            for signed, body, report in calls))
+
+    async def scenario():
+        try:
+            first = await together([_call(creds, 500) for creds in nodes])  # secrets cached
+            before = quick.statements
+            # every node again, node 0 twice: all queue before the first statement is sent
+            second = await together([_call(creds, 1000 + n) for n, creds in enumerate(nodes)]
+                                    + [_call(nodes[0], 2000)])
+            return first, second, quick.statements - before
+        finally:
+            await quick.close()
+
+    first, second, statements = asyncio.run(scenario())
+    assert all(reply is not None for reply in first + second)
+    assert quick.settled == 13
+    assert statements == 2  # six nodes in one statement; node 0's second report in the next
+    shown = client.get(f"/api/v1/devices/{nodes[0]['device_id']}",
+                       headers=tokens["reader"]).json()
+    assert shown["last_status"]["uptime_s"] == 2000
