@@ -51,7 +51,11 @@ class HilResultsTable:
         nodeid = item_or_report.nodeid
         if nodeid not in self.rows:
             name, _, param = nodeid.split("::")[-1].partition("[")
-            backend = param.rstrip("]") or FILE_BACKENDS.get(path.name, "host")
+            param = param.rstrip("]")
+            if path.name in FILE_BACKENDS:  # parametrised, if at all, by the server's database
+                backend = FILE_BACKENDS[path.name] + (f" + {param}" if param else "")
+            else:
+                backend = param or "host"
             self.rows[nodeid] = Row(name.removeprefix("test_"), backend)
         return self.rows[nodeid]
 

@@ -2,18 +2,25 @@
 
 Each node is a MicroPython unix-port process booted from its A/B slot, with register-level
 peripheral models in a world; the server is uvicorn on a free port with a fresh SQLite
-database. Virtual time starts in the past and runs faster than real time, so a night or an
-hour-long outage takes seconds while every reading stays in the server's past.
+database, or, for the scenarios parametrised with "postgres", a fresh PostgreSQL database (there
+plain check-ins take the server's quick path and the rest its full path). Virtual time starts
+in the past and runs faster than real time, so a night or an hour-long outage takes seconds
+while every reading stays in the server's past.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from hil_tests.backends import selected_boards
@@ -25,18 +32,41 @@ from tools.netfault import FaultProxy
 
 pytestmark = pytest.mark.slow
 DAY = 86400
+PG_ADMIN_URL = os.environ.get("LAMPLIGHTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+BOTH_DATABASES = pytest.mark.parametrize("database", ["sqlite", "postgres"])
 
 
 @pytest.fixture
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
+def database() -> str:
+    """The server's database: SQLite unless a scenario is parametrised with both."""
+    return "sqlite"
+
+
+@contextlib.contextmanager
+def _fresh_postgres() -> Iterator[str]:
+    name = f"lamplighter_hil_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest, tmp_path: Path, database: str) -> Iterator[Rig]:
     """A live fleet server and a rig to provision emulated lampposts against it."""
     if "unix" not in selected_boards(request.config.getoption("--hil-board")):
         pytest.skip("the unix backend (emulated lampposts) is not selected")
-    server = start_fleet_server(tmp_path / "server")
-    bench = Rig(server, tmp_path / "rig")
-    yield bench
-    bench.stop()
-    server.stop()
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(_fresh_postgres()) if database == "postgres" else None
+        server = start_fleet_server(tmp_path / "server", database_url=url)
+        stack.callback(server.stop)
+        bench = Rig(server, tmp_path / "rig")
+        stack.callback(bench.stop)
+        yield bench
 
 
 def _readings(rig: Rig, **params: object) -> list[dict]:
@@ -68,7 +98,8 @@ def _crash_at_start(app: Path) -> None:
     main.write_text('raise RuntimeError("this release cannot start")\n' + main.read_text())
 
 
-def test_1_new_node_checks_in_and_its_telemetry_has_units(rig, hil_record):
+@BOTH_DATABASES
+def test_1_new_node_checks_in_and_its_telemetry_has_units(rig, hil_record, database):
     [node] = rig.add_nodes(1)
     rig.wait_until("the node online", lambda: _all_online(rig, 1))
     catalogue = {m["name"]: m["unit"] for m in rig.api("GET", "/api/v1/telemetry/metrics")}
@@ -82,6 +113,12 @@ def test_1_new_node_checks_in_and_its_telemetry_has_units(rig, hil_record):
     temps = [r["value"] for r in rows if r["metric"] == "temperature_c"]
     assert all(-40 <= t <= 85 for t in temps)
     hil_record("readings", len(rows))
+    if database == "postgres":  # the node's plain check-ins went the quick way
+        rig.stop()
+        rig.server.stop()
+        found = re.search(r"quick check-ins: (\d+) settled", rig.server.log_path.read_text())
+        assert found and int(found.group(1)) >= 1
+        hil_record("quick_checkins", int(found.group(1)))
 
 
 def test_2_a_night_with_pedestrians_dims_brightens_and_saves_energy(rig, hil_record):
@@ -154,6 +191,7 @@ def test_4_an_hour_long_outage_loses_and_duplicates_nothing(rig, hil_record):
         proxy.stop()
 
 
+@BOTH_DATABASES
 def test_5_rollout_to_ten_nodes_canary_first_then_all(rig, hil_record):
     rig.add_nodes(10)
     rig.wait_until("ten nodes online", lambda: _all_online(rig, 10), timeout=180)
@@ -175,6 +213,7 @@ def test_5_rollout_to_ten_nodes_canary_first_then_all(rig, hil_record):
     hil_record("nodes_updated", 10)
 
 
+@BOTH_DATABASES
 def test_6_a_bad_release_rolls_back_on_the_canary_and_pauses(rig, hil_record):
     rig.add_nodes(4)
     rig.wait_until("four nodes online", lambda: _all_online(rig, 4), timeout=120)
