@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,8 +38,8 @@ from fleet.provisioning import register_devices
 from fleet.schemas import DeviceRegistration
 from fleet.telemetry.metrics import CATALOGUE
 from tools.device_signing import signed_headers
+from tools.scratch_postgres import scratch_postgres
 
-PG_ADMIN_URL = os.environ.get("LAMPLIGHTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 NODES = 200
 BATCH = 100
 INGEST_S = 8.0
@@ -69,17 +68,9 @@ class Node:
 @contextlib.contextmanager
 def fresh_postgres() -> Iterator[str]:
     """A new, migrated PostgreSQL database (dropped afterwards); yields its SQLAlchemy URL."""
-    name = f"lamplighter_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
-    try:
+    with scratch_postgres("lamplighter_bench") as url:
         migrate(url)
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager

@@ -11,16 +11,13 @@ while every reading stays in the server's past.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from hil_tests.backends import selected_boards
@@ -29,10 +26,10 @@ from tools.emulator.world import LAMP_RATED_W
 from tools.fleet_process import start_fleet_server
 from tools.hil_rig import Rig
 from tools.netfault import FaultProxy
+from tools.scratch_postgres import scratch_postgres
 
 pytestmark = pytest.mark.slow
 DAY = 86400
-PG_ADMIN_URL = os.environ.get("LAMPLIGHTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BOTH_DATABASES = pytest.mark.parametrize("database", ["sqlite", "postgres"])
 
 
@@ -42,26 +39,15 @@ def database() -> str:
     return "sqlite"
 
 
-@contextlib.contextmanager
-def _fresh_postgres() -> Iterator[str]:
-    name = f"lamplighter_hil_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def rig(request: pytest.FixtureRequest, tmp_path: Path, database: str) -> Iterator[Rig]:
     """A live fleet server and a rig to provision emulated lampposts against it."""
     if "unix" not in selected_boards(request.config.getoption("--hil-board")):
         pytest.skip("the unix backend (emulated lampposts) is not selected")
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(_fresh_postgres()) if database == "postgres" else None
+        url = None
+        if database == "postgres":
+            url = stack.enter_context(scratch_postgres("lamplighter_hil"))
         server = start_fleet_server(tmp_path / "server", database_url=url)
         stack.callback(server.stop)
         bench = Rig(server, tmp_path / "rig")

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -18,26 +15,15 @@ from fleet import db as fleet_db
 from fleet import settings as fleet_settings
 from fleet.tokens import create_token
 from tools.device_signing import signed_headers
-
-PG_ADMIN_URL = os.environ.get("LAMPLIGHTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _pg_url(dbname: str) -> str:
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{dbname}"
+from tools.scratch_postgres import scratch_postgres
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, migrated, dropped at the end."""
-    name = f"lamplighter_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _pg_url(name)
-    fleet_db.migrate(url)
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres("lamplighter_test") as url:
+        fleet_db.migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
