@@ -80,23 +80,6 @@ class SpikeFilter:
         return x
 
 
-class Ema:
-    # Exponential moving average; the first sample initialises it.
-
-    def __init__(self, alpha):
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError("alpha must be in (0, 1]")
-        self.alpha = alpha
-        self.value = None
-
-    def update(self, x):
-        if self.value is None:
-            self.value = float(x)
-        else:
-            self.value += self.alpha * (x - self.value)
-        return self.value
-
-
 class ReportOnChange:
     # Says when a value is worth reporting: moved beyond a deadband, or heartbeat due.
     #
@@ -127,26 +110,33 @@ class ReportOnChange:
         return True
 
 
-class MetricPipeline:
-    # Spike rejection, then EMA, then report-on-change, for one metric.
+class MetricPipeline(SpikeFilter, ReportOnChange):
+    # Spike rejection, then EMA smoothing, then report-on-change, for one metric.
+    #
+    # One object holds all three stages' state (a node keeps one per metric): the spike
+    # filter's window and `rejected` count, the EMA in `last` (the first sample initialises
+    # it; then last += alpha * (x - last)), and the last reported value and time.
 
     def __init__(self, spike_window=5, spike_k=3.0, alpha=0.3, deadband=0.2,
                  heartbeat_ms=900000, min_mad=0.01, deadband_rel=0.0):
-        self.spike = SpikeFilter(spike_window, spike_k, min_mad)
-        self.ema = Ema(alpha)
-        self.report = ReportOnChange(deadband, heartbeat_ms, deadband_rel)
-        self.last = None
-        self.rejected = 0  # spikes replaced so far (mirrors self.spike.rejected)
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError("alpha must be in (0, 1]")
+        SpikeFilter.__init__(self, spike_window, spike_k, min_mad)
+        ReportOnChange.__init__(self, deadband, heartbeat_ms, deadband_rel)
+        self.alpha = alpha
+        self.last = None  # the smoothed value (EMA) after the latest reading
 
     def push(self, now_ms, raw):
         # Feed one raw reading; return the value to report now, or None.
         if raw is None:
             return None
-        value = self.ema.update(self.spike.update(raw))
-        self.rejected = self.spike.rejected
-        self.last = value
-        if self.report.check(now_ms, value):
-            return value
+        x = self.update(raw)
+        if self.last is None:
+            self.last = x
+        else:
+            self.last += self.alpha * (x - self.last)
+        if self.check(now_ms, self.last):
+            return self.last
         return None
 
 
