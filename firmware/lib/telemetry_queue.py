@@ -14,11 +14,12 @@ import binascii
 import json
 import os
 import struct
+import sys
 
 from micropython import const
 
 MAX_PAYLOAD = const(240)
-_HEADER_SIZE = const(10)
+HEADER_SIZE = const(10)
 _MAGIC = const(0xA5)
 _STATE = "state.json"
 _STATE_TMP = "state.tmp"
@@ -37,6 +38,16 @@ def _segment_name(first_seq):
     return "q%010d.seg" % first_seq
 
 
+def _open(queue, dir_path, capacity, segment_records, max_payload):
+    """Open or recover `queue` with telemetry_queue_open, whose code is needed only here."""
+    opener = __import__("telemetry_queue_open")
+    try:
+        opener.open_queue(queue, dir_path, capacity, segment_records, max_payload)
+    finally:
+        opener = None
+        sys.modules.pop("telemetry_queue_open", None)
+
+
 class TelemetryQueue:
     """Bounded FIFO of byte payloads on flash, each with a strictly increasing sequence number.
 
@@ -44,33 +55,7 @@ class TelemetryQueue:
     """
 
     def __init__(self, dir_path, capacity=2000, segment_records=100, max_payload=MAX_PAYLOAD):
-        if capacity < 1 or segment_records < 1:
-            raise ValueError("capacity and segment_records must be >= 1")
-        if max_payload > 255:
-            raise ValueError("max_payload must be <= 255")
-        self.dir = dir_path.rstrip("/")
-        self.capacity = capacity
-        self.segment_records = segment_records
-        self.max_payload = max_payload
-        self.dropped = 0  # records dropped because the queue was full (persisted)
-        self.acked = 0  # records removed by ack() (persisted)
-        self.lost = 0  # records found unreadable inside the queue (persisted; never expected)
-        self.next_seq = 1
-        self.discarded_tail = False  # a half-written record was discarded when opening
-        self._head = 1  # oldest seq still queued
-        self._segments = []  # first seq of each segment file, oldest first
-        self._tail_count = 0  # records in the newest segment
-        self._tail_sealed = True  # the newest segment must not be appended to
-        self._cursor = None  # (segment first seq, file offset, seq at that offset) for peek
-        self._header = bytearray(_HEADER_SIZE)
-        self._header6 = memoryview(self._header)[0:6]
-        self._buf = bytearray(255)
-        self._bufview = memoryview(self._buf)
-        try:
-            os.mkdir(self.dir)
-        except OSError:
-            pass  # already there
-        self._open()
+        _open(self, dir_path, capacity, segment_records, max_payload)
 
     # ---------------------------------------------------------------- paths and state
     def _path(self, name):
@@ -81,15 +66,6 @@ class TelemetryQueue:
             os.remove(self._path(name))
         except OSError:
             pass
-
-    def _load_state(self, name=_STATE):
-        try:
-            with open(self._path(name)) as f:
-                state = json.loads(f.read())
-            return (state["head"], state["next"], state["dropped"], state["acked"],
-                    state.get("lost", 0))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
 
     def _save_state(self):
         tmp = self._path(_STATE_TMP)
@@ -120,7 +96,7 @@ class TelemetryQueue:
                 got = f.readinto(header)
                 if not got:
                     return offset, seq, True
-                if got < _HEADER_SIZE:
+                if got < HEADER_SIZE:
                     return offset, seq, False
                 magic, length, rec_seq, crc = struct.unpack("<BBII", header)
                 if magic != _MAGIC or rec_seq != seq:
@@ -132,55 +108,10 @@ class TelemetryQueue:
                     return offset, seq, False
                 if out is not None and seq >= want_from:
                     out.append((seq, bytes(payload)))
-                offset += _HEADER_SIZE + length
+                offset += HEADER_SIZE + length
                 seq += 1
         finally:
             f.close()
-
-    # ---------------------------------------------------------------- opening
-    def _open(self):
-        state = self._load_state()
-        if state is None:
-            # a file system whose rename cannot replace (FAT) lost power between removing
-            # the old state and renaming the new one: the complete temp file is the newest
-            state = self._load_state(_STATE_TMP)
-        self._remove(_STATE_TMP)
-        segments = []
-        for entry in os.ilistdir(self.dir):
-            name = entry[0]
-            if name.startswith("q") and name.endswith(".seg"):
-                try:
-                    segments.append(int(name[1:-4]))
-                except ValueError:
-                    pass
-        segments.sort()
-        self._segments = segments
-        if state is None:
-            head = segments[0] if segments else 1
-            next_seq = 1
-        else:
-            head, next_seq, self.dropped, self.acked, self.lost = state
-        if segments:
-            head = max(head, segments[0])
-            last = segments[-1]
-            end_offset, end_seq, clean = self._read_frames(last, 0, last, last, None, 0)
-            self.discarded_tail = not clean
-            if end_seq == last:
-                # nothing readable in the newest segment (created, or torn in its first frame)
-                self._remove(_segment_name(last))
-                segments.pop()
-                next_seq = max(next_seq, last)
-                self._tail_sealed = True
-            else:
-                self._tail_count = end_seq - last
-                self._tail_sealed = not clean or end_seq < next_seq
-                next_seq = max(next_seq, end_seq)
-        self.next_seq = next_seq
-        self._head = min(head, next_seq)
-        self._delete_consumed()
-        excess = len(self) - self.capacity
-        if excess > 0:
-            self._drop_oldest(excess)
 
     # ---------------------------------------------------------------- public API
     def __len__(self):
