@@ -1,7 +1,5 @@
 """Emulated board: machine-like buses and pins that talk to the world process over TCP."""
 
-import os
-import socket
 import struct
 import sys
 
@@ -9,7 +7,6 @@ import gc
 from micropython import const
 
 # opcodes and status codes: see docs/emulated-board.md (tools/emulator/protocol.py on the host)
-_OP_HELLO = const(0x48)
 _OP_I2C_READ = const(0x72)
 _OP_I2C_WRITE = const(0x77)
 _OP_I2C_SCAN = const(0x73)
@@ -33,11 +30,6 @@ _ST_HALT = const(4)
 _ENODEV = const(19)
 _EIO = const(5)
 
-_I2C_BME280 = const(0x76)
-_UART_PM = const(1)
-_UART_RADAR = const(2)
-_PIN_PIR = const(0)
-_PWM_LAMP = const(0)
 
 _BUF_SIZE = const(2048)  # one frame buffer: a request is sent before its reply is read
 
@@ -46,14 +38,8 @@ class WorldLink:
     """Request/response over one TCP connection, through one preallocated frame buffer (`tx`
     and `rx` name the same bytes: a request is sent in full before its reply arrives)."""
 
-    def __init__(self, port):
-        addr = socket.getaddrinfo("127.0.0.1", port)[0][-1]
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.connect(addr)
-        try:
-            self.sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
-        except OSError:
-            pass
+    def __init__(self, sock):
+        self.sock = sock
         self.tx = self.rx = bytearray(_BUF_SIZE)
         self.txv = self.rxv = memoryview(self.tx)
         self.now_ms = 0
@@ -246,33 +232,23 @@ class WorldUplink:
         return struct.unpack_from("<I", link.rx, 0)[0]
 
 
+def _connect(board, port, flash_dir):
+    """Connect `board` to its world with emulated_setup, whose code runs once per boot."""
+    setup = __import__("emulated_setup")
+    try:
+        setup.connect(board, port, flash_dir)
+    finally:
+        setup = None
+        sys.modules.pop("emulated_setup", None)
+
+
 class Board:
     """The emulated lamppost controller: same interface as boards/esp32_devkitc.Board."""
 
     name = "emulated"
 
     def __init__(self, port=None, flash_dir=None):
-        if port is None:
-            port = int(os.getenv("LAMPLIGHTER_WORLD") or "0")
-        if not port:
-            raise OSError("set LAMPLIGHTER_WORLD to the world's TCP port")
-        self.link = WorldLink(port)
-        self.link.call(_OP_HELLO, 0)
-        self._boot_ms, self._start_epoch = struct.unpack_from("<QI", self.link.rx, 0)
-        self._reset_cause = bytes(self.link.rx[12:self.link.rx_len]).decode()
-        self.flash_dir = flash_dir or os.getenv("LAMPLIGHTER_FLASH") or "flash"
-        try:
-            os.mkdir(self.flash_dir)
-        except OSError:
-            pass
-        self.i2c = EmuI2C(self.link)
-        self.uart_pm = EmuUART(self.link, _UART_PM)
-        self.uart_radar = EmuUART(self.link, _UART_RADAR)
-        self.pin_pir = EmuPin(self.link, _PIN_PIR)
-        self.pwm_lamp = EmuPWM(self.link, _PWM_LAMP)
-        self.uplink = WorldUplink(self.link)
-        # benchmark runs also count what raw 1 Hz reporting would have sent
-        self.measure_raw = os.getenv("LAMPLIGHTER_MEASURE_RAW") == "1"
+        _connect(self, port, flash_dir)
 
     def ticks_ms(self):
         """Monotonic ms since this boot, on the world's virtual clock (as of the last reply)."""
