@@ -15,6 +15,14 @@ UPLOAD_BATCHES_PER_ROUND = 10
 
 SENSORS = ("bme280", "veml7700", "pms5003", "ld2410", "pir")
 
+# one telemetry record: time, metric and the value in its metric's format (units are in the names)
+RECORD = '{"ts":%d,"m":"%s","v":%s}'
+VALUE_FORMATS = {
+    "temperature_c": "%.2f", "humidity_pct": "%.1f", "pressure_hpa": "%.2f",
+    "pm25_ugm3": "%.1f", "pm10_ugm3": "%.1f", "lux": "%.1f",
+    "presence_count": "%d", "lamp_level_pct": "%.1f", "energy_wh": "%.3f",
+}
+
 
 def load_module(name):
     """Import a module needed only now (configuration, a rare command); see unload()."""
@@ -24,6 +32,14 @@ def load_module(name):
 def unload(name):
     """Forget a module loaded for one job so its code leaves the heap at the next collection."""
     sys.modules.pop(name, None)
+
+
+def call_loaded(module, function, *args):
+    """Call `function` of `module`, loaded for this call only (see load_module and unload)."""
+    try:
+        return getattr(load_module(module), function)(*args)
+    finally:
+        unload(module)
 
 
 class Node:
@@ -36,14 +52,13 @@ class Node:
 
     def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False,
                  updater=None, fw_version=FW_VERSION):
-        setup = load_module("node_setup")  # construction code: needed at boot only
-        setup.build(self, board, cfg, uplink, log, measure_raw, updater, fw_version)
-        setup = None
-        unload("node_setup")
+        # construction code: needed at boot only
+        call_loaded("node_setup", "build", self, board, cfg, uplink, log, measure_raw, updater,
+                    fw_version)
 
     # ------------------------------------------------------------------ telemetry
     def _queue(self, metric, value, ts):
-        payload = (self._formats[metric] % (ts, value)).encode()
+        payload = (RECORD % (ts, metric, VALUE_FORMATS[metric] % value)).encode()
         try:
             self.queue.append(payload)
         except OSError as e:
@@ -56,7 +71,7 @@ class Node:
         """Feed one raw reading through its filter; queue it when it is worth reporting."""
         if self.measure_raw:
             # what raw 1 Hz reporting would send: every reading, encoded the same way
-            self.raw_bytes += len(self._formats[metric] % (ts, raw))
+            self.raw_bytes += len(RECORD % (ts, metric, VALUE_FORMATS[metric] % raw))
             self.raw_records += 1
         value = self.pipelines[metric].push(now, raw)
         if value is not None:
@@ -135,73 +150,8 @@ class Node:
 
     # ------------------------------------------------------------------ uplink
     def status(self):
-        return {
-            "fw_version": self.fw_version,
-            "uptime_s": (self.board.ticks_ms() - self._boot_ms) // 1000,
-            "mem_free": self.board.mem_free(),
-            "rssi": self._rssi(),
-            "boot_reason": self.boot_reason,
-            "sensor_faults": self.sensor_faults(),
-            "config_version": self.cfg["version"],
-            "queue_len": len(self.queue),
-            "queue_dropped": self.queue.dropped,
-            "lamp_level_pct": round(self.lamp.level, 1),
-            "acks": [{"id": cid, "ok": True} for cid in self._done_cmds],
-        }
-
-    def _rssi(self):
-        rssi = getattr(self.board, "rssi", None)
-        return rssi() if rssi else None
-
-    def _checkin(self, now):
-        status = self.status()
-        updater = self.updater
-        if updater is not None:
-            report = updater.report()
-            if report is not None:
-                status["update"] = report
-        try:
-            reply = self.uplink.checkin(status)
-        except Exception as e:  # noqa: a network failure is not a node failure
-            self.uplink_errors += 1
-            self.log.warn("checkin_failed", error=repr(e))
-            return
-        self._done_cmds = []
-        if not reply:
-            return
-        if updater is not None:
-            updater.offer(reply.get("update"))
-            if updater.on_trial() and self._proved_healthy():
-                updater.healthy()
-                self.log.info("update_committed", fw=self.fw_version)
-        if "config" in reply and "config_version" in reply:
-            self._apply_reply_config(reply["config"], reply["config_version"])
-        cmds = reply.get("commands")
-        if cmds:
-            commands = load_module("commands")
-            for cmd in cmds:
-                commands.run(self, cmd, now)
-            commands = None
-            unload("commands")
-        nxt = reply.get("next_checkin_s")
-        if isinstance(nxt, int) and 10 <= nxt <= 86400:
-            self._next_checkin_s = nxt
-
-    def _proved_healthy(self):
-        """A release on trial is healthy once the loop runs clean and the light sensor reads.
-
-        Called after a successful check-in. The light sensor is the one the lamp depends on;
-        an app that cannot read it, or whose loop throws, is rolled back by the trial timeout.
-        """
-        return self.loop_errors == 0 and self.lux is not None
-
-    def _apply_reply_config(self, new_cfg, version):
-        if version == self.cfg["version"]:
-            return
-        setup = load_module("node_setup")
-        setup.apply_reply_config(self, new_cfg, version)
-        setup = None
-        unload("node_setup")
+        """The status a check-in reports (built by node_checkin, loaded for the moment)."""
+        return call_loaded("node_checkin", "status", self)
 
     def _upload(self):
         """Send queued records in batches; stop at the first batch that is not acknowledged."""
@@ -218,10 +168,7 @@ class Node:
                     self.log.warn("upload_failed", error=repr(e))
                     return False
                 # the server refuses this batch for its content: resending cannot help
-                refusal = load_module("refusal")
-                top = refusal.drop_refused(self, records, e)
-                refusal = None
-                unload("refusal")
+                top = call_loaded("refusal", "drop_refused", self, records, e)
             if top is None:
                 return False
             self.queue.ack(top)
@@ -290,7 +237,7 @@ class Node:
             if now >= due["checkin"]:
                 interval = self._next_checkin_s or self.cfg["checkin_interval_s"]
                 due["checkin"] = now + interval * 1000
-                self._checkin(now)
+                call_loaded("node_checkin", "checkin", self, now)
                 due["upload"] = now
             if now >= due["upload"]:
                 self._upload()

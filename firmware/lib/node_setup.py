@@ -15,12 +15,6 @@ from telemetry_queue import TelemetryQueue
 
 FIRST_CHECKIN_MS = 5000
 
-# value formats of the telemetry metrics (units are in the names)
-FORMATS = (
-    ("temperature_c", "%.2f"), ("humidity_pct", "%.1f"), ("pressure_hpa", "%.2f"),
-    ("pm25_ugm3", "%.1f"), ("pm10_ugm3", "%.1f"), ("lux", "%.1f"),
-    ("presence_count", "%d"), ("lamp_level_pct", "%.1f"), ("energy_wh", "%.3f"),
-)
 # the configuration keys the loop still reads once the parts are built (filter, dimming and
 # occupancy settings live on only in the objects made from them)
 LOOP_KEYS = ("version", "checkin_interval_s", "telemetry_batch", "queue_capacity", "log_level",
@@ -64,10 +58,6 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
     node.rejected_records = 0  # records the server refused (dropped from the queue)
     node.loop_errors = 0  # exceptions caught in the loop (counted as "controller" faults)
     node._errors_in_row = 0
-    formats = {}
-    for metric, fmt in FORMATS:
-        formats[metric] = '{"ts":%d,"m":"' + metric + '","v":' + fmt + "}"
-    node._formats = formats
     # counters for the benchmark and the status line
     node.queued_bytes = 0
     node.queued_records = 0

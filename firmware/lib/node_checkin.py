@@ -1,0 +1,82 @@
+"""A node's check-in: its status out, then the reply's update, configuration and commands in."""
+
+# Loaded for each check-in (every few minutes) and dropped again: node.Node keeps only the
+# loop's code resident.
+
+from node import load_module, unload
+
+
+def status(node):
+    """What the node reports at each check-in."""
+    return {
+        "fw_version": node.fw_version,
+        "uptime_s": (node.board.ticks_ms() - node._boot_ms) // 1000,
+        "mem_free": node.board.mem_free(),
+        "rssi": _rssi(node.board),
+        "boot_reason": node.boot_reason,
+        "sensor_faults": node.sensor_faults(),
+        "config_version": node.cfg["version"],
+        "queue_len": len(node.queue),
+        "queue_dropped": node.queue.dropped,
+        "lamp_level_pct": round(node.lamp.level, 1),
+        "acks": [{"id": cid, "ok": True} for cid in node._done_cmds],
+    }
+
+
+def _rssi(board):
+    rssi = getattr(board, "rssi", None)
+    return rssi() if rssi else None
+
+
+def checkin(node, now):
+    """Report the status (and the update client's report); act on what the server replies."""
+    report = status(node)
+    updater = node.updater
+    if updater is not None:
+        update = updater.report()
+        if update is not None:
+            report["update"] = update
+    try:
+        reply = node.uplink.checkin(report)
+    except Exception as e:  # noqa: a network failure is not a node failure
+        node.uplink_errors += 1
+        node.log.warn("checkin_failed", error=repr(e))
+        return
+    node._done_cmds = []
+    if not reply:
+        return
+    if updater is not None:
+        updater.offer(reply.get("update"))
+        if updater.on_trial() and proved_healthy(node):
+            updater.healthy()
+            node.log.info("update_committed", fw=node.fw_version)
+    if "config" in reply and "config_version" in reply:
+        _apply_config(node, reply["config"], reply["config_version"])
+    cmds = reply.get("commands")
+    if cmds:
+        commands = load_module("commands")
+        for cmd in cmds:
+            commands.run(node, cmd, now)
+        commands = None
+        unload("commands")
+    nxt = reply.get("next_checkin_s")
+    if isinstance(nxt, int) and 10 <= nxt <= 86400:
+        node._next_checkin_s = nxt
+
+
+def proved_healthy(node):
+    """A release on trial is healthy once the loop runs clean and the light sensor reads.
+
+    Checked after a successful check-in. The light sensor is the one the lamp depends on;
+    an app that cannot read it, or whose loop throws, is rolled back by the trial timeout.
+    """
+    return node.loop_errors == 0 and node.lux is not None
+
+
+def _apply_config(node, new_cfg, version):
+    if version == node.cfg["version"]:
+        return
+    setup = load_module("node_setup")
+    setup.apply_reply_config(node, new_cfg, version)
+    setup = None
+    unload("node_setup")
