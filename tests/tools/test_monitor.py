@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -46,24 +46,35 @@ def test_levels_are_coloured() -> None:
     assert "green" in styles["INFO"]
 
 
+def _wait_until_open(pid: int, path: str, timeout: float = 60.0) -> None:
+    """Until process `pid` holds `path` open (it flushes the port's input as it opens it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == path
+                   for fd in os.listdir(f"/proc/{pid}/fd")):
+                time.sleep(0.5)  # past the input flush that follows the open
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the monitor never opened {path}")
+
+
 def test_monitor_reads_a_boot_log_from_a_serial_port() -> None:
     master, slave = os.openpty()
     port = os.ttyname(slave)
-
-    def board() -> None:
-        time.sleep(1.0)  # the monitor opens the port first
-        os.write(master, "".join(line + "\r\n" for line in BOOT_LOG).encode())
-
-    threading.Thread(target=board, daemon=True).start()
     try:
-        proc = subprocess.run([*CLI, "device", "monitor", "--port", port, "--lines",
-                               str(len(BOOT_LOG))], capture_output=True, text=True, timeout=60,
-                              check=False, env=dict(os.environ, COLUMNS="200"))
+        proc = subprocess.Popen([*CLI, "device", "monitor", "--port", port, "--lines",
+                                 str(len(BOOT_LOG))], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, COLUMNS="200"))
+        _wait_until_open(proc.pid, port)
+        os.write(master, "".join(line + "\r\n" for line in BOOT_LOG).encode())
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         os.close(master)
         os.close(slave)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, stderr
+    lines = stdout.splitlines()
     assert "reset: brown-out" in lines[1]
     assert "reset: watchdog" in lines[2]
     assert "sensor_fault sensor=bme280 kind=missing" in lines[5]
