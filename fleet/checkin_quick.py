@@ -22,11 +22,11 @@ no other write goes through them.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
@@ -37,10 +37,13 @@ from fleet.schemas import CheckIn, CheckInReply
 
 log = logging.getLogger("fleet.checkin")
 
-POOL_MAX = 8  # connections per server process; requests beyond wait for one
+POOL_MAX = 4  # connections per server process for secret lookups, beside the writer's own
 MAX_PER_STATEMENT = 200
 MAX_CACHED_SECRETS = 100_000
 _PRUNE_PROBABILITY = 0.01
+
+# Only the quick path's own writes go through these connections (see the module docstring).
+_CONNECTION_OPTIONS = {"autocommit": True, "options": "-c synchronous_commit=off"}
 
 _LOOKUP = "SELECT id, key_version, status, secret_enc FROM device WHERE uid = %s"
 
@@ -91,7 +94,8 @@ class QuickCheckin:
         self._interval = checkin_interval_s
         self._prune_age = 2 * clock_skew_s
         self._secrets: dict[str, tuple[int, int, bytes]] = {}  # uid -> (id, key version, key)
-        self._pool: AsyncConnectionPool | None = None
+        self._pool: AsyncConnectionPool | None = None  # secret lookups
+        self._writer_conn: psycopg.AsyncConnection | None = None  # the check-in statements
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
         self._opening = asyncio.Lock()
         self._waiting: list[tuple[tuple, asyncio.Future[bool]]] = []
@@ -109,9 +113,8 @@ class QuickCheckin:
         if self._pool is None:
             async with self._opening:
                 if self._pool is None:
-                    pool = AsyncConnectionPool(
-                        self._conninfo, min_size=1, max_size=POOL_MAX, open=False,
-                        kwargs={"autocommit": True, "options": "-c synchronous_commit=off"})
+                    pool = AsyncConnectionPool(self._conninfo, min_size=1, max_size=POOL_MAX,
+                                               open=False, kwargs=_CONNECTION_OPTIONS)
                     await pool.open()
                     self._pool = pool
         return self._pool
@@ -120,7 +123,12 @@ class QuickCheckin:
         if self.statements:
             log.info("quick check-ins: %d settled in %d statements", self.settled,
                      self.statements)
-        if self._pool is not None and asyncio.get_running_loop() is self._loop:
+        if asyncio.get_running_loop() is not self._loop:
+            return
+        if self._writer_conn is not None:
+            await self._writer_conn.close()
+            self._writer_conn = None
+        if self._pool is not None:
             await self._pool.close()
             self._pool = None
 
@@ -159,9 +167,9 @@ class QuickCheckin:
                                  signed.nonce, body):
             self._secrets.pop(signed.uid, None)  # perhaps rotated: the full path rereads it
             return None
-        status = report.model_dump(exclude={"acks"}, exclude_none=True, mode="json")
+        status = report.model_dump_json(exclude={"acks"}, exclude_none=True)
         row = (device_id, key_version, signed.nonce, signed.ts, report.fw_version,
-               report.config_version, json.dumps(status))
+               report.config_version, status)
         if not await self._settle(row):
             return None
         self.settled += 1
@@ -179,6 +187,7 @@ class QuickCheckin:
         """Write queued check-ins, one statement at a time, until none are waiting."""
         try:
             while self._waiting:
+                await asyncio.sleep(0)  # let requests already received join this statement
                 batch, later, seen = [], [], set()
                 for entry in self._waiting:
                     if entry[0][0] in seen or len(batch) >= MAX_PER_STATEMENT:
@@ -199,10 +208,13 @@ class QuickCheckin:
             self._writer = None
 
     async def _write(self, batch: list[tuple[tuple, asyncio.Future[bool]]]) -> set[int]:
+        """One statement for the batch, on the writer's own connection; the ids it settled."""
         columns = list(zip(*(row for row, _ in batch), strict=True))
-        pool = self._pool
-        assert pool is not None
-        async with pool.connection() as conn:
+        conn = self._writer_conn
+        if conn is None or conn.closed:
+            conn = self._writer_conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, **_CONNECTION_OPTIONS)
+        try:
             if random.random() < _PRUNE_PROBABILITY:
                 await conn.execute(_PRUNE, (time.time() - self._prune_age,))
             cur = await conn.execute(_CHECKIN, {
@@ -211,5 +223,10 @@ class QuickCheckin:
                 "fw_versions": list(columns[4]), "config_versions": list(columns[5]),
                 "statuses": list(columns[6]), "now": utcnow(),
             })
-            self.statements += 1
-            return {device_id for (device_id,) in await cur.fetchall()}
+            settled = {device_id for (device_id,) in await cur.fetchall()}
+        except psycopg.Error:
+            self._writer_conn = None  # reconnect for the next statement
+            await conn.close()
+            raise
+        self.statements += 1
+        return settled
