@@ -50,8 +50,8 @@ def checkin(node, now):
         if updater.on_trial() and proved_healthy(node):
             updater.healthy()
             node.log.info("update_committed", fw=node.fw_version)
-    if "config" in reply and "config_version" in reply:
-        _apply_config(node, reply["config"], reply["config_version"])
+    if reply.get("config") is not None and reply.get("config_version") is not None:
+        _apply_config(node, reply["config"], reply["config_version"])  # null: nothing newer
     cmds = reply.get("commands")
     if cmds:
         commands = load_module("commands")

@@ -154,3 +154,34 @@ def test_a_refused_reading_is_dropped_alone_and_its_neighbours_are_delivered(tmp
     assert out["rejected"] == 1  # only the reading the server named
     delivered = out["queued"] - out["left"]
     assert out["stored"] == [1] + list(range(3, delivered + 1))  # seq 2 dropped, no duplicate
+
+
+UP_TO_DATE_RUN = """
+from node import Node
+
+class UpToDate:
+    # What the server answers when nothing is newer: the reply's optional fields are null.
+    def __init__(self):
+        self.checkins = 0
+
+    def checkin(self, status):
+        self.checkins += 1
+        return {"server_time": 0, "next_checkin_s": 60, "config_version": None, "config": None,
+                "commands": [], "update": None}
+
+    def post_telemetry(self, records):
+        return records[-1][0]
+
+up = UpToDate()
+node = Node(board, uplink=up)
+node.run(until_ms=600000)  # check-ins at about 5 s and 305 s (the default), then every 60 s
+print(json.dumps({"checkins": up.checkins, "errors": node.log.counts["error"],
+                  "version": node.cfg["version"]}))
+"""
+
+
+def test_a_reply_with_nothing_newer_changes_nothing_and_logs_no_error(tmp_path):
+    with running_world(Scenario(start_epoch=NIGHT_START)) as world:
+        [out] = run_on_board(world, UP_TO_DATE_RUN, tmp_path, heap_kb=NODE_HEAP_KB)
+    assert out["checkins"] >= 5  # every 60 s, as the reply said
+    assert out["errors"] == 0 and out["version"] == 0
