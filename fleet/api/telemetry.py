@@ -6,12 +6,13 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from fleet.auth import Caller, DeviceIdentity, authenticated_device, data_reader, request_body
+from fleet.auth import Caller, authenticated_device, data_reader, signed_headers
 from fleet.db import get_engine, get_session
 from fleet.settings import get_settings
 from fleet.telemetry.export import csv_chunks, parquet_chunks
@@ -83,19 +84,30 @@ class AggregateReply(BaseModel):
     responses={401: {"description": "bad or missing device signature"},
                403: {"description": "device decommissioned"},
                422: {"description": "batch refused, nothing stored; detail names the reading"}})
-def ingest(ident: DeviceIdentity = Depends(authenticated_device),
-           body: bytes = Depends(request_body),
-           session: Session = Depends(get_session)) -> IngestReply:
-    """Store a batch of readings: all or nothing, idempotent by (node, seq)."""
+async def ingest(request: Request) -> Response:
+    """Store a batch of readings: all or nothing, idempotent by (node, seq).
+
+    The signature headers are checked on the event loop; the rest (signature, nonce, the
+    batch's validation and insert) runs in one thread-pool call and one transaction.
+    """
+    signed_headers(request)
+    raw = await request.body()
+    reply = await run_in_threadpool(_ingest, request, raw)
+    return Response(reply.model_dump_json(), media_type="application/json")
+
+
+def _ingest(request: Request, raw: bytes) -> IngestReply:
     settings = get_settings()
-    try:
-        readings = parse_batch(body, max_batch=settings.telemetry_max_batch,
-                               max_age_days=settings.telemetry_max_age_days,
-                               clock_skew_s=settings.clock_skew_s)
-    except BatchRefused as exc:
-        raise HTTPException(422, exc.detail) from None
-    assert ident.device.id is not None
-    result = store_batch(session, ident.device.id, readings)
+    with Session(get_engine(), expire_on_commit=False) as session:
+        ident = authenticated_device(request, raw, session)
+        try:
+            readings = parse_batch(raw, max_batch=settings.telemetry_max_batch,
+                                   max_age_days=settings.telemetry_max_age_days,
+                                   clock_skew_s=settings.clock_skew_s)
+        except BatchRefused as exc:
+            raise HTTPException(422, exc.detail) from None
+        assert ident.device.id is not None
+        result = store_batch(session, ident.device.id, readings)
     return IngestReply(stored=result.stored, duplicates=result.duplicates,
                        acked_seq=result.acked_seq)
 
