@@ -5,6 +5,7 @@ import sys
 
 import gc
 from micropython import const
+from transient import call_loaded
 
 # opcodes and status codes: see docs/emulated-board.md (tools/emulator/protocol.py on the host)
 _OP_I2C_READ = const(0x72)
@@ -234,12 +235,7 @@ class WorldUplink:
 
 def _connect(board, port, flash_dir):
     """Connect `board` to its world with emulated_setup, whose code runs once per boot."""
-    setup = __import__("emulated_setup")
-    try:
-        setup.connect(board, port, flash_dir)
-    finally:
-        setup = None
-        sys.modules.pop("emulated_setup", None)
+    call_loaded("emulated_setup", "connect", board, port, flash_dir)
 
 
 class Board:

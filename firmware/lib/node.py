@@ -1,9 +1,9 @@
 """The lamppost node: reads sensors on their schedules, filters, drives the lamp, queues telemetry."""
 
 import gc
-import sys
 
 from dimming import energy_wh
+from transient import call_loaded
 
 FW_VERSION = "0.1.0"
 REPORT_INTERVAL_S = 900  # presence_count, lamp_level_pct and energy_wh cover this long
@@ -22,24 +22,6 @@ VALUE_FORMATS = {
     "pm25_ugm3": "%.1f", "pm10_ugm3": "%.1f", "lux": "%.1f",
     "presence_count": "%d", "lamp_level_pct": "%.1f", "energy_wh": "%.3f",
 }
-
-
-def load_module(name):
-    """Import a module needed only now (configuration, a rare command); see unload()."""
-    return __import__(name)
-
-
-def unload(name):
-    """Forget a module loaded for one job so its code leaves the heap at the next collection."""
-    sys.modules.pop(name, None)
-
-
-def call_loaded(module, function, *args):
-    """Call `function` of `module`, loaded for this call only (see load_module and unload)."""
-    try:
-        return getattr(load_module(module), function)(*args)
-    finally:
-        unload(module)
 
 
 class Node:

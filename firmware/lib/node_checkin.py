@@ -3,7 +3,7 @@
 # Loaded for each check-in (every few minutes) and dropped again: node.Node keeps only the
 # loop's code resident.
 
-from node import load_module, unload
+from transient import load_module, unload
 
 
 def status(node):

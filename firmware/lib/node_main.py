@@ -1,7 +1,8 @@
 """The slot's entry point: build the board, log why we reset, start the watchdog, run the node."""
 
 import json
-import sys
+
+from transient import call_loaded
 
 WATCHDOG_MS = 30000
 FATAL_RETRY_MS = 5000
@@ -17,13 +18,7 @@ def read_json(path):
 
 def _assemble(board, log, version):
     """The node, built by node_boot, whose code is then dropped (needed at boot only)."""
-    import node_boot
-
-    try:
-        return node_boot.build(board, log, version)
-    finally:
-        node_boot = None
-        sys.modules.pop("node_boot", None)
+    return call_loaded("node_boot", "build", board, log, version)
 
 
 def main(board_module, app_root):

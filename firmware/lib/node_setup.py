@@ -9,7 +9,8 @@ from drivers.pms5003 import PMS5003
 from drivers.veml7700 import VEML7700
 from filters import pipeline_from_config
 from log import Log
-from node import REPORT_INTERVAL_S, SENSORS, load_module, unload
+from node import REPORT_INTERVAL_S, SENSORS
+from transient import load_module, unload
 from occupancy import Occupancy
 from telemetry_queue import TelemetryQueue
 

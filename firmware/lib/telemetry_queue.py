@@ -14,9 +14,9 @@ import binascii
 import json
 import os
 import struct
-import sys
 
 from micropython import const
+from transient import call_loaded
 
 MAX_PAYLOAD = const(240)
 HEADER_SIZE = const(10)
@@ -40,12 +40,8 @@ def _segment_name(first_seq):
 
 def _open(queue, dir_path, capacity, segment_records, max_payload):
     """Open or recover `queue` with telemetry_queue_open, whose code is needed only here."""
-    opener = __import__("telemetry_queue_open")
-    try:
-        opener.open_queue(queue, dir_path, capacity, segment_records, max_payload)
-    finally:
-        opener = None
-        sys.modules.pop("telemetry_queue_open", None)
+    call_loaded("telemetry_queue_open", "open_queue", queue, dir_path, capacity,
+                segment_records, max_payload)
 
 
 class TelemetryQueue:

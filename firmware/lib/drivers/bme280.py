@@ -1,10 +1,10 @@
 """BME280 driver (I2C): chip-id check, calibration (bme280_calibration), integer compensation."""
 
-import sys
 
 from micropython import const
 
 from drivers import Health, SensorFault
+from transient import call_loaded
 
 CHIP_ID = const(0x60)
 _REG_CHIP_ID = const(0xD0)
@@ -15,13 +15,8 @@ _SKIPPED = const(0x80000)  # the data registers' reset value: nothing measured y
 def _read_calibration(sensor):
     """The chip's calibration words, read and configured by drivers.bme280_calibration, whose
     code is needed only when the chip (re)appears and is dropped again."""
-    import drivers.bme280_calibration
-
-    try:
-        return drivers.bme280_calibration.read(sensor.i2c, sensor.addr, sensor._buf)
-    finally:
-        del drivers.bme280_calibration
-        sys.modules.pop("drivers.bme280_calibration", None)
+    return call_loaded("drivers.bme280_calibration", "read", sensor.i2c, sensor.addr,
+                       sensor._buf)
 
 
 def _tdiv(a, b):
