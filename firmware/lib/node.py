@@ -159,10 +159,13 @@ class Node:
     # ------------------------------------------------------------------ scheduler
     def _housekeeping(self, now):
         gc.collect()
-        alloc = gc.mem_alloc()
+        # the app's heap; on the emulated board the code image's buffer (flash on a device)
+        # is in the heap too and is reported on its own
+        image = getattr(self.board, "app_image_heap", 0)
+        alloc = gc.mem_alloc() - image
         if alloc > self.heap_peak:
             self.heap_peak = alloc
-        self.log.info("heap", alloc=alloc, free=gc.mem_free(), peak=self.heap_peak)
+        self.log.info("heap", alloc=alloc, free=gc.mem_free(), peak=self.heap_peak, image=image)
         self.log.info("stats", queued_records=self.queued_records, queued_bytes=self.queued_bytes,
                       raw_records=self.raw_records, raw_bytes=self.raw_bytes,
                       queue_len=len(self.queue), dropped=self.queue.dropped,

@@ -1,4 +1,4 @@
-"""The slot's entry point: build the board, log why we reset, start the watchdog, run the node."""
+"""The slot's entry point: mount its code image, build the board, start the watchdog, run."""
 
 import json
 
@@ -21,14 +21,29 @@ def _assemble(board, log, version):
     return call_loaded("node_boot", "build", board, log, version)
 
 
+def _mount_image(app_root):
+    """Mount the slot's code image (app_image.py) before the rest of the app is imported;
+    returns (where, size, heap bytes, error). The node runs without it if it fails."""
+    try:
+        return call_loaded("app_image", "mount", app_root) + (None,)
+    except Exception as e:  # noqa: modules then load from the slot's files, as without ROMFS
+        return None, 0, 0, e
+
+
 def main(board_module, app_root):
+    where, size, heap, error = _mount_image(app_root)
     board = __import__(board_module).Board()
+    board.app_image_heap = heap  # the image's buffer: flash on a device, apart from the app
     from log import Log
 
     log = Log(clock_ms=board.ticks_ms)
     version = read_json(app_root.rstrip("/") + "/app_version.json") or {}
     log.info("reset", cause=board.reset_cause(), board=board.name, app=app_root,
              version=version.get("version", "unknown"))
+    if error is not None:
+        log.warn("app_image_failed", error=repr(error))
+    elif where is not None:
+        log.info("app_image", where=where, size=size)
     board.start_watchdog(WATCHDOG_MS)
     try:
         node = _assemble(board, log, version)

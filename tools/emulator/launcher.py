@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from ota.bundle import MPY_CROSS_FLAGS, mpy_cross_compile
 from tools.emulator.power import Powered, PowerSupply
 from tools.emulator.scenario import Scenario
 from tools.emulator.world import World
@@ -81,13 +82,14 @@ def mpy_cross_executable() -> str:
 
 
 def build_firmware(source: Path = FIRMWARE_DIR, root: Path = BUILD_ROOT) -> Path:
-    """Compile firmware/ to .mpy the way a release bundle ships it; return the build dir.
+    """Compile firmware/ to .mpy the way a release bundle ships it (the same mpy-cross call and
+    flags); return the build dir.
 
     boot.py and main.py stay source (a device runs them as scripts). The build is cached by
     the content of the sources.
     """
     files = sorted(p for p in source.rglob("*.py") if "__pycache__" not in p.parts)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(" ".join(MPY_CROSS_FLAGS).encode())
     for p in files:
         digest.update(str(p.relative_to(source)).encode() + b"\0" + p.read_bytes())
     dest = root / digest.hexdigest()[:16]
@@ -102,13 +104,24 @@ def build_firmware(source: Path = FIRMWARE_DIR, root: Path = BUILD_ROOT) -> Path
         if rel.parent == Path("."):
             shutil.copyfile(p, out)
         else:
-            subprocess.run([mpy_cross_executable(), "-o", str(out.with_suffix(".mpy")), str(p)],
-                           check=True, capture_output=True)
+            mpy_cross_compile(p, out.with_suffix(".mpy"), rel.as_posix())
     try:
         tmp.rename(dest)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)  # built meanwhile by another process
     return dest
+
+
+def app_image_kb(app_dir: Path) -> int:
+    """Heap to add for the code image the emulated node packs at boot (app_image.py).
+
+    A device memory-maps the image from flash; the unix port holds it in one heap buffer,
+    which the node reports apart from the app's heap. A quarter is added for a bigger
+    release installed later in the same run.
+    """
+    total = sum(p.stat().st_size for sub in ("lib", "boards")
+                for p in (app_dir / sub).rglob("*.mpy"))
+    return (total * 5 // 4) // 1024 + 8 if total else 0
 
 
 def parse_log_line(line: str) -> tuple[int, str, str, dict[str, str]] | None:
@@ -167,7 +180,8 @@ class Launcher(Powered):
             "LAMPLIGHTER_MEASURE_RAW": "1" if self.measure_raw else "0",
             "MICROPYPATH": ".frozen",
         })
-        cmd = [micropython_executable(), "-X", f"heapsize={self.heap_kb}k", "-c", BOOT_AND_MAIN]
+        heap_kb = self.heap_kb + app_image_kb(self.app_dir)
+        cmd = [micropython_executable(), "-X", f"heapsize={heap_kb}k", "-c", BOOT_AND_MAIN]
         proc = subprocess.Popen(cmd, cwd=self.flash_dir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
