@@ -22,7 +22,7 @@ import vfs
 from micropython import const
 
 MOUNT = "/app"
-SUBDIRS = ("boards", "lib")  # put on sys.path, in this order of precedence after the mount
+SUBDIRS = ("boards", "lib")  # each put first on sys.path in turn: /app/lib ends up first
 STAMP = "stamp"  # file in the image: the stamp of the slot it was packed from
 _MAGIC = b"\xd2\xcd\x31"
 _KIND_DATA = const(2)

@@ -44,6 +44,8 @@ def main(board_module, app_root):
         log.warn("app_image_failed", error=repr(error))
     elif where is not None:
         log.info("app_image", where=where, size=size)
+    elif size:  # a ROMFS partition smaller than the image: modules load from the files
+        log.warn("app_image_too_big", size=size)
     board.start_watchdog(WATCHDOG_MS)
     try:
         node = _assemble(board, log, version)
