@@ -39,7 +39,13 @@ import tempfile
 from pathlib import Path
 
 from bench.report import Figure
-from tools.emulator.launcher import Launcher, app_image_kb, build_firmware, install_factory_app
+from tools.emulator.launcher import (
+    NODE_HEAP_KB,
+    Launcher,
+    app_image_kb,
+    build_firmware,
+    install_factory_app,
+)
 from tools.emulator.scenario import Episode, Scenario
 from tools.emulator.world import LAMP_RATED_W
 from tools.micropython import micropython_command
@@ -103,7 +109,7 @@ print(json.dumps({"code": gc.mem_alloc() - before}))
 def _resident_code_bytes(flash: Path, image: bool) -> int:
     """Heap the resident modules take once imported, from the image or from the files."""
     code = IMPORT_PROBE.replace("IMAGE", str(image)).replace("MODULES", repr(RESIDENT_MODULES))
-    heap_kb = 200 + app_image_kb(flash / "slots" / "a")
+    heap_kb = NODE_HEAP_KB + app_image_kb(flash / "slots" / "a")
     proc = subprocess.run([*micropython_command("-c", heap_kb), code], cwd=flash, check=True,
                           capture_output=True, text=True, timeout=60)
     return json.loads(proc.stdout.splitlines()[-1])["code"]

@@ -62,12 +62,13 @@ def _scan(path):
     entries = []
     for name in sorted(os.listdir(path)):
         full = path + "/" + name
-        if os.stat(full)[0] & _DIR_BIT:
+        st = os.stat(full)
+        if st[0] & _DIR_BIT:
             children = _scan(full)
             if children:
                 entries.append((name.encode(), children, full))
         elif name.endswith(".mpy"):
-            entries.append((name.encode(), os.stat(full)[6], full))
+            entries.append((name.encode(), st[6], full))
     return entries
 
 
@@ -148,25 +149,22 @@ class _Writer:
 
 
 def _emit(writer, entry):
-    name, body, path = entry
-    if isinstance(body, int):
-        writer.write(_uint(_KIND_FILE))
-        writer.write(_uint(_payload_len(entry)))
-        writer.write(_uint(len(name)))
-        writer.write(name)
-        writer.write(_uint(_KIND_DATA))
-        writer.write(_uint(body))
-        if isinstance(path, str):
-            writer.copy_file(path, body)
-        else:
-            writer.write(path)  # bytes made here (the stamp), not a file
-        return
-    writer.write(_uint(_KIND_DIR))
+    name, body, source = entry
+    file = isinstance(body, int)
+    writer.write(_uint(_KIND_FILE if file else _KIND_DIR))
     writer.write(_uint(_payload_len(entry)))
     writer.write(_uint(len(name)))
     writer.write(name)
-    for child in body:
-        _emit(writer, child)
+    if not file:
+        for child in body:
+            _emit(writer, child)
+        return
+    writer.write(_uint(_KIND_DATA))
+    writer.write(_uint(body))
+    if isinstance(source, str):
+        writer.copy_file(source, body)
+    else:
+        writer.write(source)  # bytes made here (the stamp), not a file
 
 
 def layout(app_root):
