@@ -32,7 +32,8 @@ _ENODEV = const(19)
 _EIO = const(5)
 
 
-_BUF_SIZE = const(2048)  # one frame buffer: a request is sent before its reply is read
+_BUS_FRAME = const(320)  # bus traffic: a UART read of up to 256 bytes is the largest
+_UPLINK_FRAME = const(2048)  # check-ins and telemetry batches sent to the world
 
 
 class WorldLink:
@@ -41,10 +42,14 @@ class WorldLink:
 
     def __init__(self, sock):
         self.sock = sock
-        self.tx = self.rx = bytearray(_BUF_SIZE)
-        self.txv = self.rxv = memoryview(self.tx)
         self.now_ms = 0
         self.rx_len = 0
+        self.frame(_BUS_FRAME)
+
+    def frame(self, size):
+        """Use a frame buffer of `size` bytes from now on."""
+        self.tx = self.rx = bytearray(size)
+        self.txv = self.rxv = memoryview(self.tx)
 
     def _recv_into(self, start, n):
         got = 0
@@ -66,7 +71,7 @@ class WorldLink:
         self.sock.write(self.txv[:3 + n])
         self._recv_into(0, 11)
         status, self.now_ms, size = struct.unpack_from("<BQH", self.rx, 0)
-        if size > _BUF_SIZE:
+        if size > len(self.rx):
             raise OSError(_EIO)
         self.rx_len = size
         if size:
@@ -130,7 +135,7 @@ class EmuUART:
 
     def readinto(self, buf, nbytes=None):
         link = self.link
-        n = len(buf) if nbytes is None else min(nbytes, len(buf))
+        n = min(len(buf) if nbytes is None else min(nbytes, len(buf)), len(link.rx))
         tx = link.tx
         tx[3] = self.uart_id
         tx[4] = n & 0xFF
@@ -198,6 +203,7 @@ class WorldUplink:
 
     def __init__(self, link):
         self.link = link
+        link.frame(_UPLINK_FRAME)  # a check-in's status needs more than bus traffic
 
     def checkin(self, status):
         import json
@@ -205,7 +211,7 @@ class WorldUplink:
         body = json.dumps(status).encode()
         link = self.link
         n = len(body)
-        if n > _BUF_SIZE - 3:
+        if n > _UPLINK_FRAME - 3:
             raise ValueError("status too large")
         link.tx[3:3 + n] = body
         link.call(_OP_CHECKIN, n)
@@ -220,7 +226,7 @@ class WorldUplink:
         count = 0
         for seq, payload in records:
             size = len(payload)
-            if pos + 6 + size > _BUF_SIZE:
+            if pos + 6 + size > _UPLINK_FRAME:
                 break
             struct.pack_into("<IH", tx, pos, seq, size)
             tx[pos + 6:pos + 6 + size] = payload
@@ -266,6 +272,11 @@ class Board:
 
     def feed_watchdog(self):
         self.link.call(_OP_WDT_FEED, 0)
+
+    def world_uplink(self):
+        """The world as the node's server, for a node without an identity (made on demand:
+        a node with a server never needs its larger frame buffer)."""
+        return WorldUplink(self.link)
 
     def reset_cause(self):
         return self._reset_cause

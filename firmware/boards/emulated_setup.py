@@ -7,7 +7,7 @@ import os
 import socket
 import struct
 
-from emulated import EmuI2C, EmuPin, EmuPWM, EmuUART, WorldLink, WorldUplink
+from emulated import EmuI2C, EmuPin, EmuPWM, EmuUART, WorldLink
 from micropython import const
 
 _OP_HELLO = const(0x48)
@@ -49,6 +49,5 @@ def connect(board, port, flash_dir):
     board.uart_radar = EmuUART(link, _UART_RADAR)
     board.pin_pir = EmuPin(link, _PIN_PIR)
     board.pwm_lamp = EmuPWM(link, _PWM_LAMP)
-    board.uplink = WorldUplink(link)
     # benchmark runs also count what raw 1 Hz reporting would have sent
     board.measure_raw = os.getenv("LAMPLIGHTER_MEASURE_RAW") == "1"

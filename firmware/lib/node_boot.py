@@ -3,6 +3,7 @@
 import sys
 
 from node_main import read_json
+from transient import call_loaded, unload
 
 IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned
 UPDATE_STATE = "/update/state.json"  # updater.STATE_FILE, read here without importing it
@@ -17,14 +18,13 @@ def make_uplink(board, log):
     """
     root = board.flash_dir.rstrip("/")
     if read_json(root + "/enrollment.json") is not None:
-        import enroll
-
-        log.info("enroll", result=enroll.redeem(root, log=log))
-        enroll = None
-        sys.modules.pop("enroll", None)  # first boot only
+        # first boot only: neither enroll nor its HTTP client stays loaded
+        log.info("enroll", result=call_loaded("enroll", "redeem", root, None, log))
+        unload("http_client")
     identity = read_json(root + "/" + IDENTITY_FILE)
     if identity is None:
-        return getattr(board, "uplink", None)
+        make = getattr(board, "world_uplink", None)
+        return make() if make is not None else None
     from uplink import Uplink
 
     return Uplink(identity, board.epoch_s, log)

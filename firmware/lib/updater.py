@@ -378,9 +378,7 @@ class Updater:
         """One ranged GET appending to `path`; stops after `stop_at` bytes to check them."""
         st = self.state
         url = st["url"]
-        headers = self.uplink._headers("GET", url, b"")
-        if offset:
-            headers["Range"] = "bytes=%d-" % offset
+        headers = {"Range": "bytes=%d-" % offset} if offset else None
         limit = st["size"]
         feed = self.feed
 
@@ -399,7 +397,7 @@ class Updater:
                 raise _Stop()
 
         try:
-            resp = self.uplink.http.request("GET", url, b"", headers, sink=sink)
+            resp = self.uplink.get(url, headers, sink)
             status = resp.status
         except _Stop:
             status = 206
