@@ -78,3 +78,21 @@ def test_unreachable_server_raises_a_clear_error_not_a_crash(mpy, live_server):
         "try:\n    up.checkin({})\n    print(json.dumps('no error'))\n"
         "except HttpError as e:\n    print(json.dumps(str(e)))\n"))
     assert out[-1].startswith("cannot connect to 127.0.0.1")
+
+
+def test_an_exchange_loads_signing_and_http_for_itself_only(mpy, live_server):
+    creds = live_server.register("UP-9")
+    out = mpy(_identity_script(creds, live_server.url, 0,
+        "import sys\n"
+        "CODE = ('uplink_exchange', 'http_client', 'hmac_sha256')\n"
+        "ok = up.checkin({'fw_version': '0.1.0'}) is not None\n"
+        "after = [m for m in CODE if m in sys.modules]\n"
+        "import http_client\n"  # loaded by someone else (the update client does): it stays
+        "ok2 = up.checkin({'fw_version': '0.1.0'}) is not None\n"
+        "kept = [m for m in CODE if m in sys.modules]\n"
+        "print(json.dumps([ok, after, ok2, kept, up.addr is not None]))\n"))
+    ok, after, ok2, kept, addr_kept = out[-1]
+    assert ok and ok2
+    assert after == []
+    assert kept == ["http_client"]
+    assert addr_kept is True  # the server's address is resolved once, not per exchange
