@@ -1,8 +1,10 @@
 """A small HTTP/1.1 client over sockets for the node: bounded reads, streaming bodies, Range."""
 
 import socket
+import time
 
 MAX_HEADER_LINE = 512
+MAX_HEADERS = 32
 MAX_BODY = 16384
 
 
@@ -53,12 +55,19 @@ class HttpClient:
             raise HttpError("cannot connect to %s:%d (%s)" % (self.host, self.port, exc))
         return sock
 
-    def request(self, method, path, body=b"", headers=None, sink=None, max_body=MAX_BODY):
-        """Send one request. The body goes to `sink(chunk)` when given, else into Response.body.
+    def request(self, method, path, body=b"", headers=None, sink=None, max_body=MAX_BODY,
+                deadline_s=None):
+        """Send one request. The body goes to `sink` when given, else into Response.body.
 
-        A body larger than `max_body` without a sink is refused (HttpError), so a confused or
-        hostile server cannot exhaust the heap.
+        sink: an object whose head(status, headers) sees the status line and headers before
+        the body, and whose write(chunk) takes each piece of the body; either may raise to stop
+        reading. A body larger than `max_body` without a sink is refused (HttpError), so a
+        confused or hostile server cannot exhaust the heap. With `deadline_s` the whole
+        exchange must end within that many seconds (a server that trickles is cut off).
         """
+        self._deadline = None
+        if deadline_s is not None:
+            self._deadline = time.ticks_add(time.ticks_ms(), int(deadline_s * 1000))
         sock = self._connect()
         try:
             head = "%s %s%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: %d\r\n" % (
@@ -78,36 +87,58 @@ class HttpClient:
         finally:
             sock.close()
 
+    def _wait(self, sock):
+        """Before each read: raise once the deadline has passed, else wait at most until it."""
+        if self._deadline is None:
+            return
+        left = time.ticks_diff(self._deadline, time.ticks_ms())
+        if left <= 0:
+            raise HttpError("stalled: no complete answer in time")
+        sock.settimeout(min(self.timeout_s, left / 1000))
+
     def _read_response(self, sock, sink, max_body):
+        self._wait(sock)
         line = sock.readline()
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise HttpError("not an HTTP response: %r" % line[:40])
-        status = int(parts[1])
+        try:
+            status = int(parts[1])
+        except ValueError:
+            raise HttpError("not an HTTP status: %r" % parts[1][:8])
         headers = {}
+        count = 0
         while True:
+            self._wait(sock)
             line = sock.readline()
             if not line or line == b"\r\n":
                 break
-            if len(line) > MAX_HEADER_LINE:
-                raise HttpError("header line too long")
+            count += 1
+            if len(line) > MAX_HEADER_LINE or count > MAX_HEADERS:
+                raise HttpError("header line too long, or too many")
             name, _, value = line.decode().partition(":")
             headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "-1"))
+        try:
+            length = int(headers.get("content-length", "-1"))
+        except ValueError:
+            raise HttpError("bad Content-Length")
         if sink is None and length > max_body:
             raise HttpError("response body of %d bytes exceeds %d" % (length, max_body))
+        if sink is not None:
+            sink.head(status, headers)
         chunks = [] if sink is None else None
         received = 0
         buf = bytearray(512)
         view = memoryview(buf)
         while length < 0 or received < length:
             want = 512 if length < 0 else min(512, length - received)
+            self._wait(sock)
             n = sock.readinto(view[:want])
             if not n:
                 break
             received += n
             if sink is not None:
-                sink(view[:n])
+                sink.write(view[:n])
             else:
                 if received > max_body:
                     raise HttpError("response body exceeds %d bytes" % max_body)

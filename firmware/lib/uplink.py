@@ -48,6 +48,7 @@ class Uplink:
         """
         return self._exchange("post_telemetry", records)
 
-    def get(self, path, headers, sink):
-        """A signed GET whose body goes to sink(chunk); `headers` (or None) are added."""
-        return self._exchange("get", path, headers, sink)
+    def get(self, path, headers, sink, deadline_s=None):
+        """A signed GET whose body goes to `sink` (http_client.HttpClient.request); `headers`
+        (or None) are added; `deadline_s` bounds the whole exchange."""
+        return self._exchange("get", path, headers, sink, deadline_s)

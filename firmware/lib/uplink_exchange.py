@@ -92,13 +92,13 @@ def post_telemetry(up, records):
     return None
 
 
-def get(up, path, extra, sink):
-    """A signed GET of `path` whose body goes to sink(chunk); returns the response."""
+def get(up, path, extra, sink, deadline_s=None):
+    """A signed GET of `path` whose body goes to `sink`; returns the response."""
     link = _Link(up)
     headers = link.headers("GET", path, b"")
     if extra:
         headers.update(extra)
     try:
-        return link.http.request("GET", path, b"", headers, sink=sink)
+        return link.http.request("GET", path, b"", headers, sink=sink, deadline_s=deadline_s)
     finally:
         link.done()

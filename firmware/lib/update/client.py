@@ -1,88 +1,75 @@
 """The node's update client: download, verify, install into the inactive slot, switch, commit.
 
-One persisted record (/update/state.json) says where an update stands; the slot pointer
-(/slot.json, owned by /bootsel.py) says what boots. Each step writes its result atomically
-before the next begins, so a power cut anywhere resumes the step or falls back to the running
-release. How the node drives it, after each check-in the server accepted:
+Only I/O and the state machine live here; every verdict comes from update.verify. One
+persisted record (/update/state.json) says where an update stands; the slot pointer
+(/slot.json, owned by /bootsel.py) says what boots. Each step does a bounded amount of work
+(one ranged request of at most WINDOW bytes, or the install, or the switch) and writes its
+result atomically before the next, so the node's loop, its watchdog and its check-ins go on
+between steps and a power cut anywhere resumes the step or falls back to the running release.
 
     body["update"] = updater.report()        # None: leave the field out
     reply = uplink.checkin(body)
     if reply is not None:
         updater.offer(reply.get("update"))
-    while updater.step():                    # one phase per call; check in between if you like
-        pass
-    ...
+    updater.step()                           # from the node's loop while updater.busy()
     updater.healthy()                        # once a check-in succeeded and the sensors work
     updater.poll(uptime_s)                   # rolls back a trial that is not healthy in time
 
 Phases: downloading -> installing -> installed -> switched (trial boot) -> committed, or the
-final refused / failed / rolled_back. Final records are reported until a check-in carried them.
+final refused / failed / rolled_back, reported until a check-in carried them.
+
+What the download never trusts: a manifest is checked as soon as it is on flash, but that
+check only lets the node stop early; the install verifies the manifest again from the bytes it
+installs, and every file as it writes it. Any restart of the download (416, a 200 to a Range
+request, a 206 that does not continue the file) discards the file and the earlier check.
 """
 
 import gc
 import os
-import sys
 
 from micropython import const
 
 import bootsel
-
-# manifest_check (and the Ed25519 verifier under it, about 28 KB of heap) is imported only
-# while a downloaded manifest is checked, and dropped again right after, so neither an idle
-# node nor the install step carries it.
-_CHECK_MODULES = ("manifest_check", "ed25519", "sha512")
+from update import keyring
+from update.format import HEADER_SIZE, MANIFEST_TAG, MAX_FILE_SIZE, MAX_MANIFEST_SIZE, Refused
+from update.verify import (
+    FileCheck,
+    check_path,
+    check_policy,
+    check_signature,
+    parse_manifest,
+    read_header,
+)
 
 STATE_FILE = "/update/state.json"
 PART_FILE = "/update/bundle.part"
-KEYS_FILE = "/keys.json"
-HEADER_SIZE = const(86)  # bundle header: magic, format, manifest length, key id, signature
 BUF_SIZE = const(1024)
+WINDOW = const(16384)  # bytes asked for per request (one step)
 HEALTH_TIMEOUT_S = const(120)
-MAX_DOWNLOAD_ERRORS = const(20)
+STALL_S = const(20)  # one request may take this long; below the node's 30 s watchdog
+MAX_ERRORS = const(8)  # requests in a row that brought nothing
+MAX_RESTARTS = const(3)  # downloads started over from the first byte
+BACKOFF_S = const(15)  # first wait after a failed request; doubles up to MAX_BACKOFF_S
+MAX_BACKOFF_S = const(600)
 MAX_MEMORY_ERRORS = const(5)
+MAX_BUNDLE = HEADER_SIZE + MAX_MANIFEST_SIZE + MAX_FILE_SIZE
 FINAL = ("committed", "refused", "failed", "rolled_back")
 _REPORT = {"downloading": "downloading", "installing": "installing", "installed": "installed",
            "switched": "installed"}
 
 
 class _Stop(Exception):
-    """Ends a download stream at a boundary (header, manifest) so it can be checked."""
+    """Ends a request's body once the window asked for has arrived."""
 
 
-class Refused(Exception):
-    """The update must not be installed; `reason` is a manifest_check.REASONS code."""
-
-    def __init__(self, reason, detail=""):
-        super().__init__(reason, detail)
-        self.reason = reason
-        self.detail = detail
+class _Restart(Exception):
+    """The server's answer does not continue the file on flash: start the download over."""
 
 
-class _FileGuard:
-    """Size and SHA-256 of one file as it streams (manifest_check.FileCheck's rules), without
-    importing the verifier: refuses the first byte past the declared size, then the hash."""
-
-    def __init__(self, entry):
-        import hashlib
-
-        self.entry = entry
-        self.left = entry["size"]
-        self.hash = hashlib.sha256()
-
-    def update(self, chunk):
-        n = len(chunk)
-        if n > self.left:
-            raise Refused("file_too_long", self.entry["path"])
-        self.left -= n
-        self.hash.update(chunk)
-
-    def finish(self):
-        from binascii import hexlify
-
-        if self.left:
-            raise Refused("file_truncated", self.entry["path"])
-        if hexlify(self.hash.digest()).decode() != self.entry["sha256"]:
-            raise Refused("bad_file_hash", self.entry["path"])
+def budget(size):
+    """Bytes a download of a `size`-byte bundle may take off the wire: the bundle, a quarter
+    more for resumes, and two windows."""
+    return size + size // 4 + 2 * WINDOW
 
 
 def _mkdirs(path):
@@ -129,29 +116,78 @@ def _size(path):
         return 0
 
 
-def load_keys(root=""):
-    """(trusted {key id: 32-byte key}, revoked [key ids]) from the pinned key ring."""
-    from binascii import unhexlify
+def _content_range_start(headers):
+    """The first byte of a 206 reply's Content-Range, or None when it has none."""
+    value = headers.get("content-range")
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        return int(value[6:value.index("-")])
+    except ValueError:
+        return -1
 
-    doc = bootsel.read_json(root + KEYS_FILE) or {}
-    trusted = {}
-    keys = doc.get("keys", {})
-    for kid in keys:
-        trusted[kid] = unhexlify(keys[kid])
-    return trusted, doc.get("revoked", [])
+
+class _Sink:
+    """Where one ranged request's body goes: appended to the bundle file, never past `end`."""
+
+    def __init__(self, path, have, end):
+        self.path = path
+        self.have = have  # bytes on flash before this request
+        self.end = end  # last byte asked for (inclusive)
+        self.at = have
+        self.received = 0
+        self.status = None
+        self.restarted = False
+        self.f = None
+
+    def head(self, status, headers):
+        self.status = status
+        if status == 206:
+            start = _content_range_start(headers)
+            if start is not None and start != self.have:
+                raise _Restart()
+        elif status == 200:
+            if self.have:
+                self.restarted = True  # the whole bundle from byte 0: what was here is void
+                self.at = 0
+                self.end = WINDOW - 1
+        elif status == 416:
+            raise _Restart()
+        else:
+            raise _Stop()  # an error page is not bundle data: read nothing of it
+        self.f = open(self.path, "wb" if self.restarted else "ab")
+
+    def write(self, chunk):
+        n = len(chunk)
+        room = self.end + 1 - self.at
+        if n > room:
+            n = room
+            chunk = chunk[:n]
+        if n:
+            self.f.write(chunk)
+            self.at += n
+            self.received += n
+        if self.at > self.end:
+            raise _Stop()
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 
 class Updater:
     """Runs one update at a time through the persisted phases; see the module docstring.
 
     uplink: signs the bundle download (Uplink); board_name: this node's board as manifests
-    name it; clock_s: epoch seconds (for expiry); reset: reboots the node; ota: the board's
-    full-firmware API (ota_begin/ota_switch/ota_running/ota_commit/ota_rollback), or None;
-    feed: called while streaming (the watchdog); root: the flash root ("" on a device).
+    name it; clock_s: epoch seconds (expiry, retry times); reset: reboots the node; ota: the
+    board's full-firmware API (ota_begin/ota_switch/ota_running/ota_commit/ota_rollback), or
+    None; feed: the watchdog, fed while an install writes (never by a download); root: the
+    flash root ("" on a device); stall_s: how long one request may take.
     """
 
     def __init__(self, uplink, board_name, clock_s, reset, root="", ota=None, feed=None,
-                 health_timeout_s=HEALTH_TIMEOUT_S, hardware=None, log=None):
+                 health_timeout_s=HEALTH_TIMEOUT_S, hardware=None, log=None, stall_s=STALL_S):
         self.uplink = uplink
         self.board_name = board_name
         self.clock_s = clock_s
@@ -162,6 +198,7 @@ class Updater:
         self.health_timeout_s = health_timeout_s
         self.hardware = hardware
         self.log = log
+        self.stall_s = stall_s
         self._buf = bytearray(BUF_SIZE)
         self._sent = None
         self._offered = False  # work before the switch only while the server still offers it
@@ -233,28 +270,30 @@ class Updater:
             if st["phase"] != "idle" and sent == (st["rollout_id"], st["phase"]):
                 # The server has the final report: forget it, but never retry this rollout.
                 self._save(phase="idle", detail="")
-            if assignment is None or assignment.get("rollout_id") == st["rollout_id"]:
+            if not isinstance(assignment, dict) or assignment.get("rollout_id") == st[
+                    "rollout_id"]:
                 return
             st = None
         if st is not None:
-            same = assignment is not None and assignment.get("rollout_id") == st["rollout_id"]
+            same = isinstance(assignment, dict) and assignment.get("rollout_id") == st[
+                "rollout_id"]
             self._offered = same
-            if assignment is not None and not same and st["phase"] in ("downloading",
-                                                                       "installing"):
+            if isinstance(assignment, dict) and not same and st["phase"] in ("downloading",
+                                                                             "installing"):
                 _remove(self.root + PART_FILE)  # superseded by another rollout
                 st = None
             else:
                 return
-        if assignment is not None:
+        if isinstance(assignment, dict):
             self._start(assignment)
 
     def _start(self, a):
         try:
             record = {"rollout_id": int(a["rollout_id"]), "release_id": int(a["release_id"]),
                       "url": str(a["url"]), "size": int(a["size"]),
-                      "sha256": str(a.get("sha256", "")), "version": str(a["version"]),
-                      "sequence": int(a["sequence"]), "phase": "downloading", "detail": "",
-                      "checked": False, "errors": 0}
+                      "version": str(a["version"])[:32], "sequence": int(a["sequence"]),
+                      "phase": "downloading", "detail": "", "checked": False, "errors": 0,
+                      "restarts": 0, "wire": 0, "retry_at": 0}
         except (KeyError, TypeError, ValueError):
             return  # not an assignment this client understands; the server will ask again
         _remove(self.root + PART_FILE)
@@ -263,6 +302,12 @@ class Updater:
         p = self._pointer()
         if p is None:
             self._save(phase="failed", detail="this node has no A/B app slots")
+            return
+        if not record["url"].startswith("/"):
+            self._save(phase="refused", detail="not_announced: bundle URL is not on the server")
+            return
+        if not HEADER_SIZE < record["size"] <= MAX_BUNDLE:
+            self._save(phase="refused", detail="not_announced: size %d" % record["size"])
             return
         if record["sequence"] <= p["committed_sequence"]:
             self._save(phase="refused", detail="rollback: sequence %d is not newer than %d"
@@ -278,18 +323,16 @@ class Updater:
             "downloading", "installing", "installed")
 
     def step(self):
-        """Do the current phase's work; True when another phase follows right away."""
+        """Do a bounded piece of the current phase; True when more work is due right away."""
         st = self.state
         if st is None:
             return False
         phase = st["phase"]
-        if not self._offered and phase in ("downloading", "installing", "installed"):
-            return False  # paused or aborted on the server: hold until it is offered again
-        if phase not in ("downloading", "installing", "installed"):
-            return False
+        if phase not in ("downloading", "installing", "installed") or not self._offered:
+            return False  # nothing to do, or paused on the server: hold until offered again
         try:
             if phase == "downloading":
-                if not self._download():
+                if not self._download_step():
                     return False
                 self._save(phase="installing", detail="")
                 return True
@@ -297,13 +340,17 @@ class Updater:
                 self._install()
                 self._save(phase="installed", detail=st["version"])
                 return True
-            if phase == "installed":
-                self._switch()
-                return False
+            self._switch()
         except Refused as exc:
             self._refuse(exc.reason, exc.detail)
+        except _GiveUp as exc:
+            self._fail(str(exc))
         except MemoryError:
             self._out_of_memory(phase)
+        except OSError as exc:  # flash full, a path the file system cannot take
+            if phase == "installing":
+                self._wipe_inactive()
+            self._fail("%s: %r" % (phase, exc))
         return False
 
     def _out_of_memory(self, phase):
@@ -321,6 +368,8 @@ class Updater:
         if self.state.get("kind") != "firmware" and self.state["phase"] == "installing":
             self._wipe_inactive()
         self._save(phase="refused", detail=(reason + ": " + str(detail))[:200])
+        if self.log:
+            self.log.warn("update_refused", reason=reason, detail=str(detail)[:80])
 
     def _fail(self, detail):
         _remove(self.root + PART_FILE)
@@ -328,148 +377,113 @@ class Updater:
 
     # download ---------------------------------------------------------------------------------
 
-    def _download(self):
-        """Fetch the bundle to PART_FILE with Range resume; check the manifest as it arrives.
+    def _download_step(self):
+        """One ranged request towards the whole bundle on flash, its manifest checked early.
 
-        True once the whole bundle is on flash and its manifest passed; False to try again
-        later (the server could not be reached). Raises Refused on a refusal.
+        True once the whole bundle is on flash and its manifest passed; False to come back on
+        a later step. Raises Refused when the download must not go on.
         """
+        st = self.state
+        if self.clock_s() < st.get("retry_at", 0):
+            return False  # backing off after a failed request
+        path = self.root + PART_FILE
+        size = st["size"]
+        have = _size(path)
+        if have > size:
+            raise Refused("file_too_long", "bundle longer than announced")
+        if st["checked"]:
+            if have == size:
+                return True
+            stop = size
+        elif have < HEADER_SIZE:
+            stop = HEADER_SIZE
+        else:
+            stop = self._manifest_end(path)
+            if stop > size:
+                raise Refused("not_announced", "manifest longer than the bundle announced")
+            if have >= stop:  # the manifest is here: refuse now rather than after the download
+                with open(path, "rb") as f:
+                    self._verify_manifest(f)
+                self._save(checked=True)
+                return have == size
+        end = min(have + WINDOW, stop) - 1
+        self._fetch(path, have, end)
+        return False
+
+    def _fetch(self, path, have, end):
+        """One signed GET of bytes have..end appended to `path`, accounted and persisted."""
         from http_client import HttpError
 
         st = self.state
-        path = self.root + PART_FILE
-        size = st["size"]
-        while True:
-            have = _size(path)
-            if have > size:
-                raise Refused("file_too_long", "bundle longer than announced")
-            if not st["checked"]:
-                need = HEADER_SIZE if have < HEADER_SIZE else self._manifest_end(path)
-                if need > size:
-                    raise Refused("malformed", "manifest longer than the bundle")
-                if have >= need:  # the whole manifest is here: check it before anything else
-                    self._check_download(path)
-                    self._save(checked=True)
-                    continue
-            elif have == size:
-                return True
-            else:
-                need = size
-            try:
-                status = self._fetch(path, have, need)
-            except HttpError as exc:
-                errors = st.get("errors", 0) + 1
-                if errors >= MAX_DOWNLOAD_ERRORS:
-                    self._fail("download: " + str(exc))
-                else:
-                    self._save(errors=errors, detail="download error %d: %s" % (errors, exc))
-                return False
-            if status == 416 or (status == 200 and have):
-                _remove(path)  # the server cannot resume from here: start over
-            elif status not in (200, 206):
-                self._save(detail="download refused by the server: HTTP %d" % status)
-                return False
-            elif _size(path) == have and have < size:
-                self._save(detail="server sent no bytes")
-                return False
-            self._save(detail="%d/%d bytes" % (min(_size(path), size), size))
-
-    def _fetch(self, path, offset, stop_at):
-        """One ranged GET appending to `path`; stops after `stop_at` bytes to check them."""
-        st = self.state
-        url = st["url"]
-        headers = {"Range": "bytes=%d-" % offset} if offset else None
-        limit = st["size"]
-        feed = self.feed
-
-        f = open(path, "ab")
-        box = [offset]
-
-        def sink(chunk):
-            n = len(chunk)
-            if box[0] + n > limit:
-                raise Refused("file_too_long", "bundle longer than announced")
-            f.write(chunk)
-            box[0] += n
-            if feed:
-                feed()
-            if box[0] >= stop_at < limit:
-                raise _Stop()
-
+        sink = _Sink(path, have, end)
+        error = None
         try:
-            resp = self.uplink.get(url, headers, sink)
-            status = resp.status
+            self.uplink.get(st["url"], {"Range": "bytes=%d-%d" % (have, end)}, sink,
+                            self.stall_s)
         except _Stop:
-            status = 206
+            pass
+        except _Restart:
+            sink.restarted = True
+        except HttpError as exc:
+            error = str(exc)
         finally:
-            f.close()
-        if status not in (200, 206) and _size(path) > offset:
-            # An error page is not bundle data: cut it off again.
-            self._truncate(path, offset)
-        return status
-
-    def _truncate(self, path, length):
-        tmp = path + ".cut"
-        src = open(path, "rb")
-        dst = open(tmp, "wb")
-        view = memoryview(self._buf)
-        left = length
-        while left:
-            n = src.readinto(view[:min(BUF_SIZE, left)])
-            if not n:
-                break
-            dst.write(view[:n])
-            left -= n
-        src.close()
-        dst.close()
-        os.rename(tmp, path)
+            sink.close()
+        st["wire"] = st.get("wire", 0) + sink.received
+        if sink.restarted:
+            st["checked"] = False
+            st["restarts"] = st.get("restarts", 0) + 1
+            if sink.status != 200:
+                _remove(path)  # a 416 or a misplaced 206: nothing on flash continues
+            if st["restarts"] > MAX_RESTARTS:
+                raise Refused("over_budget", "download restarted %d times" % st["restarts"])
+            error = error or "server restarted the download (HTTP %s)" % sink.status
+        if st["wire"] > budget(st["size"]):
+            raise Refused("over_budget", "%d bytes received for a %d-byte bundle"
+                          % (st["wire"], st["size"]))
+        if sink.status is not None and sink.status not in (200, 206, 416):
+            error = error or "HTTP %d" % sink.status
+        elif not error and not sink.received:
+            error = "server sent no bytes"
+        if error is None:
+            self._save(errors=0, detail="%d/%d bytes" % (_size(path), st["size"]))
+            return
+        errors = st.get("errors", 0) + 1
+        if errors >= MAX_ERRORS:
+            raise _GiveUp("too_many_attempts: %d failed requests, last: %s" % (errors, error))
+        wait = BACKOFF_S << (errors - 1)
+        self._save(errors=errors, retry_at=self.clock_s() + min(wait, MAX_BACKOFF_S),
+                   detail="download error %d: %s" % (errors, error))
 
     def _manifest_end(self, path):
-        import manifest_check
+        with open(path, "rb") as f:
+            return HEADER_SIZE + read_header(f.read(HEADER_SIZE))[0]
 
-        try:
-            with open(path, "rb") as f:
-                length = manifest_check.read_header(f.read(HEADER_SIZE))[0]
-        except manifest_check.ManifestRejected as exc:
-            raise Refused(exc.reason, exc.detail)
-        return HEADER_SIZE + length
+    def _verify_manifest(self, f):
+        """The manifest of the bundle file `f` (at its start) if this node may install it.
 
-    def _consistent(self, m, length):
-        """Raise unless the manifest is the release announced and accounts for every byte."""
+        Signature first, over SHA-256 of the manifest hashed from flash, with the verifier
+        loaded only for that check; then the manifest is read and checked against the grammar,
+        this node's policy and the release the check-in announced. Leaves `f` at the first file.
+        """
         st = self.state
-        if m["sequence"] != st["sequence"]:
-            raise Refused("malformed", "bundle is not the release announced")
-        if HEADER_SIZE + length + m["total_size"] != st["size"]:
-            raise Refused("file_too_long", "bundle size %d differs from its manifest"
-                          % st["size"])
-
-    def _check_download(self, path):
-        """Check the downloaded manifest (signature, key, expiry, sequence, board) in full."""
-        gc.collect()  # the verifier and the parsed manifest need the largest free blocks
-        import manifest_check
-
+        length, kid, signature = read_header(f.read(HEADER_SIZE))
+        digest = self._hash_stream(f, length)
+        gc.collect()
+        trusted, revoked = keyring.trusted_and_revoked(keyring.load(self.root))
+        check_signature(digest, kid, signature, MANIFEST_TAG, trusted, revoked)
+        trusted = revoked = None
+        gc.collect()
+        f.seek(HEADER_SIZE)
+        m = parse_manifest(f.read(length))
         p = self._pointer()
-        try:
-            with open(path, "rb") as f:
-                length, kid, signature = manifest_check.read_header(f.read(HEADER_SIZE))
-                digest = self._hash_stream(f, length)
-                trusted, revoked = load_keys(self.root)
-                # The verifier runs with only the digest in RAM, then unloads itself.
-                manifest_check.verify_manifest_digest(digest, kid, signature, trusted, revoked)
-                f.seek(HEADER_SIZE)
-                raw = f.read(length)
-            m = manifest_check.check_manifest_fields(
-                raw, kid, p["committed_sequence"] if p else 0, self.board_name,
-                self.clock_s(), self.hardware)
-        except manifest_check.ManifestRejected as exc:
-            raise Refused(exc.reason, exc.detail)
-        finally:
-            raw = manifest_check = None
-            for name in _CHECK_MODULES:
-                sys.modules.pop(name, None)
-            gc.collect()
-        self._consistent(m, length)
-        self._save(kind=m["kind"])
+        check_policy(m, kid, p["committed_sequence"] if p else 0, self.board_name,
+                     self.clock_s(), self.hardware)
+        if m.sequence != st["sequence"] or HEADER_SIZE + length + m.total_size != st["size"]:
+            raise Refused("not_announced", "bundle is %s (sequence %d), announced %s (%d)"
+                          % (m.version, m.sequence, st["version"], st["sequence"]))
+        if st.get("kind") != m.kind:
+            self._save(kind=m.kind)
+        return m
 
     def _hash_stream(self, f, length):
         """SHA-256 of the next `length` bytes of `f`, read through the fixed buffer."""
@@ -479,28 +493,12 @@ class Updater:
         view = memoryview(self._buf)
         left = length
         while left:
-            n = f.readinto(view[:min(left, len(self._buf))])
+            n = f.readinto(view[:min(left, BUF_SIZE)])
             if not n:
-                raise Refused("malformed", "bundle ends inside the manifest")
+                raise Refused("file_truncated", "bundle ends inside the manifest")
             digest.update(view[:n])
             left -= n
         return digest.digest()
-
-    def _parse_manifest(self, f):
-        """The manifest of the downloaded bundle, already checked when it arrived (`checked`
-        is only saved after that check passed, and the bytes on flash are not changed)."""
-        import json
-        import struct
-
-        if not self.state.get("checked"):
-            raise Refused("malformed", "manifest was never checked")
-        length = struct.unpack(">I", f.read(HEADER_SIZE)[10:14])[0]
-        raw = f.read(length)
-        m = json.loads(raw)
-        raw = None
-        gc.collect()
-        self._consistent(m, length)
-        return m
 
     # install ----------------------------------------------------------------------------------
 
@@ -514,10 +512,11 @@ class Updater:
             _remove_tree(bootsel.slot_dir(bootsel.other(p["active"]), self.root))
 
     def _install(self):
-        """Stream every file from the downloaded bundle into its target, hashing as it goes."""
+        """Verify the downloaded bundle again and stream every file into its target, each one
+        hashed as it is written; the manifest installed is the one verified, from these bytes."""
         with open(self.root + PART_FILE, "rb") as f:
-            m = self._parse_manifest(f)
-            if m["kind"] == "firmware":
+            m = self._verify_manifest(f)
+            if m.kind == "firmware":
                 self._install_firmware(f, m)
             else:
                 self._install_app(f, m)
@@ -528,30 +527,28 @@ class Updater:
         self._wipe_inactive()
         slot = bootsel.slot_dir(self._inactive(), self.root)
         _mkdirs(slot)
-        files = m["files"]
-        for i in range(len(files)):
-            entry = files[i]
-            target = slot + "/" + entry["path"]
+        for path, size, sha in m.files():
+            check_path(path)  # again, at the moment it becomes a file name
+            target = slot + "/" + path
             cut = target.rfind("/")
             _mkdirs(target[:cut])
             with open(target, "wb") as out:
-                self._copy(f, entry, out.write)
-        version = {"version": m["version"], "sequence": m["sequence"]}
-        bootsel.write_json(slot + "/" + bootsel.VERSION_FILE, version)
+                self._copy(f, FileCheck(path, size, sha), out.write)
+        bootsel.write_json(slot + "/" + bootsel.VERSION_FILE,
+                           {"version": m.version, "sequence": m.sequence})
 
     def _install_firmware(self, f, m):
-        if self.ota is None or len(m["files"]) != 1:
+        if self.ota is None:
             raise Refused("wrong_board", "no full-firmware update on this board")
-        entry = m["files"][0]
-        writer = self.ota.ota_begin(entry["size"])
-        self._copy(f, entry, writer.write)
-        writer.finish()
+        for path, size, sha in m.files():
+            writer = self.ota.ota_begin(size)
+            self._copy(f, FileCheck(path, size, sha), writer.write)
+            writer.finish()
 
-    def _copy(self, f, entry, write):
-        """Copy one file's bytes from the bundle through its guard into `write`, 1 KB at a time."""
-        check = _FileGuard(entry)
+    def _copy(self, f, check, write):
+        """Copy one file's bytes from the bundle through its check into `write`, 1 KB at a time."""
         view = memoryview(self._buf)
-        left = entry["size"]
+        left = check.left
         feed = self.feed
         while left:
             n = f.readinto(view[:min(BUF_SIZE, left)])
@@ -561,7 +558,7 @@ class Updater:
             write(view[:n])
             left -= n
             if feed:
-                feed()
+                feed()  # bounded work: one pass over the bundle, never a loop
         check.finish()
 
     # switch, commit, roll back -----------------------------------------------------------------
@@ -628,3 +625,7 @@ class Updater:
                 bootsel.save_pointer(p, self.root)
             self._save(phase="rolled_back", detail=reason)
         self.reset()
+
+
+class _GiveUp(Exception):
+    """The download cannot make progress: the update ends as failed."""
