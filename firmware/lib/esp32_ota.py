@@ -1,6 +1,6 @@
 """Full-firmware updates on an ESP32 through MicroPython's esp32.Partition OTA API.
 
-The update client (updater.py) calls only these methods, so the same state machine drives
+The update client (updater/client.py) calls only these methods, so the same state machine drives
 app-slot updates everywhere and image updates here; the emulated board supplies a fake.
 The board file exposes an instance as `board.ota`:
 

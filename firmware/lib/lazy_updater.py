@@ -16,7 +16,7 @@ class LazyUpdater:
 
     def _load(self):
         if self._real is None:
-            from update.client import Updater
+            from updater.client import Updater
 
             board = self._board
             self._real = Updater(self._uplink, board.name, board.epoch_s, board.reset,

@@ -6,7 +6,7 @@ from node_main import read_json
 from transient import call_loaded, unload
 
 IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned
-UPDATE_STATE = "/update/state.json"  # updater.STATE_FILE, read here without importing it
+UPDATE_STATE = "/update/state.json"  # updater.client.STATE_FILE, read here without importing it
 
 
 def make_uplink(board, log):

@@ -3,7 +3,11 @@
 # Loaded for each check-in (every few minutes) and dropped again: node.Node keeps only the
 # loop's code resident.
 
+import sys
+
 from transient import load_module, unload
+
+_KEYRING_MODULES = ("updater.keyring", "updater.verify", "updater.format", "updater", "bootsel")
 
 
 def status(node):
@@ -28,14 +32,50 @@ def _rssi(board):
     return rssi() if rssi else None
 
 
+def _keyset(node):
+    """(serial, last refusal) of the node's release key set, read once and then kept."""
+    keyset = getattr(node, "keyset", None)
+    if keyset is None:
+        from node_main import read_json
+
+        keys = read_json(node.board.flash_dir.rstrip("/") + "/keys.json") or {}
+        serial = keys.get("serial", keys.get("revocation_serial", 0))  # updater.verify.key_serial
+        keyset = node.keyset = [serial if isinstance(serial, int) else 0, ""]
+    return keyset
+
+
+def _apply_key_statements(node, statements):
+    """Rotations and revocations the server relays, each verified and saved before the next.
+
+    The key-set code is loaded for this and dropped again with what it imported.
+    """
+    keyset = _keyset(node)
+    loaded = [m for m in _KEYRING_MODULES if m not in sys.modules]
+    try:
+        keyset[0], keyset[1] = load_module("updater.keyring").apply_statements(
+            node.board.flash_dir.rstrip("/"), statements, node.log)
+    finally:
+        for name in loaded:
+            unload(name)
+
+
 def checkin(node, now):
-    """Report the status (and the update client's report); act on what the server replies."""
+    """Report the status (and the update client's report); act on what the server replies.
+
+    A node with an update client also reports its key set's serial; the reply's key
+    statements are applied before its update offer, so a release signed by a key that a
+    rotation just introduced is checked against the new key set.
+    """
     report = status(node)
     updater = node.updater
     if updater is not None:
         update = updater.report()
         if update is not None:
             report["update"] = update
+        keyset = _keyset(node)
+        report["keyset"] = keyset[0]
+        if keyset[1]:
+            report["keyset_error"] = keyset[1]
     try:
         reply = node.uplink.checkin(report)
     except Exception as e:  # noqa: a network failure is not a node failure
@@ -46,6 +86,8 @@ def checkin(node, now):
     if not reply:
         return
     if updater is not None:
+        if reply.get("key_statements"):
+            _apply_key_statements(node, reply["key_statements"])
         updater.offer(reply.get("update"))
         if updater.on_trial() and proved_healthy(node):
             updater.healthy()

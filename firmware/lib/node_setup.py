@@ -25,7 +25,7 @@ LOOP_KEYS = ("version", "checkin_interval_s", "telemetry_batch", "queue_capacity
 def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
     """Node.__init__: the lamp at full first, then configuration, queue, sensors, schedule."""
     node.board = board
-    node.updater = updater  # the A/B update client (lib/updater.py), when the node has slots
+    node.updater = updater  # the A/B update client (lib/updater/client.py), when the node has slots
     node.fw_version = fw_version
     node.lamp = Lamp(board.pwm_lamp)  # full from the first instant
     node.log = log or Log(clock_ms=board.ticks_ms)

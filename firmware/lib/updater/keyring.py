@@ -1,8 +1,8 @@
 """The node's release key set (/keys.json): read it, apply signed statements to it atomically."""
 
 import bootsel
-from update.format import Refused
-from update.verify import check_statement, key_serial
+from updater.format import Refused
+from updater.verify import check_statement, key_serial
 
 KEYS_FILE = "/keys.json"
 MAX_PER_CHECKIN = 8

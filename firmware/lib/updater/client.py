@@ -1,6 +1,6 @@
 """The node's update client: download, verify, install into the inactive slot, switch, commit.
 
-Only I/O and the state machine live here; every verdict comes from update.verify. One
+Only I/O and the state machine live here; every verdict comes from updater.verify. One
 persisted record (/update/state.json) says where an update stands; the slot pointer
 (/slot.json, owned by /bootsel.py) says what boots. Each step does a bounded amount of work
 (one ranged request of at most WINDOW bytes, or the install, or the switch) and writes its
@@ -30,9 +30,9 @@ import os
 from micropython import const
 
 import bootsel
-from update import keyring
-from update.format import HEADER_SIZE, MANIFEST_TAG, MAX_FILE_SIZE, MAX_MANIFEST_SIZE, Refused
-from update.verify import (
+from updater import keyring
+from updater.format import HEADER_SIZE, MANIFEST_TAG, MAX_FILE_SIZE, MAX_MANIFEST_SIZE, Refused
+from updater.verify import (
     FileCheck,
     check_path,
     check_policy,

@@ -15,7 +15,7 @@ import struct
 
 from micropython import const
 
-from update.format import (
+from updater.format import (
     BUNDLE_FORMAT,
     FIRMWARE_FILE,
     HEADER_SIZE,

@@ -1,1 +1,0 @@
-"""The node's update client: format rules, a verifier without I/O, the key set, the download."""
