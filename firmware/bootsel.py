@@ -9,7 +9,7 @@ pointer /slot.json says which slot is active and which one (if any) is on trial:
      "rolled_back": None | {"rollout_id": 7, "version": "1.5.0", "sequence": 13, "reason": "..."}}
 
 Every write is a temp file then os.rename, so a power cut leaves the old or the new pointer,
-never half of one. The update client (lib/updater.py) imports this module for the same
+never half of one. The update client (lib/updater/client.py) imports this module for the same
 pointer and JSON helpers, so both sides agree on the format.
 """
 
