@@ -1,6 +1,5 @@
 """The node's release key set (/keys.json): read it, apply signed statements to it atomically."""
 
-import bootsel
 from updater.format import Refused
 from updater.verify import check_statement, key_serial
 
@@ -10,6 +9,8 @@ MAX_PER_CHECKIN = 8
 
 def load(root=""):
     """The key set as provisioned and since rotated: {"keys", "revoked", "serial"}."""
+    import bootsel  # at the flash root; apply() needs nothing but the verifier
+
     doc = bootsel.read_json(root + KEYS_FILE)
     return doc if isinstance(doc, dict) else {"keys": {}, "revoked": [], "serial": 0}
 
@@ -47,6 +48,8 @@ def apply_statements(root, statements, log=None):
     Returns (serial, error): the key set's serial afterwards, and "" or the first refusal as
     "<reason>: <detail>" (the statements after a refused one are not applied).
     """
+    import bootsel
+
     keys = load(root)
     if not isinstance(statements, list):
         return key_serial(keys), "malformed: key_statements is not a list"

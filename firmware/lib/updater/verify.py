@@ -9,6 +9,7 @@ docs/update-format.md. The signature is checked over SHA-256 of the exact bytes 
 """
 
 import binascii
+import gc
 import hashlib
 import json
 import struct
@@ -87,6 +88,7 @@ def check_signature(digest, kid, signature, tag, trusted, revoked):
     finally:
         unload("ed25519")
         unload("sha512")
+        gc.collect()
 
 
 # -- the grammar ---------------------------------------------------------------------------

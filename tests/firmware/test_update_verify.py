@@ -1,4 +1,4 @@
-"""The node refuses every manifest it must not install, with the right reason, before writing."""
+"""The node's verifier (updater.verify): every manifest it must not install refused with its reason."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ota.bundle import HEADER_SIZE, MAGIC, mpy_cross_compile, stage_release, write_bundle
+from ota.bundle import HEADER_SIZE, MAGIC, compile_app, stage_release, write_bundle
 from ota.keys import (
     canonical_json,
     generate_private_key,
@@ -28,7 +28,8 @@ STRANGER = generate_private_key()
 
 CHECK = """
 import json
-import manifest_check as mc
+from updater import verify
+from updater.format import Refused
 from binascii import unhexlify
 ring = json.load(open("ring.json"))
 trusted = {}
@@ -37,11 +38,11 @@ for kid, hexkey in ring["keys"].items():
 for line in open("cases.jsonl"):
     c = json.loads(line)
     try:
-        m = mc.check_manifest(c["manifest"], c["key_id"], unhexlify(c["signature"]), trusted,
-                              ring["revoked"], c["installed"], c["board"], c["now"],
-                              c.get("hardware"))
-        print(json.dumps(["ok", m["version"], m["sequence"]]))
-    except mc.ManifestRejected as e:
+        m = verify.check_manifest(c["manifest"].encode(), c["key_id"],
+                                  unhexlify(c["signature"]), trusted, ring["revoked"],
+                                  c["installed"], c["board"], c["now"], c.get("hardware"))
+        print(json.dumps(["ok", m.version, m.sequence]))
+    except (Refused, ValueError) as e:
         print(json.dumps([e.reason, e.detail]))
 """
 
@@ -144,38 +145,25 @@ def test_each_attack_is_refused_with_its_reason(mpy, tmp_path, reason):
 
 STREAM = """
 import json
-import manifest_check as mc
+from updater import verify
+from updater.format import Refused
 from binascii import unhexlify
 ring = json.load(open("ring.json"))
 trusted = {ring["kid"]: unhexlify(ring["key"])}
 buf = bytearray(512)
 for name in json.load(open("bundles.json")):
-    f = open(name, "rb")
+    check = verify.BundleCheck(trusted, [], 0, "emulated", 1800000000)
     try:
-        length, kid, signature = mc.read_header(f.read(mc.HEADER_SIZE))
-        m = mc.check_manifest(f.read(length), kid, signature, trusted, [], 0, "emulated",
-                              1800000000)
-        for entry in m["files"]:
-            check = mc.FileCheck(entry)
-            left = entry["size"]
-            while left:
+        with open(name, "rb") as f:
+            while True:
                 n = f.readinto(buf)
                 if not n:
                     break
-                take = min(n, left)
-                check.update(memoryview(buf)[:take])
-                left -= take
-                if n > take:
-                    f.seek(take - n, 1)
-            check.finish()
-        # Anything after the last file is more than the manifest declared.
-        extra = f.read(1)
-        if extra:
-            mc.FileCheck({"path": "(end)", "size": 0, "sha256": "0" * 64}).update(extra)
-        print(json.dumps(["ok", [e["path"] for e in m["files"]]]))
-    except mc.ManifestRejected as e:
+                check.feed(memoryview(buf)[:n])
+        m = check.finish()
+        print(json.dumps(["ok", [e[0] for e in m.files()]]))
+    except Refused as e:
         print(json.dumps([e.reason, e.detail]))
-    f.close()
 """
 
 
@@ -221,12 +209,13 @@ def test_node_streams_a_host_built_bundle_and_refuses_tampered_ones(mpy, tmp_pat
 
 def test_file_check_refuses_the_first_byte_past_the_declared_size(mpy):
     out = mpy(
-        "import json, hashlib, binascii\nimport manifest_check as mc\n"
+        "import json, hashlib, binascii\nfrom updater import verify\n"
+        "from updater.format import Refused\n"
         "digest = binascii.hexlify(hashlib.sha256(b'abcd').digest()).decode()\n"
-        "c = mc.FileCheck({'path': 'a', 'size': 4, 'sha256': digest})\n"
+        "c = verify.FileCheck('a', 4, digest)\n"
         "c.update(b'abcd')\n"
-        "try:\n    c.update(b'e')\nexcept mc.ManifestRejected as e:\n"
-        "    print(json.dumps([e.reason, c.received]))\n"
+        "try:\n    c.update(b'e')\nexcept Refused as e:\n"
+        "    print(json.dumps([e.reason, 4 - c.left]))\n"
         "c.finish()\nprint(json.dumps('finished'))\n"
     )
     assert out == [["file_too_long", 4], "finished"]
@@ -238,76 +227,119 @@ def test_bundle_header_is_checked(mpy, tmp_path):
                good[:10] + (10**6).to_bytes(4, "big") + good[14:], good[:85]]
     (tmp_path / "headers.json").write_text(json.dumps([h.hex() for h in headers]))
     out = mpy(
-        "import json\nfrom binascii import unhexlify, hexlify\nimport manifest_check as mc\n"
+        "import json\nfrom binascii import unhexlify, hexlify\nfrom updater import verify\n"
+        "from updater.format import Refused\n"
         "for h in json.load(open('headers.json')):\n"
         "    try:\n"
-        "        n, kid, sig = mc.read_header(unhexlify(h))\n"
+        "        n, kid, sig = verify.read_header(unhexlify(h))\n"
         "        print(json.dumps([n, kid, hexlify(sig).decode()]))\n"
-        "    except mc.ManifestRejected as e:\n        print(json.dumps(e.reason))\n"
+        "    except Refused as e:\n        print(json.dumps(e.reason))\n"
     )
     assert out == [[256, "01" * 8, "02" * 64], "malformed", "malformed", "malformed", "malformed"]
 
 
-ROTATION = """
+STATEMENTS = """
 import json
-import manifest_check as mc
-from binascii import unhexlify
-c = json.load(open("rot.json"))
-trusted = {c["kid"]: unhexlify(c["key"])}
-for env in c["rotations"]:
+from updater import keyring
+from updater.format import Refused
+c = json.load(open("statements.json"))
+for keys, env in c:
     try:
-        kid, key, retire = mc.check_rotation(env.encode(), trusted, [])
-        print(json.dumps(["ok", kid, len(key), retire]))
-    except mc.ManifestRejected as e:
-        print(json.dumps([e.reason]))
-for env in c["revocations"]:
-    try:
-        print(json.dumps(["ok"] + list(mc.check_revocation(env.encode(), trusted, [], 3))))
-    except mc.ManifestRejected as e:
+        new = keyring.apply(keys, env)
+        print(json.dumps(["ok", new["serial"], sorted(new["keys"]), sorted(new["revoked"])]))
+    except Refused as e:
         print(json.dumps([e.reason]))
 """
 
 
-def test_rotation_and_revocation_statements_on_the_node(mpy, tmp_path):
+@pytest.fixture(scope="module")
+def compiled_lib(tmp_path_factory) -> Path:
+    """firmware/lib compiled by mpy-cross, as a release ships it."""
+    out = tmp_path_factory.mktemp("lib-mpy")
+    compile_app(FIRMWARE_LIB, out)
+    return out
+
+
+def test_rotation_and_revocation_statements_on_the_node(mpy, tmp_path, compiled_lib):
+    """Each statement applies only to the key set it follows: signed by a trusted, unrevoked
+    key, exactly the next serial, and never replayed."""
     new = generate_private_key()
-    rotations = [
-        make_rotation(TRUSTED, raw_public_key(new)).decode(),
-        make_rotation(STRANGER, raw_public_key(new)).decode(),
+    t, r, n = key_id(TRUSTED), key_id(REVOKED), key_id(new)
+    start = {"keys": {t: raw_public_key(TRUSTED).hex(), r: raw_public_key(REVOKED).hex()},
+             "revoked": [r], "serial": 3}
+    rotated = {"keys": {**start["keys"], n: raw_public_key(new).hex()}, "revoked": [r, t],
+               "serial": 4}
+    rotation = make_rotation(TRUSTED, raw_public_key(new), serial=4).decode()
+    cases = [
+        (start, rotation),
+        (start, make_rotation(STRANGER, raw_public_key(new), serial=4).decode()),
+        (start, make_rotation(REVOKED, raw_public_key(new), serial=4).decode()),
+        (start, make_rotation(TRUSTED, raw_public_key(new), serial=6).decode()),
+        (start, make_rotation(TRUSTED, raw_public_key(new), serial=3).decode()),
+        (rotated, rotation),  # the old key signed it, and the rotation retired that key
+        ({**rotated, "revoked": [r]},
+         make_rotation(TRUSTED, raw_public_key(new), serial=4, retire_old=False).decode()),
+        ({**rotated, "revoked": [r]},
+         make_rotation(TRUSTED, raw_public_key(new), serial=5, retire_old=False).decode()),
+        (rotated, make_revocation(new, [t], serial=5).decode()),
+        (rotated, make_revocation(new, [n], serial=5).decode()),
+        (start, make_revocation(TRUSTED, [key_id(STRANGER)], serial=4).decode()),
     ]
-    revocations = [
-        make_revocation(TRUSTED, [key_id(REVOKED)], serial=4).decode(),
-        make_revocation(TRUSTED, [key_id(REVOKED)], serial=3).decode(),
-    ]
-    (tmp_path / "rot.json").write_text(json.dumps({
-        "kid": key_id(TRUSTED), "key": raw_public_key(TRUSTED).hex(),
-        "rotations": rotations, "revocations": revocations,
-    }))
-    out = mpy(ROTATION)
+    (tmp_path / "statements.json").write_text(json.dumps(cases))
+    out = mpy(STATEMENTS, path_dirs=[compiled_lib])
     assert out == [
-        ["ok", key_id(new), 32, True],
+        ["ok", 4, sorted([t, r, n]), sorted([r, t])],
         ["unknown_key"],
-        ["ok", 4, [key_id(REVOKED)]],
-        ["rollback"],
+        ["revoked_key"],
+        ["out_of_order"],
+        ["replayed"],
+        ["revoked_key"],
+        ["replayed"],  # an old statement again
+        ["replayed"],  # the key it introduces is known already
+        ["ok", 5, sorted([t, r, n]), sorted([r, t])],
+        ["no_key_left"],
+        ["ok", 4, sorted([t, r]), sorted([r, key_id(STRANGER)])],
     ]
 
 
-def test_manifest_check_runs_in_a_small_heap(mpy, tmp_path):
-    """With the modules compiled by mpy-cross, a 40-file manifest is checked in a 64 KB heap."""
-    compiled = tmp_path / "lib"
-    compiled.mkdir()
-    for module in ("sha512", "ed25519", "manifest_check"):
-        mpy_cross_compile(FIRMWARE_LIB / f"{module}.py", compiled / f"{module}.mpy", module)
+def test_applying_statements_leaves_no_heap_behind(mpy, tmp_path, compiled_lib):
+    """The verifier is loaded for each statement and dropped again: thirty in a row leave the
+    heap as the first one left it (a node may apply eight from one check-in reply)."""
+    new = generate_private_key()
+    start = {"keys": {key_id(TRUSTED): raw_public_key(TRUSTED).hex()}, "revoked": [],
+             "serial": 3}
+    envelope = make_rotation(TRUSTED, raw_public_key(new), serial=4).decode()
+    (tmp_path / "case.json").write_text(json.dumps([start, envelope]))
+    out = mpy("import json, gc\nfrom updater import keyring\n"
+              "keys, env = json.load(open('case.json'))\n"
+              "for i in range(30):\n"
+              "    new = keyring.apply(keys, env)\n"
+              "    gc.collect()\n"
+              "    print(json.dumps([new['serial'], gc.mem_alloc()]))\n",
+              path_dirs=[compiled_lib])
+    assert [serial for serial, _ in out] == [4] * 30
+    assert {alloc for _, alloc in out[1:]} == {out[1][1]}, out
+
+
+def test_manifest_check_runs_in_a_small_heap(mpy, tmp_path, compiled_lib):
+    """With the modules compiled by mpy-cross, a 40-file manifest is checked in a 56 KB heap
+    (the verifier and the manifest are never in the heap together)."""
     files = [FileEntry(f"lib/module_{i:02d}.mpy", 1000 + i, f"{i:064x}") for i in range(40)]
     m = replace(manifest(), files=tuple(files), total_size=sum(f.size for f in files))
     case = signed(m)
     (tmp_path / "manifest.json").write_text(case["manifest"])
     out = mpy(
-        "import json\nimport manifest_check as mc\nfrom binascii import unhexlify\n"
+        "import json, hashlib, gc\nfrom updater import verify\nfrom updater.format import MANIFEST_TAG\n"
+        "from binascii import unhexlify\n"
         f"trusted = {{'{key_id(TRUSTED)}': unhexlify('{raw_public_key(TRUSTED).hex()}')}}\n"
-        "with open('manifest.json', 'rb') as f:\n    data = f.read()\n"
-        f"m = mc.check_manifest(data, '{case['key_id']}', unhexlify('{case['signature']}'),"
-        f" trusted, [], 9, 'emulated', {NOW})\n"
-        "print(json.dumps([m['version'], len(m['files'])]))\n",
-        heap_kb=64, path_dirs=[compiled],
+        "with open('manifest.json', 'rb') as f:\n    digest = hashlib.sha256(f.read()).digest()\n"
+        "gc.collect()\n"
+        f"verify.check_signature(digest, '{case['key_id']}', unhexlify('{case['signature']}'),"
+        " MANIFEST_TAG, trusted, [])\n"
+        "gc.collect()\n"
+        "with open('manifest.json', 'rb') as f:\n    m = verify.parse_manifest(f.read())\n"
+        f"verify.check_policy(m, '{case['key_id']}', 9, 'emulated', {NOW})\n"
+        "print(json.dumps([m.version, m.count]))\n",
+        heap_kb=56, path_dirs=[compiled_lib],
     )
     assert out == [["2.0.0", 40]]
