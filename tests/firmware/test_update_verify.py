@@ -1,4 +1,4 @@
-"""The node's verifier (updater.verify): every manifest it must not install refused with its reason."""
+"""The node's verifier: every manifest it must not install is refused with its reason."""
 
 from __future__ import annotations
 
@@ -329,7 +329,8 @@ def test_manifest_check_runs_in_a_small_heap(mpy, tmp_path, compiled_lib):
     case = signed(m)
     (tmp_path / "manifest.json").write_text(case["manifest"])
     out = mpy(
-        "import json, hashlib, gc\nfrom updater import verify\nfrom updater.format import MANIFEST_TAG\n"
+        "import json, hashlib, gc\nfrom updater import verify\n"
+        "from updater.format import MANIFEST_TAG\n"
         "from binascii import unhexlify\n"
         f"trusted = {{'{key_id(TRUSTED)}': unhexlify('{raw_public_key(TRUSTED).hex()}')}}\n"
         "with open('manifest.json', 'rb') as f:\n    digest = hashlib.sha256(f.read()).digest()\n"
