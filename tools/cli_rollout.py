@@ -24,6 +24,35 @@ def _waves(text: str) -> list[int]:
     return waves
 
 
+# What an operator can do about a node's refusal (its detail starts with the reason code).
+REFUSAL_HINTS = {
+    "unknown_key": "the node does not trust key {arg}: re-provision it with --release-keys, or "
+                   "ship a rotation signed by a key it trusts (lamplighter release rotate "
+                   "--upload)",
+    "revoked_key": "key {arg} is revoked on the node: sign the release with a key it trusts",
+    "bad_signature": "the bundle's signature does not verify: sign it again and upload the "
+                     "new bundle",
+    "rollback": "the node runs a newer sequence: sign the release with a higher --sequence",
+    "expired": "the manifest has expired: build it again with a later --expires-days",
+    "clock_unset": "the node's clock is not set: it cannot judge expiry until it checks in",
+    "wrong_board": "the release does not list this node's board ({arg}): build it with --board",
+    "wrong_hardware": "the release does not list this node's hardware revision ({arg})",
+    "over_budget": "the download took far more bytes than the bundle: look for a proxy or "
+                   "server that restarts or pads downloads",
+    "not_announced": "the bundle served is not the release offered: check the artifact store",
+}
+
+
+def refusal_hint(detail: str) -> str:
+    """What to do about a node's refusal, from its `<reason>: <detail>` text ("" if unknown)."""
+    reason, _, rest = detail.partition(":")
+    hint = REFUSAL_HINTS.get(reason.strip())
+    if hint is None:
+        return ""
+    arg = rest.strip().split(" ")[0] if rest.strip() else "?"
+    return hint.format(arg=arg)
+
+
 def print_rollout(r: dict[str, Any]) -> None:
     """A rollout's state and a table of its waves."""
     colour = {"active": "green", "paused": "yellow", "aborted": "red",
@@ -91,10 +120,15 @@ def status(rollout_id: int | None = typer.Argument(None, help="Rollout id; all w
     print_rollout(api.call("GET", f"/api/v1/rollouts/{rollout_id}"))
     if nodes:
         table = Table("node", "wave", "state", "detail", "updated")
+        hints = set()
         for n in api.call("GET", f"/api/v1/rollouts/{rollout_id}/nodes"):
             table.add_row(n["device_id"], str(n["wave"]), n["state"], n["detail"],
                           n["updated_at"][:19])
+            if n["state"] == "refused":
+                hints.add(refusal_hint(n["detail"] or ""))
         console.print(table)
+        for hint in sorted(h for h in hints if h):
+            console.print(f"[yellow]what to do:[/yellow] {hint}")
 
 
 def _action(action: str, help_text: str) -> None:

@@ -44,14 +44,24 @@ def _fleet_table(server: str, token: str, poles: list[str]) -> Table:
 
 
 def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefix: str,
-            checkin_interval_s: int, duration_s: float | None) -> None:
+            checkin_interval_s: int, duration_s: float | None,
+            release_keys: list[Path] | None = None) -> None:
     """Boot the fleet and show it until Ctrl-C (or `duration_s`)."""
-    from tools.sim import start_fleet
+    from ota.errors import OtaError
+    from tools.sim import release_key_set, start_fleet
 
+    try:
+        keys = release_key_set(release_keys) if release_keys else None
+    except OtaError as exc:
+        err.print(f"[red]cannot read a release key:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if keys is None:
+        err.print("[yellow]no --release-key: the lampposts will refuse every release "
+                  "(unknown_key)[/yellow]")
     console.print(f"booting {nodes} emulated lamppost(s) (MicroPython unix port) in {root} …")
     try:
         fleet = start_fleet(server, token, nodes, root, prefix=prefix, speed=speed,
-                            checkin_interval_s=checkin_interval_s)
+                            checkin_interval_s=checkin_interval_s, keys=keys)
     except (httpx.HTTPError, RuntimeError) as exc:
         err.print(f"[red]cannot start the fleet:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -80,28 +90,42 @@ def sim(
     prefix: str = typer.Option("SIM", help="Pole id prefix: SIM-0001, SIM-0002, …"),
     checkin_interval_s: int = typer.Option(30, min=10, help="Nodes' check-in interval."),
     duration_s: float | None = typer.Option(None, help="Stop after this many seconds."),
+    release_key: list[Path] | None = typer.Option(
+        None, "--release-key", help="Release public key (PEM, raw or hex) the lampposts trust; "
+        "repeat for several. Pinned when a lamppost's flash has no key set yet."),
 ) -> None:
     """Start N emulated lampposts (real MicroPython processes) reporting to a fleet server.
 
     Each node is registered once (with an operator or technician token) and keeps its identity
-    in its flash directory, so a second run reuses the same nodes.
+    and its release key set in its flash directory, so a second run reuses the same nodes.
     """
     if not token:
         err.print("[red]no API token:[/red] pass --token or set LAMPLIGHTER_TOKEN")
         raise typer.Exit(2)
     run_sim((server or "http://127.0.0.1:8000").rstrip("/"), token, nodes, root, speed, prefix,
-            checkin_interval_s, duration_s)
+            checkin_interval_s, duration_s, release_key)
 
 
 def demo(
     nodes: int = typer.Option(3, "--nodes", "-n", min=0, max=50, help="Emulated lampposts."),
     port: int = typer.Option(8000, help="Port of the fleet server."),
     duration_s: float | None = typer.Option(None, help="Stop after this many seconds."),
+    release_key: Path | None = typer.Option(
+        None, help="Release public key the server and the lampposts trust (default: the "
+        "demo's own key, made on first run in <data dir>/keys/demo-release.pem)."),
 ) -> None:
-    """The fleet server on its embedded SQLite (./var) with emulated lampposts reporting to it."""
+    """The fleet server on its embedded SQLite (./var) with emulated lampposts reporting to it.
+
+    The server and the lampposts trust one release key: sign a release with it (or rotate from
+    it to your own, `lamplighter release rotate`) and roll it out to group `sim`.
+    """
     from tools.fleet_process import start_fleet_server
+    from tools.sim import demo_release_key, trust_on_server
 
     data_dir = Path(os.environ.get("LAMPLIGHTER_DATA_DIR", "var"))
+    private = None
+    if release_key is None:
+        private, release_key = demo_release_key(data_dir)
     console.print(f"starting the fleet server on http://127.0.0.1:{port} (data in {data_dir})")
     try:
         server = start_fleet_server(data_dir, port=port)
@@ -111,9 +135,18 @@ def demo(
     console.print(f"dashboard: {server.url}/dashboard   API docs: {server.url}/docs")
     console.print(f"operator token (for the dashboard and the CLI): {server.operator_token}")
     try:
+        kid = trust_on_server(server.url, server.operator_token, release_key, "demo release key")
+    except (RuntimeError, httpx.HTTPError, OSError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        server.stop()
+        raise typer.Exit(1) from None
+    signing = f"; sign with {private}" if private else ""
+    console.print(f"release key {kid} ({release_key}): trusted by the server and the "
+                  f"lampposts{signing}")
+    try:
         if nodes:
             run_sim(server.url, server.operator_token, nodes, data_dir / "sim", 1.0, "DEMO", 30,
-                    duration_s)
+                    duration_s, [release_key])
         else:
             while duration_s is None or duration_s > 0:
                 time.sleep(1)

@@ -66,13 +66,55 @@ def ensure_identity(server_url: str, token: str, flash_dir: Path, pole_id: str,
     return identity
 
 
+def release_key_set(public_keys: list[Path]) -> dict:
+    """The key set a node pins (its keys.json) trusting these release public key files."""
+    from ota.keys import KeyRing, load_public_key
+
+    ring = KeyRing()
+    for path in public_keys:
+        ring.add(load_public_key(path))
+    return ring.to_json()
+
+
+def demo_release_key(data_dir: Path) -> tuple[Path, Path]:
+    """(private, public) key files of the demo's release key, made on first use."""
+    from ota.keys import generate_private_key, save_private_key, save_public_key
+
+    private = data_dir / "keys" / "demo-release.pem"
+    public = private.with_name(private.name + ".pub")
+    if not private.exists():
+        key = generate_private_key()
+        save_private_key(key, private)
+        save_public_key(key, public)
+    return private, public
+
+
+def trust_on_server(server_url: str, token: str, public_key: Path, name: str) -> str:
+    """Have the fleet server accept releases signed by this key; returns the key id.
+
+    A key the server has revoked stays revoked (its reply says so).
+    """
+    from ota.keys import key_id, load_public_key
+
+    raw = load_public_key(public_key)
+    resp = httpx.post(f"{server_url}/api/v1/keys", json={"public_key": raw.hex(), "name": name},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    if resp.status_code not in (200, 201):
+        raise RuntimeError(f"the server refused release key {key_id(raw)}: "
+                           f"{resp.json().get('detail', resp.text)}")
+    return key_id(raw)
+
+
 def start_fleet(server_url: str, token: str, count: int, root: Path, *, prefix: str = "SIM",
                 speed: float = 1.0, checkin_interval_s: int = 30, group: str = "sim",
-                seed: int = 1, start_epoch: int | None = None) -> Fleet:
+                seed: int = 1, start_epoch: int | None = None,
+                keys: dict | None = None) -> Fleet:
     """Register (or reuse) `count` nodes and boot each on its own emulated board.
 
     The virtual clock starts at `start_epoch` (default: now) and runs `speed` times real time;
     a node whose clock runs ahead of the server's corrects its signatures from the server's time.
+    `keys` is the release key set pinned on a node whose flash has none yet (see
+    release_key_set); without it a node refuses every release.
     """
     fleet = Fleet()
     epoch = int(time.time()) if start_epoch is None else start_epoch
@@ -84,7 +126,7 @@ def start_fleet(server_url: str, token: str, count: int, root: Path, *, prefix: 
                                        DISTRICTS[i % len(DISTRICTS)], group)
             scenario = Scenario(start_epoch=epoch, seed=seed + i)
             launcher = Launcher(flash, scenario, speed=speed,
-                                config={"checkin_interval_s": checkin_interval_s})
+                                config={"checkin_interval_s": checkin_interval_s}, keys=keys)
             launcher.start()
             fleet.nodes.append(SimNode(pole, identity["device_id"], flash, launcher))
     except BaseException:

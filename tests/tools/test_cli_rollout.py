@@ -59,3 +59,14 @@ def test_rollout_cli_explains_bad_input(live_server):
     assert missing.exit_code == 1 and "no release 99" in missing.output
     wrong = CliRunner(env=dict(env, LAMPLIGHTER_TOKEN="nope")).invoke(cli, ["rollout", "status"])
     assert wrong.exit_code == 1 and "check the token" in wrong.output
+
+
+def test_a_refusal_tells_the_operator_what_to_do():
+    """A node's refusal detail starts with its reason code; the CLI turns it into an action."""
+    from tools.cli_rollout import refusal_hint
+
+    hint = refusal_hint("unknown_key: 0123456789abcdef")
+    assert "does not trust key 0123456789abcdef" in hint
+    assert "--release-keys" in hint and "rotation" in hint
+    assert "--sequence" in refusal_hint("rollback: sequence 3 is not newer than 5")
+    assert refusal_hint("no reason code here") == ""

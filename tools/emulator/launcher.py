@@ -55,6 +55,9 @@ def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None) 
     whether anything was (re)installed.
     """
     flash_dir.mkdir(parents=True, exist_ok=True)
+    if keys is not None and not (flash_dir / "keys.json").exists():
+        # pinned once; later rotations and revocations change it over the air, never this
+        (flash_dir / "keys.json").write_text(json.dumps(keys))
     version_file = flash_dir / "slots" / "a" / "app_version.json"
     pointer = flash_dir / "slot.json"
     if version_file.exists():
@@ -71,8 +74,6 @@ def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None) 
         shutil.copytree(build / sub, slot / sub)
     (slot / "app_version.json").write_text(json.dumps(
         {"version": firmware_version(), "sequence": FACTORY_SEQUENCE, "build": build.name}))
-    if keys is not None:
-        (flash_dir / "keys.json").write_text(json.dumps(keys))
     return True
 
 
@@ -152,7 +153,7 @@ class Launcher(Powered):
                  compiled: bool = True, keys: dict | None = None) -> None:
         self.flash_dir = Path(flash_dir)
         self.app_dir = build_firmware() if compiled else FIRMWARE_DIR
-        self.keys = keys  # pinned release key ring written to keys.json at first install
+        self.keys = keys  # release key set pinned in keys.json when the flash has none yet
         self.world = World(scenario, speed=speed, end_ms=end_ms)
         self.heap_kb = heap_kb
         self.config = config
