@@ -47,7 +47,7 @@ class Rig:
     def __post_init__(self) -> None:
         self.key = generate_private_key()
         self.key_ring = {"keys": {key_id(self.key): raw_public_key(self.key).hex()},
-                         "revoked": [], "revocation_serial": 0}
+                         "revoked": [], "serial": 0}
         self.api("POST", "/api/v1/keys",
                  json={"public_key": raw_public_key(self.key).hex(), "name": "rig"})
         self.epoch = int(time.time()) - self.lead_s
