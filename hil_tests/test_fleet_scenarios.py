@@ -11,16 +11,20 @@ while every reading stays in the server's past.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
 from hil_tests.backends import selected_boards
+from ota.keys import generate_private_key, key_id, make_revocation, make_rotation, raw_public_key
 from tools.emulator.scenario import Fault, Scenario
 from tools.emulator.world import LAMP_RATED_W
 from tools.fleet_process import start_fleet_server
@@ -251,3 +255,120 @@ def test_7_power_cuts_during_an_update_brick_nothing(rig, hil_record):
     hil_record("bricked", 0)
     hil_record("committed", committed)
     httpx.get(rig.server.url + "/api/v1/healthz").raise_for_status()
+
+
+class _OfferInjector:
+    """An HTTP proxy between a node and the server that, when armed, writes its own update
+    offer into check-in replies: someone on the network offering a release the server never
+    would. Every request and the rest of each reply pass unchanged."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.offer: dict | None = None
+        self.injected = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length", "connection")}
+                resp = httpx.request(method, outer.server_url + self.path, content=body,
+                                     headers=headers, timeout=30)
+                content = resp.content
+                if (outer.offer is not None and self.path.endswith("/device/v1/checkin")
+                        and resp.status_code == 200):
+                    reply = resp.json()
+                    reply["update"] = outer.offer
+                    content = json.dumps(reply).encode()
+                    outer.injected += 1
+                self.send_response(resp.status_code)
+                for name, value in resp.headers.items():
+                    if name.lower() not in ("content-length", "connection",
+                                            "transfer-encoding", "content-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(content)
+
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+            def do_POST(self) -> None:
+                self._forward("POST")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_8_a_rotated_key_reaches_a_lamppost_and_a_revoked_one_is_refused(rig, hil_record):
+    """Key statements over the air: a lamppost provisioned with the rig's key alone installs a
+    release signed only by a key a rotation introduced; after a revocation of that key the
+    server refuses and never offers its releases, and the lamppost refuses one offered anyway."""
+    injector = _OfferInjector(rig.server.url)
+    try:
+        [node] = rig.add_nodes(1, node_url=injector.url)
+        rig.wait_until("the node online", lambda: _all_online(rig, 1))
+        second = generate_private_key()
+        rotation = make_rotation(rig.key, raw_public_key(second), serial=1, retire_old=False)
+        rig.api("POST", "/api/v1/keys/statements", json=json.loads(rotation))
+
+        release = rig.release("0.5.0", 5, key=second)
+        assert release["key_id"] == key_id(second)
+        rollout = rig.api("POST", "/api/v1/rollouts", json={
+            "release_id": release["id"], "waves": [100]})
+        rig.wait_until("the release signed by the new key committed", lambda: list(
+            _rollout_nodes(rig, rollout["id"]).values()) == ["committed"], timeout=240)
+        assert rig.devices()[node.device_id]["keyset"] == 1
+
+        late = rig.release("0.6.0", 6, key=second)  # signed before the key is revoked
+        revocation = make_revocation(rig.key, [key_id(second)], serial=2)
+        rig.api("POST", "/api/v1/keys/statements", json=json.loads(revocation))
+        rig.wait_until("the node applied the revocation", lambda: (
+            rig.devices()[node.device_id]["keyset"] == 2))
+        assert rig.api("GET", f"/api/v1/keys/{key_id(second)}/nodes") == []
+
+        # The server never offers what the revoked key signed, and no longer takes it.
+        refused = httpx.post(f"{rig.server.url}/api/v1/releases",
+                             content=rig.release("0.7.0", 7, key=second, upload=False)
+                             .read_bytes(), headers=rig.server.operator_headers, timeout=60)
+        assert refused.status_code == 422 and "revoked" in refused.text
+        offered = httpx.post(f"{rig.server.url}/api/v1/rollouts",
+                             json={"release_id": late["id"], "waves": [100]},
+                             headers=rig.server.operator_headers, timeout=60)
+        if offered.status_code == 201:
+            late_rollout = offered.json()
+            assert late_rollout["state"] == "paused" and "revoked" in late_rollout[
+                "state_reason"]
+            time.sleep(3 * CHECKIN_INTERVAL_S / rig.speed + 2)
+            assert _rollout_nodes(rig, late_rollout["id"]) == {}
+        else:
+            assert offered.status_code in (409, 422) and "revoked" in offered.text
+
+        # Offered anyway, by someone between the node and the server: refused on the node.
+        injector.offer = {"rollout_id": 9999, "release_id": late["id"], "version": "0.6.0",
+                          "sequence": 6, "size": late["bundle_size"],
+                          "url": f"/device/v1/releases/{late['id']}/bundle"}
+        rig.wait_until("the node refused the revoked key's release", lambda: any(
+            "update_refused" in line and "revoked_key" in line
+            for line in node.launcher.lines), timeout=180)
+        injector.offer = None
+        rig.wait_until("the node still on 0.5.0 and online", lambda: (
+            (d := rig.devices()[node.device_id])["online"] and d["fw_version"] == "0.5.0"))
+        hil_record("offers_injected", injector.injected)
+        hil_record("keyset", 2)
+    finally:
+        injector.stop()

@@ -82,8 +82,10 @@ class Rig:
         return added
 
     def release(self, version: str, sequence: int,
-                patch: Callable[[Path], None] | None = None) -> dict:
-        """Build the firmware app as `version` (optionally patched), sign, upload; the release."""
+                patch: Callable[[Path], None] | None = None, key=None,
+                upload: bool = True) -> dict | Path:
+        """Build the firmware app as `version` (optionally patched), sign (with the rig's key
+        unless `key` is given), upload; the release (or, without `upload`, the bundle file)."""
         tmp = Path(tempfile.mkdtemp(dir=self.work, prefix=f"release-{version}-"))
         app = tmp / "app"
         shutil.copytree(FIRMWARE_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
@@ -98,7 +100,9 @@ class Rig:
                                  board=["emulated"], expires=int(time.time()) + 30 * 86400,
                                  created=self.epoch - 60)
         bundle = tmp / "bundle.llb"
-        write_bundle(tmp / "stage", sign_manifest(manifest, self.key), bundle)
+        write_bundle(tmp / "stage", sign_manifest(manifest, key or self.key), bundle)
+        if not upload:
+            return bundle
         resp = httpx.post(f"{self.server.url}/api/v1/releases", content=bundle.read_bytes(),
                           headers=self.server.operator_headers, timeout=60)
         resp.raise_for_status()
