@@ -128,7 +128,10 @@ def demo(
         private, release_key = demo_release_key(data_dir)
     console.print(f"starting the fleet server on http://127.0.0.1:{port} (data in {data_dir})")
     try:
-        server = start_fleet_server(data_dir, port=port)
+        # the demo's lampposts check in every 30 s, so a rollout is seen through in minutes
+        server = start_fleet_server(data_dir, port=port, extra_env={
+            "LAMPLIGHTER_CHECKIN_INTERVAL_S": os.environ.get("LAMPLIGHTER_CHECKIN_INTERVAL_S",
+                                                             "30")})
     except RuntimeError as exc:
         err.print(f"[red]the fleet server did not start:[/red] {exc}")
         raise typer.Exit(1) from None
