@@ -10,6 +10,11 @@ Bundle layout (all integers big-endian; see docs/update-format.md):
     then               every file's bytes, in manifest order, exactly `size` bytes each;
                        the bundle ends right after the last file (total_size bytes of data).
 A reader verifies the manifest before reading any file data and refuses bytes past the end.
+Each refusal carries the node's reason code (`.reason`): a bad header is MalformedBundle
+(`malformed`); a bundle that ends early, even inside its header or manifest, FileTruncated
+(`file_truncated`); a byte past the last file FileTooLong (`file_too_long`); a file whose bytes
+differ from its SHA-256 BadFileHash (`bad_file_hash`). The header is judged once all 86 bytes
+are in, as on the node.
 """
 
 from __future__ import annotations
@@ -26,15 +31,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ota.errors import BuildError, BundleError, MalformedManifest
+from ota.errors import (
+    BadFileHash,
+    BuildError,
+    BundleError,
+    FileTooLong,
+    FileTruncated,
+    MalformedBundle,
+    MalformedManifest,
+)
 from ota.keys import KeyRing
-from ota.manifest import FileEntry, Manifest, SignedManifest, check_path, verify_manifest
+from ota.manifest import (
+    FIRMWARE_IMAGE_NAME,
+    MAX_MANIFEST_SIZE,
+    MIN_MANIFEST_SIZE,
+    FileEntry,
+    Manifest,
+    SignedManifest,
+    check_path,
+    verify_manifest,
+)
 
 MAGIC = b"LLBUNDLE"
 BUNDLE_FORMAT = 1
 HEADER = struct.Struct(">8sHI8s64s")
 HEADER_SIZE = HEADER.size  # 86
-MAX_MANIFEST_SIZE = 16 * 1024  # a node parses the manifest in RAM: keep it small
 CHUNK = 4096
 STAGED_MANIFEST = "manifest.json"
 STAGED_FILES = "files"
@@ -43,7 +64,6 @@ KEEP_AS_SOURCE = {"boot.py", "main.py"}
 # -O3: asserts and line-number tables are left out of the bytecode. A node logs repr() of an
 # exception, never a traceback, so line numbers would only take heap (about 4 % of the code).
 MPY_CROSS_FLAGS = ("-O3",)
-FIRMWARE_IMAGE_NAME = "firmware.bin"
 
 
 def sha256_file(path: Path) -> str:
@@ -142,7 +162,7 @@ def load_staged(staging_dir: Path) -> Manifest:
     """The unsigned manifest of a staged release."""
     path = Path(staging_dir) / STAGED_MANIFEST
     try:
-        return Manifest.from_canonical(path.read_bytes())
+        return Manifest.from_canonical(path.read_bytes(), signed=False)
     except OSError:
         raise BuildError(f"{staging_dir} is not a staged release (no {STAGED_MANIFEST})") from None
 
@@ -150,7 +170,8 @@ def load_staged(staging_dir: Path) -> Manifest:
 def write_bundle(staging_dir: Path, signed: SignedManifest, out_path: Path) -> int:
     """Pack header, signed manifest and the staged files into out_path; returns the bundle size.
 
-    Every staged file is re-hashed while packing, so a file changed after signing is refused.
+    The files go in manifest order (the canonical path order). Every staged file is re-hashed
+    while packing, so a file changed after signing is refused.
     """
     manifest = signed.manifest
     data = signed.manifest_bytes
@@ -185,22 +206,47 @@ def _copy_checked(path: Path, entry: FileEntry, out: BinaryIO) -> None:
         raise BuildError(f"staged file {entry.path} changed after the manifest was made")
 
 
-def read_envelope(stream: BinaryIO) -> SignedManifest:
-    """Read the bundle header and manifest (unverified); leaves the stream at the first file."""
-    header = stream.read(HEADER_SIZE)
-    if header[:len(MAGIC)] != MAGIC[:len(header)] or not header:
-        raise BundleError("not a Lamplighter bundle (bad magic)")
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes, fewer only at the end of the stream."""
+    parts, left = [], size
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def parse_header(header: bytes) -> tuple[int, str, bytes]:
+    """(manifest length, signer key id hex, signature) of an 86-byte header; MalformedBundle
+    on a bad magic, a format other than 1, or a manifest length outside 2..16384."""
     if len(header) != HEADER_SIZE:
-        raise BundleError("bundle is shorter than its header")
+        # judged as a whole, like the node; the message still says when it is not a bundle
+        raise FileTruncated("bundle is shorter than its header" + (
+            "" if header == MAGIC[:len(header)] or header[:8] == MAGIC
+            else " and not a Lamplighter bundle (bad magic)"))
     magic, fmt, length, kid, signature = HEADER.unpack(header)
+    if magic != MAGIC:
+        raise MalformedBundle("not a Lamplighter bundle (bad magic)")
     if fmt != BUNDLE_FORMAT:
-        raise BundleError(f"unsupported bundle format {fmt}")
-    if length > MAX_MANIFEST_SIZE:
-        raise BundleError(f"manifest length {length} exceeds {MAX_MANIFEST_SIZE}")
-    data = stream.read(length)
+        raise MalformedBundle(f"unsupported bundle format {fmt}")
+    if not MIN_MANIFEST_SIZE <= length <= MAX_MANIFEST_SIZE:
+        raise MalformedBundle(
+            f"manifest length {length} is outside {MIN_MANIFEST_SIZE}..{MAX_MANIFEST_SIZE}")
+    return length, kid.hex(), signature
+
+
+def read_envelope(stream: BinaryIO) -> SignedManifest:
+    """Read the bundle header and manifest (unverified); leaves the stream at the first file.
+
+    FileTruncated if the stream ends inside either, MalformedBundle on a bad header.
+    """
+    length, kid, signature = parse_header(_read_exact(stream, HEADER_SIZE))
+    data = _read_exact(stream, length)
     if len(data) != length:
-        raise BundleError("bundle ends inside the manifest")
-    return SignedManifest(manifest_bytes=data, key_id=kid.hex(), signature=signature)
+        raise FileTruncated("bundle ends inside the manifest")
+    return SignedManifest(manifest_bytes=data, key_id=kid, signature=signature)
 
 
 @dataclass(frozen=True)
@@ -215,8 +261,9 @@ class VerifiedFile:
 def iter_files(stream: BinaryIO, manifest: Manifest) -> Iterator[VerifiedFile]:
     """Stream the files after the manifest, checking sizes and hashes; refuse trailing bytes.
 
-    A hash mismatch raises BundleError after the file's last chunk, so a consumer writing to a
-    staging area must discard the file on error.
+    FileTruncated when the stream ends inside a file, BadFileHash after a file's last chunk
+    (so a consumer writing to a staging area must discard the file on error), FileTooLong
+    when a byte follows the last file.
     """
     for entry in manifest.files:
         digest = hashlib.sha256()
@@ -224,17 +271,17 @@ def iter_files(stream: BinaryIO, manifest: Manifest) -> Iterator[VerifiedFile]:
         while True:
             chunk = stream.read(min(CHUNK, left)) if left else b""
             if left and not chunk:
-                raise BundleError(f"bundle ends inside {entry.path}")
+                raise FileTruncated(f"bundle ends inside {entry.path}")
             digest.update(chunk)
             left -= len(chunk)
             if left == 0:
                 if digest.hexdigest() != entry.sha256:
-                    raise BundleError(f"{entry.path} does not match its SHA-256")
+                    raise BadFileHash(f"{entry.path} does not match its SHA-256")
                 yield VerifiedFile(entry, chunk, True)
                 break
             yield VerifiedFile(entry, chunk, False)
     if stream.read(1):
-        raise BundleError("bundle is longer than its manifest declares")
+        raise FileTooLong("bundle is longer than its manifest declares")
 
 
 def verify_bundle(path: Path, ring: KeyRing, now: float | None = None) -> Manifest:

@@ -19,7 +19,17 @@ from ota.bundle import (
     verify_bundle,
     write_bundle,
 )
-from ota.errors import BadSignature, BuildError, BundleError, ExpiredManifest
+from ota.errors import (
+    BadFileHash,
+    BadSignature,
+    BuildError,
+    BundleError,
+    ExpiredManifest,
+    FileTooLong,
+    FileTruncated,
+    MalformedBundle,
+    MalformedManifest,
+)
 from ota.keys import KeyRing, generate_private_key, raw_public_key
 from ota.manifest import sign_manifest
 from ota.signing import MANIFEST_TAG, signed_message
@@ -94,22 +104,30 @@ def _rewrite(bundle: Path, transform) -> Path:
     return target
 
 
-@pytest.mark.parametrize("transform,match", [
-    (lambda d: d + b"\x00", "longer"),
-    (lambda d: d[:-1], "ends inside"),
-    (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "SHA-256"),
-    (lambda d: b"XX" + d[2:], "magic"),
-    (lambda d: d[:8] + b"\x00\x02" + d[10:], "format"),
-    (lambda d: d[:10] + b"\x7f\xff\xff\xff" + d[14:], "exceeds"),
-    (lambda d: d[:20], "shorter than its header"),
-    (lambda d: b"not a bundle at all", "bad magic"),
-    (lambda d: b"", "bad magic"),
-    (lambda d: d[:100], "ends inside the manifest"),
+@pytest.mark.parametrize("transform,error,match", [
+    (lambda d: d + b"\x00", FileTooLong, "longer"),
+    (lambda d: d + b"\x00" * 5000, FileTooLong, "longer"),
+    (lambda d: d[:-1], FileTruncated, "ends inside"),
+    (lambda d: d[:-1] + bytes([d[-1] ^ 1]), BadFileHash, "SHA-256"),
+    (lambda d: b"XX" + d[2:], MalformedBundle, "magic"),
+    (lambda d: d[:8] + b"\x00\x02" + d[10:], MalformedBundle, "format"),
+    (lambda d: d[:10] + b"\x7f\xff\xff\xff" + d[14:], MalformedBundle, "outside 2..16384"),
+    (lambda d: d[:10] + b"\x00\x00\x40\x01" + d[14:], MalformedBundle, "16385 is outside"),
+    (lambda d: d[:10] + b"\x00\x00\x00\x01" + d[14:], MalformedBundle, "1 is outside"),
+    # the header is judged once its 86 bytes are in: shorter is truncated, whatever it holds
+    (lambda d: d[:20], FileTruncated, "shorter than its header"),
+    (lambda d: b"not a bundle at all", FileTruncated, "shorter than its header"),
+    (lambda d: b"", FileTruncated, "shorter than its header"),
+    (lambda d: d[:100], FileTruncated, "ends inside the manifest"),
 ])
-def test_damaged_bundles_are_refused(tmp_path, transform, match):
+def test_damaged_bundles_are_refused_with_the_nodes_reason(tmp_path, transform, error, match):
     _, bundle = build(tmp_path)
-    with pytest.raises(BundleError, match=match):
+    with pytest.raises(error, match=match) as caught:
         verify_bundle(_rewrite(bundle, transform), ring())
+    assert isinstance(caught.value, BundleError)
+    assert caught.value.reason == {
+        FileTooLong: "file_too_long", FileTruncated: "file_truncated",
+        BadFileHash: "bad_file_hash", MalformedBundle: "malformed"}[error]
 
 
 def test_files_from_another_release_fail_their_hash(tmp_path):
@@ -122,8 +140,9 @@ def test_files_from_another_release_fail_their_hash(tmp_path):
     assert a[HEADER_SIZE:a_env] != b[HEADER_SIZE:b_env]
     mixed = tmp_path / "mixed.llb"
     mixed.write_bytes(a[:a_env] + b[b_env:])
-    with pytest.raises(BundleError, match="defaults.json does not match"):
+    with pytest.raises(BadFileHash, match="defaults.json does not match") as caught:
         verify_bundle(mixed, ring())
+    assert caught.value.reason == "bad_file_hash"
 
 
 def test_signature_is_checked_before_any_file_data(tmp_path):
@@ -172,3 +191,30 @@ def test_firmware_release_carries_one_image(tmp_path):
                              board=["esp32_devkitc"], kind="firmware",
                              expires=int(time.time()) + 60)
     assert [(f.path, f.size) for f in manifest.files] == [("firmware.bin", 10240)]
+
+
+def test_files_are_packed_in_path_order_with_slash_first(tmp_path):
+    app = make_app(tmp_path)
+    (app / "lib-extra.txt").write_text("extra\n")  # '-' < '/' as characters, yet after lib/
+    (app / "lib.txt").write_text("x\n")
+    stage = tmp_path / "stage"
+    manifest = stage_release(app, stage, version="1.0.0", sequence=1, board=["emulated"],
+                             expires=int(time.time()) + 60)
+    paths = [f.path for f in manifest.files]
+    assert paths == ["boot.py", "lib/defaults.json", "lib/greet.mpy", "lib-extra.txt",
+                     "lib.txt", "main.py"]
+    bundle = tmp_path / "r.llb"
+    write_bundle(stage, sign_manifest(manifest, KEY), bundle)
+    data = bundle.read_bytes()
+    length = struct.unpack(">I", data[10:14])[0]
+    body = b"".join((stage / "files" / p).read_bytes() for p in paths)
+    assert data[HEADER_SIZE + length:] == body
+    assert verify_bundle(bundle, ring()).files == manifest.files
+
+
+def test_an_app_holding_the_reserved_app_version_json_is_not_built(tmp_path):
+    app = make_app(tmp_path)
+    (app / "app_version.json").write_text("{}")
+    with pytest.raises(MalformedManifest, match="reserved"):
+        stage_release(app, tmp_path / "s", version="1.0.0", sequence=1, board=["emulated"],
+                      expires=int(time.time()) + 60)

@@ -80,7 +80,7 @@ def test_verify_with_another_key_or_tampered_bundle_is_refused(tmp_path):
     (tmp_path / "r.llb").write_bytes(bytes(data))
     result = invoke("verify", tmp_path / "r.llb", "--trusted", tmp_path / "release.pem.pub")
     assert result.exit_code == 1
-    assert "REFUSED (bad_bundle)" in result.output
+    assert "REFUSED (bad_file_hash)" in result.output
 
 
 def test_encrypted_key_signs_with_password_from_environment(tmp_path):
