@@ -40,6 +40,8 @@ class DeviceRow:
     board: str
     tags: list[str]
     fw_version: str
+    keyset_serial: int | None
+    keyset_error: str | None
 
 
 _DEVICE_COLUMNS = [getattr(Device, f) for f in DeviceRow.__dataclass_fields__]

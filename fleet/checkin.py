@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from fleet.auth import DeviceRow
-from fleet.models import Command, ConfigProfile, Device, utcnow
+from fleet.key_statements import statements_after
+from fleet.models import Command, ConfigProfile, Device, DeviceEvent, utcnow
 from fleet.rollouts import assignment_for, record_report
 from fleet.schemas import CheckIn, CheckInReply, PendingCommand
 from fleet.settings import get_settings
@@ -42,14 +43,35 @@ def desired_config(session: Session, device: DeviceRow | Device) -> tuple[int, d
     return version, merged
 
 
+def keyset_values(report: CheckIn) -> dict[str, Any]:
+    """The Device columns a check-in's key-set report changes.
+
+    With `keyset`, the node states its key set: serial and refusal (absent: none stands).
+    Without it (older firmware) both stay as they were; a lone keyset_error is still kept.
+    """
+    values: dict[str, Any] = {}
+    if report.keyset is not None:
+        values["keyset_serial"] = report.keyset
+        values["keyset_error"] = report.keyset_error or None
+    elif report.keyset_error:
+        values["keyset_error"] = report.keyset_error
+    return values
+
+
 def handle_checkin(session: Session, device: DeviceRow, report: CheckIn) -> CheckInReply:
     """Apply one check-in in a single transaction and build the reply."""
     now = utcnow()
     device.fw_version = report.fw_version
+    keyset = keyset_values(report)
     session.execute(update(Device).where(Device.id == device.id).values(
         last_seen=now, fw_version=report.fw_version,
         applied_config_version=report.config_version,
-        last_status=report.model_dump(exclude={"acks"}, exclude_none=True, mode="json")))
+        last_status=report.model_dump(exclude={"acks"}, exclude_none=True, mode="json"),
+        **keyset))
+    if "keyset_error" in keyset and keyset["keyset_error"] != device.keyset_error:
+        session.add(DeviceEvent(device_id=device.id, at=now, kind="keyset_error", detail={
+            "error": keyset["keyset_error"] or "", "previous": device.keyset_error or "",
+            "keyset": report.keyset}))
     for ack in report.acks:
         session.execute(
             update(Command)
@@ -79,6 +101,8 @@ def handle_checkin(session: Session, device: DeviceRow, report: CheckIn) -> Chec
         commands=[PendingCommand(id=row.id, type=row.type, args=row.args) for row in pending],
         update=assignment_for(session, device, now),
     )
+    if report.keyset is not None:
+        reply.key_statements = statements_after(session, report.keyset)
     if version > report.config_version:
         reply.config_version, reply.config = version, body
     session.commit()

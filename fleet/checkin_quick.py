@@ -1,12 +1,13 @@
 """The common check-in on PostgreSQL: settled from the event loop, many per statement.
 
 Almost every check-in only reports the node's state: nothing pending, its configuration
-current, no rollout running. Those check-ins are settled here. The statement records the nonce
-and the state only for nodes that need nothing else, so for each node it either does the whole
-check-in or writes nothing; anything it cannot settle (a command to deliver, a newer
-configuration, an active rollout, acknowledgements, an update report, an unknown, rotated or
-decommissioned node, a replay, a bad signature) goes to the full path (fleet/checkin.py), which
-decides it alone.
+current, no rollout running, no key statement it lacks. Those check-ins are settled here. The
+statement records the nonce and the state only for nodes that need nothing else, so for each
+node it either does the whole check-in or writes nothing; anything it cannot settle (a command
+to deliver, a newer configuration, an active rollout, a key statement after the node's reported
+key set, a change of its key-set refusal (an event to record), acknowledgements, an update
+report, an unknown, rotated or decommissioned node, a replay, a bad signature) goes to the full
+path (fleet/checkin.py), which decides it alone.
 
 Check-ins that arrive while a statement is in flight wait for the next one, which then takes
 them all (at most one per node): under load one statement and one round trip serve many
@@ -31,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
 from fleet.auth import SignedHeaders
+from fleet.checkin import keyset_values
 from fleet.crypto import decrypt_secret, signature_matches
 from fleet.models import utcnow
 from fleet.schemas import CheckIn, CheckInReply
@@ -48,13 +50,18 @@ _CONNECTION_OPTIONS = {"autocommit": True, "options": "-c synchronous_commit=off
 _LOOKUP = "SELECT id, key_version, status, secret_enc FROM device WHERE uid = %s"
 
 # For each (node, nonce, state) row: writes the nonce and the state only for an active node with
-# that key version that has nothing pending; returns the ids of the nodes it settled.
+# that key version that has nothing pending; returns the ids of the nodes it settled. keyset is
+# the node's reported key-set serial (NULL: not reported; then no statement may follow it);
+# sets_error says the check-in states the node's key-set refusal, keyset_error (NULL: none
+# stands), which must then be the stored one: a change is an event the full path records.
 _CHECKIN = """
 WITH input AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(key_versions)s::int[], %(nonces)s::text[],
                          %(ts)s::bigint[], %(fw_versions)s::text[], %(config_versions)s::bigint[],
-                         %(statuses)s::text[])
-        AS t(id, key_version, nonce, ts, fw_version, config_version, status)
+                         %(statuses)s::text[], %(keysets)s::bigint[], %(sets_errors)s::bool[],
+                         %(keyset_errors)s::text[])
+        AS t(id, key_version, nonce, ts, fw_version, config_version, status, keyset, sets_error,
+             keyset_error)
 ), settled AS (
     SELECT i.* FROM input i JOIN device d ON d.id = i.id
     WHERE d.status = 'active' AND d.key_version = i.key_version
@@ -63,6 +70,9 @@ WITH input AS (
       AND (SELECT coalesce(sum(p.version), 0) FROM configprofile p
            WHERE (p.scope = 'group' AND p.target = d.group_name)
               OR (p.scope = 'device' AND p.target = d.uid)) <= i.config_version
+      AND (i.keyset IS NULL
+           OR NOT EXISTS (SELECT 1 FROM keystatement k WHERE k.serial > i.keyset))
+      AND (NOT i.sets_error OR d.keyset_error IS NOT DISTINCT FROM i.keyset_error)
 ), nonce AS (
     INSERT INTO devicenonce (device_id, nonce, ts)
     SELECT id, nonce, ts FROM settled
@@ -70,7 +80,8 @@ WITH input AS (
     RETURNING device_id, nonce
 )
 UPDATE device d SET last_seen = %(now)s, fw_version = s.fw_version,
-    applied_config_version = s.config_version, last_status = s.status::json
+    applied_config_version = s.config_version, last_status = s.status::json,
+    keyset_serial = coalesce(s.keyset, d.keyset_serial)
 FROM settled s JOIN nonce n ON n.device_id = s.id AND n.nonce = s.nonce
 WHERE d.id = s.id
 RETURNING d.id
@@ -168,8 +179,10 @@ class QuickCheckin:
             self._secrets.pop(signed.uid, None)  # perhaps rotated: the full path rereads it
             return None
         status = report.model_dump_json(exclude={"acks"}, exclude_none=True)
+        keyset = keyset_values(report)
         row = (device_id, key_version, signed.nonce, signed.ts, report.fw_version,
-               report.config_version, status)
+               report.config_version, status, report.keyset, "keyset_error" in keyset,
+               keyset.get("keyset_error"))
         if not await self._settle(row):
             return None
         self.settled += 1
@@ -221,7 +234,9 @@ class QuickCheckin:
                 "ids": list(columns[0]), "key_versions": list(columns[1]),
                 "nonces": list(columns[2]), "ts": list(columns[3]),
                 "fw_versions": list(columns[4]), "config_versions": list(columns[5]),
-                "statuses": list(columns[6]), "now": utcnow(),
+                "statuses": list(columns[6]), "keysets": list(columns[7]),
+                "sets_errors": list(columns[8]), "keyset_errors": list(columns[9]),
+                "now": utcnow(),
             })
             settled = {device_id for (device_id,) in await cur.fetchall()}
         except psycopg.Error:

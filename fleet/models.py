@@ -53,6 +53,10 @@ class Device(SQLModel, table=True):
     applied_config_version: int = 0
     last_status: dict[str, Any] = Field(default_factory=dict,
                                         sa_column=Column(JSON, nullable=False))
+    # The serial of the release key set the node reported (None: it never reported one), and
+    # its last refusal of a key statement ("<reason>: <detail>"; None: none pending).
+    keyset_serial: int | None = None
+    keyset_error: str | None = Field(default=None, max_length=200)
 
 
 class Enrollment(SQLModel, table=True):
@@ -140,15 +144,36 @@ class Reading(SQLModel, table=True):
 
 
 class SigningKey(SQLModel, table=True):
-    """A release public key the server trusts (it never holds a release private key)."""
+    """A release public key the server trusts (it never holds a release private key).
+
+    Trusted by an operator (a base key of the fleet: introduced_by_serial is None) or by a
+    rotation statement; revoked by an operator on the server only (revoked_by_serial None) or by
+    a revocation/rotation statement that reaches the nodes. A key id a revocation names before
+    the server knew its key has a row with an empty public_key, revoked.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     key_id: str = Field(index=True, unique=True, max_length=16)
-    public_key: str = Field(max_length=64)  # hex of the raw 32-byte Ed25519 key
+    public_key: str = Field(max_length=64)  # hex of the raw 32-byte Ed25519 key ("" if unknown)
     name: str = Field(default="", max_length=64)
     added_at: datetime = Field(default_factory=utcnow,
                                sa_column=Column(DateTime(timezone=True), nullable=False))
     revoked_at: datetime | None = _ts()
+    introduced_by_serial: int | None = None
+    revoked_by_serial: int | None = None
+
+
+class KeyStatement(SQLModel, table=True):
+    """A signed rotation or revocation the server verified; `serial` numbers the one chain."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    serial: int = Field(index=True, unique=True)
+    kind: str = Field(max_length=16)  # rotation | revocation
+    key_id: str = Field(max_length=16)  # the signer
+    envelope: str  # canonical JSON, delivered to nodes as it is
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_by: str = Field(default="", max_length=64)
 
 
 class Release(SQLModel, table=True):

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 from fastapi import HTTPException
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
-from fleet.models import Release, SigningKey, utcnow
+from fleet.models import KeyStatement, Release, SigningKey, utcnow
+from fleet.rollouts import pause_rollouts_signed_by
 from fleet.settings import get_settings
 from ota.bundle import verify_bundle
 from ota.errors import OtaError
@@ -20,13 +21,24 @@ from ota.keys import KeyRing, key_id, parse_public_key
 
 
 def key_ring(session: Session) -> KeyRing:
-    """The trusted keys, with revoked ones refused, as the ota verifier expects them."""
-    ring = KeyRing()
+    """The server's key set, as the ota verifier expects it.
+
+    The keys operators trusted (the fleet's base keys) with every stored statement's effect
+    (its keys and revocations are written to the rows in the statement's transaction), the keys
+    operators revoked on the server only, and as serial the last stored statement's.
+    """
+    ring = KeyRing(serial=last_serial(session))
     for row in session.execute(select(SigningKey)).scalars():
-        ring.add(bytes.fromhex(row.public_key))
-        if row.revoked_at is not None:
+        if row.public_key:
+            ring.add(bytes.fromhex(row.public_key))
+        if row.revoked_at is not None or not row.public_key:
             ring.revoked.add(row.key_id)
     return ring
+
+
+def last_serial(session: Session) -> int:
+    """The serial of the last stored key statement (0: none yet)."""
+    return session.execute(select(func.max(KeyStatement.serial))).scalar_one() or 0
 
 
 def trust_key(session: Session, public_key_text: str, name: str) -> SigningKey:
@@ -49,15 +61,29 @@ def trust_key(session: Session, public_key_text: str, name: str) -> SigningKey:
 
 
 def revoke_key(session: Session, kid: str) -> SigningKey:
-    """Stop trusting a key: releases it signed can no longer be uploaded."""
-    row = session.execute(select(SigningKey).where(SigningKey.key_id == kid)).scalar_one_or_none()
+    """Stop trusting a key on the server: releases it signed can no longer be uploaded, and the
+    active rollouts of those it signed are paused (in the same transaction).
+
+    Nodes are not told: they learn it from a signed revocation statement.
+    """
+    row = session.execute(select(SigningKey).where(SigningKey.key_id == kid)
+                          .with_for_update()).scalar_one_or_none()
     if row is None:
         raise HTTPException(404, f"no trusted key {kid}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
-        session.commit()
+    pause_rollouts_signed_by(session, [kid])
+    session.commit()
     return row
+
+
+_REFUSAL_HINTS = {
+    "revoked_key": "; sign the release with a key that is not revoked (`lamplighter release "
+                   "keys` lists them) and upload it again",
+    "unknown_key": "; trust its public key first (`lamplighter release trust <key>.pub`) or "
+                   "sign with a trusted key",
+}
 
 
 def artifact_path(sha256: str) -> Path:
@@ -96,7 +122,8 @@ def store_release(session: Session, upload: Path, sha256: str, size: int, *, not
         try:
             manifest = verify_bundle(upload, key_ring(session), now=time.time())
         except OtaError as exc:
-            raise HTTPException(422, f"bundle refused: {exc}") from None
+            raise HTTPException(422, f"bundle refused: {exc}{_REFUSAL_HINTS.get(exc.reason, '')}"
+                                ) from None
         clash = session.execute(select(Release).where(Release.sequence == manifest.sequence)
                                 ).scalar_one_or_none()
         if clash is not None:

@@ -18,7 +18,15 @@ from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from fleet.models import Device, Release, Rollout, UpdateEvent, UpdateStatus, utcnow
+from fleet.models import (
+    Device,
+    Release,
+    Rollout,
+    SigningKey,
+    UpdateEvent,
+    UpdateStatus,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from fleet.auth import DeviceRow
@@ -109,11 +117,43 @@ def wave_of(rollout: Rollout, device_uid: str) -> int:
     return len(rollout.cutoffs) - 1
 
 
+def revoked_signer(session: Session, release: Release) -> str | None:
+    """The release's key id if that key is revoked now (by an operator or a statement)."""
+    revoked = session.execute(select(SigningKey.id).where(
+        SigningKey.key_id == release.key_id, SigningKey.revoked_at.is_not(None))).first()
+    return release.key_id if revoked is not None else None
+
+
+def revoked_reason(kid: str) -> str:
+    """The state reason of a rollout stopped because its release's key was revoked."""
+    return f"release signed by revoked key {kid}"
+
+
+def pause_rollouts_signed_by(session: Session, key_ids: list[str]) -> list[Rollout]:
+    """Pause every active rollout whose release one of these (just revoked) keys signed.
+
+    Runs in the transaction that revokes them; the caller commits.
+    """
+    if not key_ids:
+        return []
+    rows = session.execute(
+        select(Rollout, Release.key_id).join(Release, Release.id == Rollout.release_id)
+        .where(Rollout.state == "active", Release.key_id.in_(key_ids))
+        .with_for_update(of=Rollout)).all()
+    for rollout, kid in rows:
+        _set_state(session, rollout, "paused", revoked_reason(kid))
+    return [rollout for rollout, _ in rows]
+
+
 def create_rollout(session: Session, release: Release, *, name: str, target: dict[str, Any],
                    waves: list[int], failure_threshold_pct: float,
                    success_threshold_pct: float | None, window: dict[str, Any] | None,
                    allow_downgrade: bool, actor: str) -> Rollout:
     """Create a rollout; its waves are planned over the nodes that match it now."""
+    kid = revoked_signer(session, release)
+    if kid is not None:
+        raise HTTPException(409, f"{revoked_reason(kid)}: sign {release.version} again with a "
+                                 "trusted key and upload it with a higher sequence")
     if not waves or waves != sorted(waves) or waves[-1] != 100 or waves[0] <= 0:
         raise HTTPException(422, "waves must be increasing percentages ending at 100, e.g. "
                                  "[5, 25, 100]")
@@ -144,14 +184,19 @@ def create_rollout(session: Session, release: Release, *, name: str, target: dic
 
 def assignment_for(session: Session, device: DeviceRow,
                    now: datetime | None = None) -> dict[str, Any] | None:
-    """The update a node should be installing now, if any (recording that it was offered)."""
+    """The update a node should be installing now, if any (recording that it was offered).
+
+    Never a release whose signing key is revoked, whatever state its rollout is in.
+    """
     now = now or utcnow()
     if session.execute(select(Rollout.id).where(Rollout.state == "active").limit(1)).first() \
             is None:
         return None  # the usual case: nothing rolling out
     rows = session.execute(
         select(Rollout, Release).join(Release, Release.id == Rollout.release_id)
-        .where(Rollout.state == "active").order_by(Release.sequence.desc())
+        .join(SigningKey, SigningKey.key_id == Release.key_id)
+        .where(Rollout.state == "active", SigningKey.revoked_at.is_(None))
+        .order_by(Release.sequence.desc())
     ).all()
     for rollout, release in rows:
         status = session.execute(select(UpdateStatus).where(
@@ -246,6 +291,11 @@ def operator_action(session: Session, rollout: Rollout, action: str, actor: str)
                "advance": ("active", "paused")}
     if rollout.state not in allowed[action]:
         raise HTTPException(409, f"rollout {rollout.id} is {rollout.state}; cannot {action}")
+    if action == "resume":
+        kid = revoked_signer(session, session.get(Release, rollout.release_id))
+        if kid is not None:
+            raise HTTPException(409, f"rollout {rollout.id} cannot resume: {revoked_reason(kid)}; "
+                                     "abort it and roll out a release signed by a trusted key")
     if action == "advance":
         if rollout.wave + 1 >= len(rollout.waves):
             raise HTTPException(409, "rollout is already at its last wave")

@@ -65,6 +65,10 @@ class DeviceOut(BaseModel):
     applied_config_version: int
     key_version: int
     last_status: dict[str, Any]
+    keyset: int | None = Field(None, description="Serial of the release key set the node last "
+                                                 "reported (null: it never reported one)")
+    keyset_error: str | None = Field(None, description="The node's last refusal of a key "
+                                                       "statement, if it still stands")
 
 
 class ConfigBody(Strict):
@@ -128,6 +132,12 @@ class CheckIn(Strict):
     lamp_level_pct: Annotated[float, Field(ge=0, le=100)] | None = None
     acks: Annotated[list[CommandAck], Field(max_length=50)] = []
     update: UpdateReport | None = None
+    keyset: Annotated[int, Field(ge=0, le=INT32_MAX, strict=True)] | None = Field(
+        None, description="Serial of the node's release key set (0 as provisioned); the reply "
+                          "then carries the key statements after it")
+    keyset_error: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="The node's refusal of a key statement, '<reason>: <detail>'; "
+                          "absent beside `keyset` when none stands")
 
 
 class PendingCommand(BaseModel):
@@ -143,6 +153,10 @@ class CheckInReply(BaseModel):
     config: dict[str, Any] | None = None
     commands: list[PendingCommand] = []
     update: dict[str, Any] | None = None
+    key_statements: list[str] = Field(
+        [], description="Signed key statements (envelopes, canonical JSON) with serials above "
+                        "the node's reported keyset, in serial order, at most 8; empty when "
+                        "none or when the node reported no keyset")
 
 
 class TokenOut(BaseModel):
@@ -159,10 +173,53 @@ class KeyIn(Strict):
 
 class KeyOut(BaseModel):
     key_id: str
-    public_key: str
+    public_key: str = Field(description="hex of the raw key; empty for a key id a revocation "
+                                        "named before the server knew its key")
     name: str
     added_at: datetime
     revoked_at: datetime | None
+    introduced_by_serial: int | None = Field(
+        None, description="The rotation statement that introduced the key (null: trusted by "
+                          "an operator, a base key of the fleet)")
+    revoked_by_serial: int | None = Field(
+        None, description="The statement that revoked the key for the nodes (null: not revoked, "
+                          "or revoked on the server only)")
+    nodes_trusting: int | None = Field(
+        None, description="For a revoked key: active nodes that still trust it (they have not "
+                          "applied the revoking statement, or never reported a key set; every "
+                          "node, for a key revoked on the server only)")
+    note: str = ""
+
+
+class KeyStatementIn(Strict):
+    """A signed key statement envelope exactly as `lamplighter release rotate/revoke` writes it."""
+
+    key_id: Annotated[str, Field(max_length=16, description="the signer's key id")]
+    signature: Annotated[str, Field(max_length=128, description="128 hex digits")]
+    statement: Annotated[str, Field(max_length=4096,
+                                    description="the canonical statement document, as text")]
+
+
+class KeyStatementOut(BaseModel):
+    serial: int
+    kind: str
+    key_id: str = Field(description="the signer")
+    summary: str
+    created_at: datetime
+    created_by: str
+    nodes_behind: int = Field(description="Active nodes that have not applied it yet (or "
+                                          "never reported a key set)")
+    envelope: str
+
+
+class KeyNodeOut(BaseModel):
+    """A node that still trusts a revoked key."""
+
+    device_id: str
+    pole_id: str
+    keyset: int | None
+    keyset_error: str | None
+    last_seen: datetime | None
 
 
 class ReleaseOut(BaseModel):

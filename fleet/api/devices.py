@@ -52,7 +52,8 @@ def device_out(device: Device) -> DeviceOut:
         online=device.status == "active" and last_seen is not None and last_seen >= cutoff,
         last_seen=last_seen, fw_version=device.fw_version,
         applied_config_version=device.applied_config_version, key_version=device.key_version,
-        last_status=device.last_status)
+        last_status=device.last_status, keyset=device.keyset_serial,
+        keyset_error=device.keyset_error)
 
 
 @router.post("/devices", response_model=DeviceCredentials, status_code=201,

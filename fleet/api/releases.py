@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -11,13 +12,31 @@ from sqlmodel import Session
 
 from fleet.auth import Caller, fleet_reader, operator_only
 from fleet.db import get_session
-from fleet.models import Device, Release, Rollout, SigningKey, UpdateEvent, UpdateStatus
+from fleet.key_statements import (
+    keyset_counts,
+    nodes_behind,
+    store_statement,
+    summary,
+    trusting_filter,
+)
+from fleet.models import (
+    Device,
+    KeyStatement,
+    Release,
+    Rollout,
+    SigningKey,
+    UpdateEvent,
+    UpdateStatus,
+)
 from fleet.provisioning import get_device
 from fleet.releases import revoke_key, spool_upload, store_release, trust_key
 from fleet.rollouts import aware, create_rollout, operator_action, rollout_summary
 from fleet.schemas import (
     KeyIn,
+    KeyNodeOut,
     KeyOut,
+    KeyStatementIn,
+    KeyStatementOut,
     NodeUpdateOut,
     ReleaseOut,
     RolloutIn,
@@ -27,14 +46,39 @@ from fleet.schemas import (
     WaveOut,
 )
 from fleet.settings import get_settings
+from ota.keys import parse_statement
 
 router = APIRouter(prefix="/api/v1", tags=["updates"])
 
 
-def _key_out(row: SigningKey) -> KeyOut:
-    return KeyOut(key_id=row.key_id, public_key=row.public_key, name=row.name,
-                  added_at=aware(row.added_at),
-                  revoked_at=aware(row.revoked_at) if row.revoked_at else None)
+def _key_out(row: SigningKey, counts: dict[int | None, int] | None = None) -> KeyOut:
+    """A key; with `counts` (active nodes by reported key set), how many still trust it."""
+    out = KeyOut(key_id=row.key_id, public_key=row.public_key, name=row.name,
+                 added_at=aware(row.added_at),
+                 revoked_at=aware(row.revoked_at) if row.revoked_at else None,
+                 introduced_by_serial=row.introduced_by_serial,
+                 revoked_by_serial=row.revoked_by_serial)
+    if row.revoked_at is None or counts is None:
+        return out
+    if row.revoked_by_serial is None:
+        out.nodes_trusting = sum(counts.values())
+        out.note = ("revoked on the server only: every node still trusts it until a signed "
+                    "revocation reaches it (`lamplighter release revoke "
+                    f"{row.key_id} --upload`)")
+    else:
+        out.nodes_trusting = nodes_behind(counts, row.revoked_by_serial)
+        out.note = (f"revoked by statement {row.revoked_by_serial}: nodes trust it until they "
+                    "apply that statement at a check-in")
+    return out
+
+
+def _statement_out(row: KeyStatement, counts: dict[int | None, int]) -> KeyStatementOut:
+    kind, document = parse_statement(json.loads(row.envelope)["statement"])
+    return KeyStatementOut(serial=row.serial, kind=row.kind, key_id=row.key_id,
+                           summary=summary(kind, document), created_at=aware(row.created_at),
+                           created_by=row.created_by, nodes_behind=nodes_behind(counts,
+                                                                                row.serial),
+                           envelope=row.envelope)
 
 
 def _release_out(row: Release) -> ReleaseOut:
@@ -80,17 +124,68 @@ def add_key(body: KeyIn, _: Caller = Depends(operator_only),
 @router.get("/keys", response_model=list[KeyOut])
 def list_keys(_: Caller = Depends(fleet_reader),
               session: Session = Depends(get_session)) -> list[KeyOut]:
-    """The trusted release keys, revoked ones included (with when)."""
-    return [_key_out(r) for r in session.execute(select(SigningKey).order_by(SigningKey.id))
-            .scalars()]
+    """The release keys, revoked ones included (with when, by which statement, and how many
+    active nodes still trust them)."""
+    counts = keyset_counts(session)
+    return [_key_out(r, counts) for r in session.execute(select(SigningKey)
+                                                         .order_by(SigningKey.id)).scalars()]
 
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyOut,
              responses={404: {"description": "no such key"}})
 def revoke(key_id: str, _: Caller = Depends(operator_only),
            session: Session = Depends(get_session)) -> KeyOut:
-    """Stop trusting a key: bundles it signed are refused from now on."""
-    return _key_out(revoke_key(session, key_id))
+    """Stop trusting a key on the server: bundles it signed are refused from now on and the
+    active rollouts of releases it signed pause. Nodes learn of it only from a signed
+    revocation statement (POST /api/v1/keys/statements)."""
+    row = revoke_key(session, key_id)
+    return _key_out(row, keyset_counts(session))
+
+
+@router.get("/keys/{key_id}/nodes", response_model=list[KeyNodeOut],
+            responses={404: {"description": "no such key"},
+                       409: {"description": "the key is not revoked"}})
+def key_nodes(key_id: str, limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+              _: Caller = Depends(fleet_reader),
+              session: Session = Depends(get_session)) -> list[KeyNodeOut]:
+    """The active nodes that still trust a revoked key, longest behind first."""
+    row = session.execute(select(SigningKey).where(SigningKey.key_id == key_id)
+                          ).scalar_one_or_none()
+    if row is None:
+        raise HTTPException(404, f"no key {key_id}")
+    if row.revoked_at is None:
+        raise HTTPException(409, f"key {key_id} is not revoked: every node that has it trusts "
+                                 "it")
+    devices = session.execute(
+        select(Device).where(trusting_filter(row))
+        .order_by(Device.keyset_serial.is_not(None), Device.keyset_serial, Device.id)
+        .limit(limit)).scalars()
+    return [KeyNodeOut(device_id=d.uid, pole_id=d.pole_id, keyset=d.keyset_serial,
+                       keyset_error=d.keyset_error,
+                       last_seen=aware(d.last_seen) if d.last_seen else None) for d in devices]
+
+
+@router.post("/keys/statements", response_model=KeyStatementOut, status_code=201,
+             responses={409: {"description": "not the next serial, or its key is known"},
+                        422: {"description": "envelope, signer, signature or document "
+                                             "refused; or no usable key would be left"}})
+def add_statement(body: KeyStatementIn, caller: Caller = Depends(operator_only),
+                  session: Session = Depends(get_session)) -> KeyStatementOut:
+    """Publish a signed rotation or revocation (the file `lamplighter release rotate/revoke`
+    writes, sent as the request body). It must be the next serial of the chain; the server
+    applies it to its keys at once and nodes receive it at their next check-in."""
+    envelope = json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":"))
+    row = store_statement(session, envelope, caller.name)
+    return _statement_out(row, keyset_counts(session))
+
+
+@router.get("/keys/statements", response_model=list[KeyStatementOut])
+def list_statements(_: Caller = Depends(fleet_reader),
+                    session: Session = Depends(get_session)) -> list[KeyStatementOut]:
+    """The statement chain in serial order, with how many active nodes have not applied each."""
+    counts = keyset_counts(session)
+    rows = session.execute(select(KeyStatement).order_by(KeyStatement.serial)).scalars()
+    return [_statement_out(r, counts) for r in rows]
 
 
 @router.post("/releases", response_model=ReleaseOut, status_code=201,

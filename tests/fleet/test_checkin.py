@@ -100,3 +100,85 @@ def test_bad_checkin_body_is_a_422_with_the_field(register, device_call):
     resp = device_call(creds, "/device/v1/checkin", {"uptime_s": -5})
     assert resp.status_code == 422
     assert resp.json()["detail"][0]["loc"] == ["body", "uptime_s"]
+
+
+# -- the release key set ---------------------------------------------------------------------
+
+
+def _chain(client, tokens, release_key, length: int) -> list[str]:
+    """Trust the test's key and publish `length` revocations of unseen key ids; the envelopes."""
+    from ota.keys import make_revocation, raw_public_key
+
+    client.post("/api/v1/keys", json={"public_key": raw_public_key(release_key).hex()},
+                headers=tokens["operator"])
+    envelopes = []
+    for serial in range(1, length + 1):
+        envelope = make_revocation(release_key, [f"{serial:016x}"], serial=serial)
+        resp = client.post("/api/v1/keys/statements", content=envelope,
+                           headers=dict(tokens["operator"],
+                                        **{"Content-Type": "application/json"}))
+        assert resp.status_code == 201, resp.text
+        envelopes.append(envelope.decode())
+    return envelopes
+
+
+def test_checkin_delivers_missing_statements_in_order(register, device_call, client, tokens,
+                                                      release_key):
+    chain = _chain(client, tokens, release_key, 10)
+    creds = register()
+    first = device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=0)).json()
+    assert first["key_statements"] == chain[:8]  # at most 8 per reply
+    rest = device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=8)).json()
+    assert rest["key_statements"] == chain[8:]
+    current = device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=10)).json()
+    assert current["key_statements"] == []
+    ahead = device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=12)).json()
+    assert ahead["key_statements"] == []
+
+
+def test_node_that_reports_no_keyset_gets_no_statements(register, device_call, client, tokens,
+                                                        release_key, session):
+    _chain(client, tokens, release_key, 2)
+    creds = register()
+    reply = device_call(creds, "/device/v1/checkin", REPORT).json()
+    assert reply["key_statements"] == []
+    row = session.execute(select(Device).where(Device.uid == creds["device_id"])).scalar_one()
+    assert row.keyset_serial is None and row.keyset_error is None
+
+
+def test_checkin_records_the_keyset_and_each_change_of_its_refusal(register, device_call, client,
+                                                                   tokens, session):
+    from fleet.models import DeviceEvent
+
+    creds = register()
+
+    def events() -> list[dict]:
+        rows = session.execute(select(DeviceEvent).where(DeviceEvent.kind == "keyset_error")
+                               .order_by(DeviceEvent.id)).scalars()
+        return [e.detail for e in rows]
+
+    device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=3))
+    refusal = "bad_signature: statement 4 does not verify"
+    for _ in range(2):  # the same refusal twice is one event
+        device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=3, keyset_error=refusal))
+    shown = client.get(f"/api/v1/devices/{creds['device_id']}", headers=tokens["reader"]).json()
+    assert shown["keyset"] == 3 and shown["keyset_error"] == refusal
+    device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=5))
+    shown = client.get(f"/api/v1/devices/{creds['device_id']}", headers=tokens["reader"]).json()
+    assert shown["keyset"] == 5 and shown["keyset_error"] is None
+    assert events() == [{"error": refusal, "previous": "", "keyset": 3},
+                        {"error": "", "previous": refusal, "keyset": 5}]
+    device_call(creds, "/device/v1/checkin", REPORT)  # a report without keyset changes nothing
+    session.expire_all()
+    row = session.execute(select(Device).where(Device.uid == creds["device_id"])).scalar_one()
+    assert row.keyset_serial == 5 and len(events()) == 2
+
+
+def test_keyset_fields_out_of_range_are_refused(register, device_call):
+    creds = register()
+    long_error = device_call(creds, "/device/v1/checkin",
+                             dict(REPORT, keyset=1, keyset_error="x" * 201))
+    assert long_error.status_code == 422 and "keyset_error" in long_error.text
+    for bad in (-1, 2**31, "3", 1.5, True):
+        resp = device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=bad))
+        assert resp.status_code == 422, bad

@@ -131,3 +131,63 @@ def test_concurrent_checkins_share_statements_one_row_per_node(register, db_url,
     shown = client.get(f"/api/v1/devices/{nodes[0]['device_id']}",
                        headers=tokens["reader"]).json()
     assert shown["last_status"]["uptime_s"] == 2000
+
+
+def _publish_revocation(client, tokens, signer, serial: int) -> str:
+    from ota.keys import make_revocation
+
+    envelope = make_revocation(signer, [f"{serial:016x}"], serial=serial)
+    resp = client.post("/api/v1/keys/statements", content=envelope,
+                       headers=dict(tokens["operator"], **{"Content-Type": "application/json"}))
+    assert resp.status_code == 201, resp.text
+    return envelope.decode()
+
+
+def test_quick_path_delivers_statements(quick, register, device_call, client, tokens, trusted,
+                                        release_key, session):
+    """A node with statements to receive is answered by the full path, which carries them."""
+    from sqlalchemy import select
+
+    from fleet.models import Device
+
+    creds = register()
+    current = dict(REPORT, keyset=0)
+    assert device_call(creds, "/device/v1/checkin", current).json()["key_statements"] == []
+    assert quick.settled == 1
+    first = _publish_revocation(client, tokens, release_key, 1)
+    second = _publish_revocation(client, tokens, release_key, 2)
+    reply = device_call(creds, "/device/v1/checkin", current).json()
+    assert reply["key_statements"] == [first, second]
+    assert quick.settled == 1
+    caught_up = device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=2)).json()
+    assert caught_up["key_statements"] == []
+    assert quick.settled == 2
+    row = session.execute(select(Device).where(Device.uid == creds["device_id"])).scalar_one()
+    assert row.keyset_serial == 2 and row.keyset_error is None
+    # a node that reports no key set (older firmware) is not held back by the chain
+    old = register()
+    assert device_call(old, "/device/v1/checkin", REPORT).json()["key_statements"] == []
+    assert quick.settled == 3
+
+
+def test_quick_path_leaves_a_changed_keyset_refusal_to_the_full_path(quick, register,
+                                                                     device_call, session):
+    from sqlalchemy import select
+
+    from fleet.models import Device, DeviceEvent
+
+    creds = register()
+    refusal = "malformed: statement is not in canonical form"
+    refused = dict(REPORT, keyset=0, keyset_error=refusal)
+    for _ in range(3):
+        assert device_call(creds, "/device/v1/checkin", refused).status_code == 200
+    assert quick.settled == 2  # the first one recorded the change, the same refusal is plain
+    assert device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=0)).status_code == 200
+    assert quick.settled == 2  # cleared: a change again
+    assert device_call(creds, "/device/v1/checkin", dict(REPORT, keyset=0)).status_code == 200
+    assert quick.settled == 3
+    device = session.execute(select(Device).where(Device.uid == creds["device_id"])).scalar_one()
+    assert device.keyset_serial == 0 and device.keyset_error is None
+    kinds = session.execute(select(DeviceEvent.detail).where(
+        DeviceEvent.device_id == device.id, DeviceEvent.kind == "keyset_error")).scalars().all()
+    assert [d["error"] for d in kinds] == [refusal, ""]
