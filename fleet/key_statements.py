@@ -36,8 +36,12 @@ def _refused(status: int, reason: str, message: str) -> HTTPException:
     return HTTPException(status, f"statement refused ({reason}): {message}")
 
 
-def _next_serial_message(current: int) -> str:
-    return (f"the server's key set is at serial {current}: sign this statement with "
+def _detail(exc: StatementError) -> str:
+    return getattr(exc, "detail", str(exc))
+
+
+def _next_serial_message(current: int, what: str = "this statement") -> str:
+    return (f"the server's key set is at serial {current}: sign {what} with "
             f"--serial {current + 1}")
 
 
@@ -59,8 +63,13 @@ def store_statement(session: Session, envelope: str, actor: str) -> KeyStatement
     try:
         envelope = canonical_envelope(envelope)
     except StatementError as exc:
-        raise _refused(422, exc.reason, f"{exc}; {_HINTS['malformed']}") from None
+        raise _refused(422, exc.reason, f"{_detail(exc)}; {_HINTS['malformed']}") from None
     ring = key_ring(session)
+    stored = session.execute(select(KeyStatement.serial)
+                             .where(KeyStatement.envelope == envelope)).first()
+    if stored is not None:
+        raise _refused(409, "replayed", f"this statement is stored already (serial {stored[0]}); "
+                       + _next_serial_message(ring.serial, "a new statement"))
     try:
         kind, document, signer = check_statement(ring, envelope)
     except StatementError as exc:
@@ -108,16 +117,17 @@ def _statement_refusal(session: Session, current: int, envelope: str,
             return _refused(409, reason, f"the statement has serial {claimed}; "
                                          + _next_serial_message(current))
         # a rotation to a key the server knows already
-        return _refused(409, reason, f"{exc}; a rotation introduces a key neither trusted nor "
-                                     "revoked yet: do not `release trust` the new key by hand, "
-                                     "the rotation makes the server trust it")
+        return _refused(409, reason, f"{_detail(exc)}; a rotation introduces a key neither "
+                                     "trusted nor revoked yet: do not `release trust` the new "
+                                     "key by hand, the rotation makes the server trust it")
     if reason == "revoked_key":
         kid = open_envelope(envelope)[0]
         row = session.execute(select(SigningKey.revoked_by_serial)
                               .where(SigningKey.key_id == kid)).first()
         if row is not None and row[0] is None:
-            return _refused(422, reason, f"{exc} (revoked on the server); {_HINTS[reason]}")
-    return _refused(422, reason, f"{exc}; {_HINTS.get(reason, '')}".rstrip("; "))
+            return _refused(422, reason, f"{_detail(exc)} (revoked on the server); "
+                                         f"{_HINTS[reason]}")
+    return _refused(422, reason, f"{_detail(exc)}; {_HINTS.get(reason, '')}".rstrip("; "))
 
 
 def statements_after(session: Session, serial: int,

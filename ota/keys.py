@@ -214,9 +214,10 @@ class KeyRing:
 
 
 def refusal(reason: str, message: str) -> StatementError:
-    """A StatementError carrying the node's reason code for this refusal."""
+    """A StatementError carrying the node's reason code (`reason`) and `detail` (the message)."""
     exc = StatementError(f"{reason}: {message}")
     exc.reason = reason
+    exc.detail = message  # type: ignore[attr-defined]
     return exc
 
 

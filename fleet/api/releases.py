@@ -63,8 +63,8 @@ def _key_out(row: SigningKey, counts: dict[int | None, int] | None = None) -> Ke
     if row.revoked_by_serial is None:
         out.nodes_trusting = sum(counts.values())
         out.note = ("revoked on the server only: every node still trusts it until a signed "
-                    "revocation reaches it (`lamplighter release revoke "
-                    f"{row.key_id} --upload`)")
+                    f"revocation reaches it (`lamplighter release revoke {row.key_id} --key "
+                    "<another trusted key> --serial <next> --out <file> --upload`)")
     else:
         out.nodes_trusting = nodes_behind(counts, row.revoked_by_serial)
         out.note = (f"revoked by statement {row.revoked_by_serial}: nodes trust it until they "

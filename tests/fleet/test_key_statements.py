@@ -102,8 +102,14 @@ def test_statement_with_the_wrong_serial_says_which_serial_to_sign_with(trusted,
     assert publish(first).status_code == 201
     again = publish(first)
     assert again.status_code == 409
-    assert "statement refused (replayed)" in again.json()["detail"]
-    assert "sign this statement with --serial 2" in again.json()["detail"]
+    assert again.json()["detail"] == (
+        "statement refused (replayed): this statement is stored already (serial 1); the "
+        "server's key set is at serial 1: sign a new statement with --serial 2")
+    older = publish(make_revocation(release_key, ["0" * 16], serial=1))
+    assert older.status_code == 409
+    assert older.json()["detail"] == (
+        "statement refused (replayed): the statement has serial 1; the server's key set is "
+        "at serial 1: sign this statement with --serial 2")
 
 
 def test_replayed_rotation_is_refused(trusted, release_key, publish, client, tokens):
