@@ -1,4 +1,4 @@
-"""`lamplighter release …`: the operator's offline side of signed updates (keys, build, sign)."""
+"""`lamplighter release …`: signed updates offline (keys, build, sign) and key statements."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 from ota.bundle import load_staged, stage_release, verify_bundle, write_bundle
 from ota.errors import KeyFileError, OtaError
 from ota.keys import (
+    MAX_REVOKED,
     PUBLIC_KEY_ENCODINGS,
     KeyRing,
     generate_private_key,
@@ -25,6 +26,8 @@ from ota.keys import (
     save_public_key,
 )
 from ota.manifest import sign_manifest
+from tools.api_client import SERVER_OPTION, TOKEN_OPTION, ApiClient
+from tools.cli_release_server import keys, publish, publish_statement, server_serial, statements
 
 release_app = typer.Typer(
     help="Release signing keys, bundle builds, offline signing and verification.",
@@ -199,39 +202,95 @@ def verify(
                f"{len(manifest.files)} files, {manifest.total_size} bytes, expires {expires}")
 
 
+SERIAL_HELP = (
+    "Serial of this statement: one above the key set's current serial (the last statement's; "
+    "`lamplighter release statements` prints the next one, 1 for the first statement ever). "
+    "Nodes apply statements strictly in serial order.")
+UPLOAD_HELP = (
+    "Send the statement to the fleet server right after writing it (checks the serial with the "
+    "server first; LAMPLIGHTER_SERVER, LAMPLIGHTER_TOKEN); nodes receive it at check-in.")
+
+
+def _server_for(upload: bool, server: str | None, token: str | None, serial: int):
+    """With --upload: the API client, once the server confirms `serial` is its next one."""
+    if serial < 1:
+        raise _fail("--serial is 1 or more: the key set is at serial 0 as provisioned")
+    if not upload:
+        return None
+    api = ApiClient(server, token)
+    current = server_serial(api)
+    if serial != current + 1:
+        raise _fail(f"the server's key set is at serial {current}: sign this statement with "
+                    f"--serial {current + 1}")
+    return api
+
+
 @release_app.command()
 def rotate(
     old_key: Annotated[Path, typer.Option(help="The current release private key (signs).")],
     new_public: Annotated[Path, typer.Option(help="The new release public key.")],
     out: Annotated[Path, typer.Option(help="Rotation statement file to write (JSON).")],
+    serial: Annotated[int, typer.Option(help=SERIAL_HELP)],
     keep_old: Annotated[bool, typer.Option(
         help="Keep trusting the old key after the rotation.")] = False,
     password_env: Annotated[str | None, typer.Option(
         help="Environment variable holding the old key's password.")] = None,
+    upload: Annotated[bool, typer.Option("--upload", help=UPLOAD_HELP)] = False,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Write a rotation statement, signed by the old key, introducing the new key."""
+    """Write a rotation statement, signed by the old key, introducing the new key.
+
+    Do not `release trust` the new key yourself: the server trusts it when the rotation is
+    uploaded, and nodes when they apply it.
+    """
+    api = _server_for(upload, server, token, serial)
     private = _load_signing_key(old_key, password_env)
     try:
         new_raw = load_public_key(new_public)
-    except OtaError as exc:
+        envelope = make_rotation(private, new_raw, serial=serial, retire_old=not keep_old)
+    except (OtaError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    out.write_bytes(make_rotation(private, new_raw, retire_old=not keep_old))
-    typer.echo(f"rotation {key_id(private)} -> {key_id(new_raw)} written to {out}")
+    out.write_bytes(envelope)
+    typer.echo(f"rotation {key_id(private)} -> {key_id(new_raw)} (serial {serial}) written to "
+               f"{out}")
+    if api is not None:
+        publish_statement(api, envelope, out)
 
 
 @release_app.command()
 def revoke(
-    key_ids: Annotated[list[str], typer.Argument(help="Key ids to revoke.")],
-    key: Annotated[Path, typer.Option(help="A trusted release private key (signs the list).")],
-    serial: Annotated[int, typer.Option(help="List serial; must exceed the previous list's.")],
-    out: Annotated[Path, typer.Option(help="Revocation list file to write (JSON).")],
+    key_ids: Annotated[list[str], typer.Argument(help="Key ids to revoke (1..16).")],
+    key: Annotated[Path, typer.Option(
+        help="A trusted, unrevoked release private key (signs the statement).")],
+    serial: Annotated[int, typer.Option(help=SERIAL_HELP)],
+    out: Annotated[Path, typer.Option(help="Revocation statement file to write (JSON).")],
     password_env: Annotated[str | None, typer.Option(
         help="Environment variable holding the key's password.")] = None,
+    upload: Annotated[bool, typer.Option("--upload", help=UPLOAD_HELP)] = False,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Write a signed revocation list: nodes and the server refuse these key ids from then on."""
+    """Write a signed revocation: nodes and the server refuse these key ids from then on."""
     bad = [k for k in key_ids if len(k) != 16 or any(c not in "0123456789abcdef" for c in k)]
     if bad:
         raise _fail(f"not key ids (16 lowercase hex digits): {', '.join(bad)}")
+    if len(set(key_ids)) > MAX_REVOKED:
+        raise _fail(f"one statement revokes at most {MAX_REVOKED} keys: write several, one "
+                    "serial each")
+    api = _server_for(upload, server, token, serial)
     private = _load_signing_key(key, password_env)
-    out.write_bytes(make_revocation(private, key_ids, serial))
-    typer.echo(f"revocation list {serial} ({len(set(key_ids))} key ids) written to {out}")
+    try:
+        envelope = make_revocation(private, key_ids, serial=serial)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    out.write_bytes(envelope)
+    typer.echo(f"revocation of {len(set(key_ids))} key ids (serial {serial}) written to {out}")
+    if api is not None:
+        publish_statement(api, envelope, out)
+
+
+# The server side of the statement chain, beside the offline commands that write statements.
+release_app.command("publish")(publish)
+release_app.command("statements")(statements)
+release_app.command("keys")(keys)

@@ -1,14 +1,15 @@
-"""`lamplighter release upload / trust / distrust`: the fleet server's side of releases."""
+"""`lamplighter release upload|trust|distrust|publish|statements|keys`: the server side."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from tools.api_client import SERVER_OPTION, TOKEN_OPTION, ApiClient
+from tools.api_client import SERVER_OPTION, TOKEN_OPTION, ApiClient, err
 
 console = Console()
 CHUNK = 64 * 1024
@@ -59,9 +60,101 @@ def distrust(
     server: str | None = SERVER_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
-    """Revoke a release key on the server: bundles it signed are refused from now on.
+    """Revoke a release key on the server: bundles it signed are refused from now on, and the
+    active rollouts of releases it signed pause.
 
-    Nodes learn of a revoked key from a signed revocation list (`lamplighter release revoke`).
+    Nodes learn of a revoked key only from a signed revocation
+    (`lamplighter release revoke <key id> --key <another key> --serial N --upload`).
     """
     row = ApiClient(server, token).call("POST", f"/api/v1/keys/{key_id}/revoke")
     console.print(f"revoked release key {row['key_id']} at {row['revoked_at']}")
+    if row.get("note"):
+        typer.echo(row["note"])
+
+
+STATEMENTS = "/api/v1/keys/statements"
+
+
+def server_serial(api: ApiClient) -> int:
+    """The serial of the server's key set: its last statement's (0: none yet)."""
+    chain = api.call("GET", STATEMENTS)
+    return chain[-1]["serial"] if chain else 0
+
+
+def publish_statement(api: ApiClient, envelope: bytes, source: Path) -> dict[str, Any]:
+    """Send a signed statement to the server and say what it stored."""
+    try:
+        row = api.call("POST", STATEMENTS, content=envelope,
+                       headers={"Content-Type": "application/json"})
+    except typer.Exit as exc:
+        if exc.exit_code == 3:  # unreachable: the statement itself is fine
+            err.print(f"the statement stays in {source}; send it later with "
+                      f"`lamplighter release publish {source}`")
+        raise
+    typer.echo(f"server: statement {row['serial']} stored ({row['summary']}); "
+               f"{row['nodes_behind']} active nodes receive it at their next check-in")
+    return row
+
+
+def publish(
+    statement: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                     help="Statement file from `release rotate` or `revoke`."),
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Send a signed rotation or revocation to the server; nodes receive it at check-in.
+
+    It must be the next serial of the server's chain (`lamplighter release statements`).
+    """
+    publish_statement(ApiClient(server, token), statement.read_bytes(), statement)
+
+
+def statements(
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """List the server's key statement chain, and the serial the next statement needs."""
+    chain = ApiClient(server, token).call("GET", STATEMENTS)
+    for row in chain:
+        when = row["created_at"][:16].replace("T", " ")
+        typer.echo(f"{row['serial']:>4}  {row['summary']}  signed by {row['key_id']}  "
+                   f"{when} by {row['created_by']}  nodes behind: {row['nodes_behind']}")
+    current = chain[-1]["serial"] if chain else 0
+    if not chain:
+        typer.echo("no key statements yet: the key set is at serial 0")
+    typer.echo(f"next statement: --serial {current + 1}")
+
+
+def keys(
+    nodes: str | None = typer.Option(
+        None, "--nodes", metavar="KEY_ID", help="List the nodes that still trust this revoked "
+                                                "key."),
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """List the release keys; for revoked ones, how many active nodes still trust them."""
+    api = ApiClient(server, token)
+    if nodes:
+        rows = api.call("GET", f"/api/v1/keys/{nodes}/nodes")
+        for n in rows:
+            keyset = "never reported" if n["keyset"] is None else f"key set {n['keyset']}"
+            seen = (n["last_seen"] or "never")[:16].replace("T", " ")
+            error = f"  refused: {n['keyset_error']}" if n["keyset_error"] else ""
+            typer.echo(f"{n['device_id']}  {n['pole_id']}  {keyset}  last seen {seen}{error}")
+        typer.echo(f"{len(rows)} nodes still trust {nodes}")
+        return
+    for k in api.call("GET", "/api/v1/keys"):
+        origin = (f"rotated in by statement {k['introduced_by_serial']}"
+                  if k["introduced_by_serial"] else "trusted by an operator")
+        if k["revoked_at"] is None:
+            state = "trusted"
+        elif k["revoked_by_serial"] is not None:
+            state = f"REVOKED by statement {k['revoked_by_serial']}"
+        else:
+            state = "REVOKED on the server only"
+        line = f"{k['key_id']}  {state}  ({origin}{', ' + k['name'] if k['name'] else ''})"
+        if k["nodes_trusting"] is not None:
+            line += f"  nodes still trusting: {k['nodes_trusting']}"
+        typer.echo(line)
+        if k["note"]:
+            typer.echo(f"    {k['note']}")

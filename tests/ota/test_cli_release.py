@@ -110,22 +110,41 @@ def test_rotate_and_revoke_write_statements_the_key_ring_accepts(tmp_path):
     old_private, old_public = keygen(tmp_path, "old.pem")
     _, new_public = keygen(tmp_path, "new.pem")
     result = invoke("rotate", "--old-key", old_private, "--new-public", new_public,
-                    "--out", tmp_path / "rot.json")
+                    "--out", tmp_path / "rot.json", "--serial", "1")
     assert result.exit_code == 0, result.output
+    assert "(serial 1)" in result.output
     ring = KeyRing()
     ring.add(load_public_key(old_public))
     new_id = apply_rotation(ring, (tmp_path / "rot.json").read_bytes())
-    assert new_id == key_id(load_public_key(new_public))
-    bad = invoke("revoke", "nothex", "--key", old_private, "--serial", "1",
+    assert new_id == key_id(load_public_key(new_public)) and ring.serial == 1
+    bad = invoke("revoke", "nothex", "--key", old_private, "--serial", "2",
                  "--out", tmp_path / "rev.json")
     assert bad.exit_code == 1 and "not key ids" in bad.output
     _, third_public = keygen(tmp_path, "third.pem")
     third_id = key_id(load_public_key(third_public))
     ring.add(load_public_key(third_public))
-    result = invoke("revoke", third_id, "--key", tmp_path / "new.pem", "--serial", "1",
+    result = invoke("revoke", third_id, "--key", tmp_path / "new.pem", "--serial", "2",
                     "--out", tmp_path / "rev.json")
     assert result.exit_code == 0, result.output
     assert apply_revocation(ring, (tmp_path / "rev.json").read_bytes()) == [third_id]
+    assert ring.serial == 2
+
+
+def test_rotate_and_revoke_require_a_serial_and_say_how_to_find_it(tmp_path):
+    old_private, _ = keygen(tmp_path, "old.pem")
+    _, new_public = keygen(tmp_path, "new.pem")
+    missing = invoke("rotate", "--old-key", old_private, "--new-public", new_public,
+                     "--out", tmp_path / "rot.json")
+    assert missing.exit_code == 2 and "--serial" in missing.output
+    helped = " ".join(invoke("rotate", "--help").output.replace("│", " ").split())
+    assert "`lamplighter release statements` prints the next one" in helped
+    zero = invoke("revoke", "0" * 16, "--key", old_private, "--serial", "0",
+                  "--out", tmp_path / "rev.json")
+    assert zero.exit_code == 1 and "--serial is 1 or more" in zero.output
+    assert not (tmp_path / "rev.json").exists()
+    many = invoke("revoke", *[f"{i:016x}" for i in range(17)], "--key", old_private,
+                  "--serial", "1", "--out", tmp_path / "rev.json")
+    assert many.exit_code == 1 and "at most 16" in many.output
 
 
 def test_keygen_writes_the_public_key_in_the_requested_format(tmp_path):
@@ -136,3 +155,46 @@ def test_keygen_writes_the_public_key_in_the_requested_format(tmp_path):
     bad = invoke("keygen", tmp_path / "j.pem", "--public-format", "der")
     assert bad.exit_code == 1 and "pem, raw, hex" in bad.output
     assert not (tmp_path / "j.pem").exists()
+
+
+def test_rotate_with_upload_publishes_the_statement(tmp_path, live_server):
+    import httpx
+
+    env = {"LAMPLIGHTER_SERVER": live_server.url, "LAMPLIGHTER_TOKEN": live_server.operator_token}
+    old_private, old_public = keygen(tmp_path, "old.pem")
+    _, new_public = keygen(tmp_path, "new.pem")
+    httpx.post(f"{live_server.url}/api/v1/keys",
+               json={"public_key": (old_public).read_text()},
+               headers=live_server.operator_headers).raise_for_status()
+    wrong = invoke("rotate", "--old-key", old_private, "--new-public", new_public,
+                   "--out", tmp_path / "rot.json", "--serial", "2", "--upload", env=env)
+    assert wrong.exit_code == 1
+    assert "the server's key set is at serial 0: sign this statement with --serial 1" \
+        in wrong.output
+    assert not (tmp_path / "rot.json").exists()
+    done = invoke("rotate", "--old-key", old_private, "--new-public", new_public,
+                  "--out", tmp_path / "rot.json", "--serial", "1", "--upload", env=env)
+    assert done.exit_code == 0, done.output
+    assert "server: statement 1 stored (rotation" in done.output
+    chain = httpx.get(f"{live_server.url}/api/v1/keys/statements",
+                      headers=live_server.operator_headers).json()
+    assert [s["envelope"] for s in chain] == [(tmp_path / "rot.json").read_text()]
+    new_id = key_id(load_public_key(new_public))
+    revoked = invoke("revoke", "0" * 16, "--key", tmp_path / "new.pem", "--serial", "2",
+                     "--out", tmp_path / "rev.json", "--upload", env=env)
+    assert revoked.exit_code == 0, revoked.output
+    assert "server: statement 2 stored (revokes 0000000000000000)" in revoked.output
+    assert chain[0]["summary"].endswith(f"-> {new_id} (old key retired)")
+
+
+def test_upload_to_an_unreachable_server_writes_nothing(tmp_path):
+    old_private, _ = keygen(tmp_path, "old.pem")
+    env = {"LAMPLIGHTER_SERVER": "http://127.0.0.1:9", "LAMPLIGHTER_TOKEN": "t"}
+    result = invoke("revoke", "0" * 16, "--key", old_private, "--serial", "1",
+                    "--out", tmp_path / "rev.json", "--upload", env=env)
+    assert result.exit_code == 3 and "cannot reach the fleet server" in result.output
+    assert not (tmp_path / "rev.json").exists()
+    no_token = invoke("revoke", "0" * 16, "--key", old_private, "--serial", "1",
+                      "--out", tmp_path / "rev.json", "--upload",
+                      env={"LAMPLIGHTER_TOKEN": ""})
+    assert no_token.exit_code == 2 and "create-token" in no_token.output

@@ -1,4 +1,4 @@
-"""`release upload/trust/distrust` against a live server: what is stored and refused, in words."""
+"""`release upload/trust/distrust/publish/statements/keys` against a live server, in words."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ import typer
 from typer.testing import CliRunner
 
 from ota.bundle import stage_release, write_bundle
-from ota.keys import generate_private_key, raw_public_key
+from ota.keys import generate_private_key, key_id, make_revocation, make_rotation, raw_public_key
 from ota.manifest import sign_manifest
-from tools.cli_release_server import distrust, trust, upload
+from tools.cli_release_server import distrust, keys, publish, statements, trust, upload
 
 cli = typer.Typer()
 cli.command("upload")(upload)
 cli.command("trust")(trust)
 cli.command("distrust")(distrust)
+cli.command("publish")(publish)
+cli.command("statements")(statements)
+cli.command("keys")(keys)
 
 
 def build(tmp_path: Path, key, sequence: int, name: str) -> Path:
@@ -93,3 +96,100 @@ def test_trust_then_upload_then_distrust_from_the_cli(runner, tmp_path):
     junk.write_text("not a key at all, but long enough to pass the length check " * 2)
     bad = runner.invoke(cli, ["trust", str(junk)])
     assert bad.exit_code == 1 and "refused (422)" in bad.output
+
+
+def _trust(server, key) -> str:
+    httpx.post(f"{server.url}/api/v1/keys", json={"public_key": raw_public_key(key).hex()},
+               headers=server.operator_headers).raise_for_status()
+    return key_id(key)
+
+
+def _checkin(server, creds: dict, report: dict) -> dict:
+    import json
+
+    from tools.device_signing import signed_headers
+
+    body = json.dumps(report).encode()
+    headers = signed_headers(creds["device_id"], creds["secret"], "POST", "/device/v1/checkin",
+                             body)
+    resp = httpx.post(f"{server.url}/device/v1/checkin", content=body, headers=headers)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def test_publish_then_statements_lists_the_chain_and_the_next_serial(live_server, runner,
+                                                                    tmp_path):
+    old, new = generate_private_key(), generate_private_key()
+    _trust(live_server, old)
+    empty = runner.invoke(cli, ["statements"])
+    assert empty.exit_code == 0, empty.output
+    assert "no key statements yet" in empty.output and "next statement: --serial 1" \
+        in empty.output
+    (tmp_path / "rot.json").write_bytes(make_rotation(old, raw_public_key(new), serial=1))
+    sent = runner.invoke(cli, ["publish", str(tmp_path / "rot.json")])
+    assert sent.exit_code == 0, sent.output
+    assert f"server: statement 1 stored (rotation {key_id(old)} -> {key_id(new)}" in sent.output
+    again = runner.invoke(cli, ["publish", str(tmp_path / "rot.json")])
+    assert again.exit_code == 1 and "refused (409)" in again.output
+    assert "stored already (serial 1)" in again.output
+    assert "sign a new statement with --serial 2" in again.output
+    listed = runner.invoke(cli, ["statements"])
+    assert listed.exit_code == 0, listed.output
+    assert f"1  rotation {key_id(old)} -> {key_id(new)} (old key retired)  signed by " \
+           f"{key_id(old)}" in listed.output
+    assert "next statement: --serial 2" in listed.output
+
+
+def test_forged_statement_is_refused_from_the_cli(live_server, runner, tmp_path):
+    _trust(live_server, generate_private_key())
+    stranger = generate_private_key()
+    (tmp_path / "rev.json").write_bytes(make_revocation(stranger, ["0" * 16], serial=1))
+    result = runner.invoke(cli, ["publish", str(tmp_path / "rev.json")])
+    assert result.exit_code == 1
+    assert "refused (422)" in result.output and "(unknown_key)" in result.output
+
+
+def test_keys_shows_the_nodes_still_trusting_a_revoked_key(live_server, runner):
+    signer, other = generate_private_key(), generate_private_key()
+    kid, other_id = _trust(live_server, signer), _trust(live_server, other)
+    nodes = [live_server.register(f"KEYS-{i}") for i in range(3)]
+    distrusted = runner.invoke(cli, ["distrust", kid])
+    assert distrusted.exit_code == 0, distrusted.output
+    assert "revoked on the server only" in distrusted.output
+    shown = runner.invoke(cli, ["keys"])
+    assert shown.exit_code == 0, shown.output
+    assert f"{kid}  REVOKED on the server only" in shown.output
+    assert "nodes still trusting: 3" in shown.output
+    assert f"{other_id}  trusted  (trusted by an operator)" in shown.output
+    envelope = make_revocation(other, [kid], serial=1)
+    httpx.post(f"{live_server.url}/api/v1/keys/statements", content=envelope,
+               headers=dict(live_server.operator_headers,
+                            **{"Content-Type": "application/json"})).raise_for_status()
+    reply = _checkin(live_server, nodes[0], {"fw_version": "1.0.0", "keyset": 0})
+    assert reply["key_statements"] == [envelope.decode()]
+    _checkin(live_server, nodes[0], {"fw_version": "1.0.0", "keyset": 1})
+    _checkin(live_server, nodes[1], {"fw_version": "1.0.0", "keyset": 0,
+                                     "keyset_error": "bad_signature: statement 1"})
+    shown = runner.invoke(cli, ["keys"])
+    assert f"{kid}  REVOKED by statement 1" in shown.output
+    assert "nodes still trusting: 2" in shown.output
+    listed = runner.invoke(cli, ["keys", "--nodes", kid])
+    assert listed.exit_code == 0, listed.output
+    assert f"{nodes[1]['device_id']}  {nodes[1]['pole_id']}  key set 0" in listed.output
+    assert "refused: bad_signature: statement 1" in listed.output
+    assert f"{nodes[2]['device_id']}  {nodes[2]['pole_id']}  never reported" in listed.output
+    assert nodes[0]["device_id"] not in listed.output
+    assert f"2 nodes still trust {kid}" in listed.output
+    unrevoked = runner.invoke(cli, ["keys", "--nodes", other_id])
+    assert unrevoked.exit_code == 1 and "is not revoked" in unrevoked.output
+
+
+def test_publish_to_an_unreachable_server_says_the_file_is_kept(tmp_path):
+    (tmp_path / "rev.json").write_bytes(make_revocation(generate_private_key(), ["0" * 16],
+                                                        serial=1))
+    result = CliRunner(env={"LAMPLIGHTER_SERVER": "http://127.0.0.1:9",
+                            "LAMPLIGHTER_TOKEN": "t"}).invoke(
+        cli, ["publish", str(tmp_path / "rev.json")])
+    assert result.exit_code == 3
+    assert f"lamplighter release publish {tmp_path / 'rev.json'}" in " ".join(
+        result.output.split())
