@@ -68,3 +68,4 @@ def test_dashboard_page_is_served(client):
     resp = client.get("/")
     assert resp.status_code == 200 and "Lamplighter fleet" in resp.text
     assert "/api/v1/fleet/summary" in resp.text
+    assert "Revoked release keys" in resp.text and "nodes_trusting" in resp.text
