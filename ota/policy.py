@@ -2,7 +2,7 @@
 
 The fleet server and the CLI use this to tell, before anything is sent, whether a node would take
 a release, and the conformance vectors (tests/conformance) hold both sides to the same verdicts.
-The node's own copy is firmware/lib/update/verify.py; docs/update-format.md has the rules.
+The node's own copy is firmware/lib/updater/verify.py; docs/update-format.md has the rules.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Deterministic: fixed Ed25519 seeds, fixed times, fixed file bodies (Ed25519 sign
 deterministic too), so running it again gives the same bytes; a test checks that the committed
 files are what this script writes. Built with json, hashlib and cryptography only, never with
 ota/: the vectors are bytes made by hand to the rules of docs/update-format.md, so they judge
-the host (ota) and the node (firmware/lib/update) alike.
+the host (ota) and the node (firmware/lib/updater) alike.
 
 One JSON file per vector. Every vector has `name`, `shows` (the rule it pins down), `type`
 ("bundle" or "statement") and `expect`: "ok" or the reason code a verifier must refuse with.
