@@ -102,8 +102,9 @@ def store_statement(session: Session, envelope: str, actor: str) -> KeyStatement
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise _refused(409, "replayed", "another statement was stored meanwhile; "
-                       + _next_serial_message(last_serial(session))) from None
+        raise _refused(409, "replayed", "the key set changed meanwhile (another statement, or "
+                       "its new key, was stored); " + _next_serial_message(last_serial(session))
+                       ) from None
     return stored
 
 

@@ -318,3 +318,24 @@ def test_a_later_statement_revoking_a_server_revoked_key_reaches_the_nodes(two_k
     row = session.execute(select(SigningKey).where(SigningKey.key_id == key_id(signer))
                           ).scalar_one()
     assert row.revoked_by_serial == 1
+
+
+def test_two_statements_racing_for_one_serial_store_only_one(trusted, release_key, publish,
+                                                             client, tokens, monkeypatch):
+    import fleet.key_statements
+    from ota.keys import KeyRing
+
+    first, second = generate_private_key(), generate_private_key()
+    assert publish(make_rotation(release_key, raw_public_key(first), serial=1,
+                                 retire_old=False)).status_code == 201
+    # the second request read the key set before the first one committed
+    stale = KeyRing(serial=0)
+    stale.add(raw_public_key(release_key))
+    monkeypatch.setattr(fleet.key_statements, "key_ring", lambda session: stale)
+    resp = publish(make_rotation(release_key, raw_public_key(second), serial=1,
+                                 retire_old=False))
+    assert resp.status_code == 409
+    assert resp.json()["detail"].endswith(
+        "the server's key set is at serial 1: sign this statement with --serial 2")
+    assert key_id(second) not in keys_by_id(client, tokens)
+    assert len(client.get(STATEMENTS, headers=tokens["reader"]).json()) == 1
