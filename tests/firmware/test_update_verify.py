@@ -114,7 +114,8 @@ REFUSALS = {
     "expired": [{**signed(), "now": NOW + 86400}, {**signed(), "now": NOW + 10**6}],
     "clock_unset": [{**signed(), "now": 0}],
     "wrong_board": [{**signed(), "board": "microbit"}],
-    "wrong_hardware": [{**signed(), "hardware": "rev-a"}],
+    # a node that does not know its revision cannot show it is one of those listed
+    "wrong_hardware": [{**signed(), "hardware": "rev-a"}, {**signed(), "hardware": None}],
     "malformed": [
         {**signed(), "key_id": "not-a-key-id"},
         {**signed(), "signature": signed()["signature"][:126]},
@@ -133,7 +134,7 @@ REFUSALS = {
 
 def test_a_valid_manifest_is_accepted(mpy, tmp_path):
     out = run_checks(mpy, tmp_path, [signed(), {**signed(), "board": "esp32_devkitc"},
-                                     {**signed(), "hardware": None}])
+                                     {**signed(), "hardware": "rev-b"}])
     assert out == [["ok", "2.0.0", 10]] * 3
 
 
@@ -339,7 +340,7 @@ def test_manifest_check_runs_in_a_small_heap(mpy, tmp_path, compiled_lib):
         " MANIFEST_TAG, trusted, [])\n"
         "gc.collect()\n"
         "with open('manifest.json', 'rb') as f:\n    m = verify.parse_manifest(f.read())\n"
-        f"verify.check_policy(m, '{case['key_id']}', 9, 'emulated', {NOW})\n"
+        f"verify.check_policy(m, '{case['key_id']}', 9, 'emulated', {NOW}, 'rev-c')\n"
         "print(json.dumps([m.version, m.count]))\n",
         heap_kb=56, path_dirs=[compiled_lib],
     )

@@ -319,8 +319,9 @@ def check_policy(m, kid, installed_sequence, board, now, hardware=None):
                       % (m.sequence, installed_sequence))
     if board not in m.board:
         raise Refused("wrong_board", board)
-    if m.hardware is not None and hardware is not None and hardware not in m.hardware:
-        raise Refused("wrong_hardware", hardware)
+    if m.hardware is not None and hardware not in m.hardware:
+        # a node that does not know its revision cannot show that it is one of those listed
+        raise Refused("wrong_hardware", hardware or "unknown")
 
 
 def check_manifest(raw, kid, signature, trusted, revoked, installed_sequence, board, now,
@@ -438,18 +439,26 @@ class BundleCheck:
 
 
 def open_envelope(envelope):
-    """(signer key id, 64-byte signature, statement text) of a statement envelope."""
+    """(signer key id, 64-byte signature, statement text) of a canonical statement envelope.
+
+    Encoded again and compared, so a duplicate key, other spacing or key order is refused.
+    """
     try:
         outer = json.loads(envelope)
         kid = outer["key_id"]
-        signature = binascii.unhexlify(outer["signature"])
+        sig_hex = outer["signature"]
         statement = outer["statement"]
-        ok = len(outer) == 3 and isinstance(statement, str) and isinstance(kid, str)
+        ok = (len(outer) == 3 and isinstance(statement, str) and isinstance(kid, str)
+              and is_hex(sig_hex, 128))
     except (ValueError, KeyError, TypeError):
         ok = False
+    if ok:
+        raw = envelope.encode() if isinstance(envelope, str) else bytes(envelope)
+        ok = raw == ('{"key_id":%s,"signature":%s,"statement":%s}' % (
+            json.dumps(kid), json.dumps(sig_hex), json.dumps(statement))).encode()
     if not ok:
-        raise Refused("malformed", "not a signed statement envelope")
-    return kid, signature, statement
+        raise Refused("malformed", "not a canonical signed statement envelope")
+    return kid, binascii.unhexlify(sig_hex), statement
 
 
 def parse_statement(text):
