@@ -27,7 +27,14 @@ from ota.keys import (
 )
 from ota.manifest import sign_manifest
 from tools.api_client import SERVER_OPTION, TOKEN_OPTION, ApiClient
-from tools.cli_release_server import keys, publish, publish_statement, server_serial, statements
+from tools.cli_release_server import (
+    key_id_argument,
+    keys,
+    publish,
+    publish_statement,
+    server_serial,
+    statements,
+)
 
 release_app = typer.Typer(
     help="Release signing keys, bundle builds, offline signing and verification.",
@@ -260,7 +267,8 @@ def rotate(
 
 @release_app.command()
 def revoke(
-    key_ids: Annotated[list[str], typer.Argument(help="Key ids to revoke (1..16).")],
+    key_ids: Annotated[list[str], typer.Argument(
+        help="Key ids to revoke (1..16), or public key files (PEM, raw or hex) to revoke.")],
     key: Annotated[Path, typer.Option(
         help="A trusted, unrevoked release private key (signs the statement).")],
     serial: Annotated[int, typer.Option(help=SERIAL_HELP)],
@@ -272,6 +280,7 @@ def revoke(
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Write a signed revocation: nodes and the server refuse these key ids from then on."""
+    key_ids = [key_id_argument(k) for k in key_ids]
     bad = [k for k in key_ids if len(k) != 16 or any(c not in "0123456789abcdef" for c in k)]
     if bad:
         raise _fail(f"not key ids (16 lowercase hex digits): {', '.join(bad)}")

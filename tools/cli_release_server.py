@@ -125,16 +125,32 @@ def statements(
     typer.echo(f"next statement: --serial {current + 1}")
 
 
+def key_id_argument(text: str) -> str:
+    """A key id as given, or the key id of the public key file of that name."""
+    from ota.errors import OtaError
+    from ota.keys import key_id, load_public_key
+
+    path = Path(text)
+    if not path.is_file():
+        return text  # a key id (the caller says so if it is not one)
+    try:
+        return key_id(load_public_key(path))
+    except OtaError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
 def keys(
     nodes: str | None = typer.Option(
-        None, "--nodes", metavar="KEY_ID", help="List the nodes that still trust this revoked "
-                                                "key."),
+        None, "--nodes", metavar="KEY_ID|FILE", help="List the nodes that still trust this "
+                                                     "revoked key (its id or public key file)."),
     server: str | None = SERVER_OPTION,
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """List the release keys; for revoked ones, how many active nodes still trust them."""
     api = ApiClient(server, token)
     if nodes:
+        nodes = key_id_argument(nodes)
         rows = api.call("GET", f"/api/v1/keys/{nodes}/nodes")
         for n in rows:
             keyset = "never reported" if n["keyset"] is None else f"key set {n['keyset']}"

@@ -21,10 +21,10 @@ from tools.sim import demo_release_key, release_key_set, start_fleet, trust_on_s
 pytestmark = pytest.mark.slow
 
 
-def readme_release_commands() -> list[str]:
-    """The commands of the README's release flow (the block after "make run going")."""
+def readme_commands(anchor: str) -> list[str]:
+    """The commands of the README's first shell block after `anchor`."""
     text = (REPO_ROOT / "README.md").read_text()
-    start = text.index("With `make run` going in another terminal")
+    start = text.index(anchor)
     block = re.search(r"```sh\n(.*?)```", text[start:], re.S)
     assert block, "the README's release flow has no shell block"
     joined = block.group(1).replace("\\\n", " ")
@@ -37,7 +37,8 @@ def readme_release_commands() -> list[str]:
 
 
 def test_the_readme_release_flow_commits_on_the_demo_lampposts(tmp_path: Path) -> None:
-    commands = readme_release_commands()
+    commands = readme_commands("With `make run` going in another terminal")
+    key_commands = readme_commands("Release keys change through signed statements")
     assert any(c.startswith("lamplighter release rotate") for c in commands)
     assert commands[-1].startswith("lamplighter rollout status")
     checkout = tmp_path / "checkout"
@@ -55,15 +56,19 @@ def test_the_readme_release_flow_commits_on_the_demo_lampposts(tmp_path: Path) -
                             keys=release_key_set([public]))
         env = dict(os.environ, LAMPLIGHTER_SERVER=server.url,
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-        for command in commands:
-            if command.startswith("source "):
-                continue  # the test runs the virtualenv's lamplighter already
-            if command.startswith("export LAMPLIGHTER_TOKEN="):
-                env["LAMPLIGHTER_TOKEN"] = server.operator_token
-                continue
-            proc = subprocess.run(shlex.split(command), cwd=checkout, env=env,
-                                  capture_output=True, text=True, timeout=300, check=False)
-            assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
+
+        def run(commands: list[str]) -> None:
+            for command in commands:
+                if command.startswith("source "):
+                    continue  # the test runs the virtualenv's lamplighter already
+                if command.startswith("export LAMPLIGHTER_TOKEN="):
+                    env["LAMPLIGHTER_TOKEN"] = server.operator_token
+                    continue
+                proc = subprocess.run(shlex.split(command), cwd=checkout, env=env,
+                                      capture_output=True, text=True, timeout=300, check=False)
+                assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
+
+        run(commands)
 
         headers = {"Authorization": f"Bearer {server.operator_token}"}
         deadline = time.monotonic() + 300
@@ -78,6 +83,17 @@ def test_the_readme_release_flow_commits_on_the_demo_lampposts(tmp_path: Path) -
         devices = httpx.get(f"{server.url}/api/v1/devices", headers=headers).json()
         assert {d["fw_version"] for d in devices} == {"1.2.0"}
         assert {d["keyset"] for d in devices} == {1}  # the rotation reached both lampposts
+
+        # the README's next block: another rotation, then a revocation of the first key
+        run(key_commands)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            devices = httpx.get(f"{server.url}/api/v1/devices", headers=headers).json()
+            if {d["keyset"] for d in devices} == {3}:
+                break
+            time.sleep(1)
+        assert {d["keyset"] for d in devices} == {3}, devices
+        assert all(d["keyset_error"] is None for d in devices)
     finally:
         if fleet is not None:
             fleet.stop()
