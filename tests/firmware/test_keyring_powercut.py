@@ -16,18 +16,23 @@ from ota.bundle import compile_app
 from ota.keys import generate_private_key, key_id, make_rotation, raw_public_key
 from tools.micropython import FIRMWARE_DIR, FIRMWARE_LIB, micropython_command, micropython_env
 
-# Applies the rotation, then puts the old key set back, for ever: every moment of the loop is
-# a write of one of the two key sets.
+# Applies the rotation, then puts the old key set back, for ever, resting a little in each
+# state: a cut falls in a write, in a verification, or in either resting state.
 LOOP = """
-import json
+import json, time
 import bootsel
 from updater import keyring
 old, envelope = json.load(open("case.json"))
-print("ready")
+first = True
 while True:
     serial, error = keyring.apply_statements("", [envelope])
     assert serial == 1 and not error, error
+    time.sleep_ms(10)
     bootsel.write_json("/keys.json", old)
+    if first:
+        print("ready")
+        first = False
+    time.sleep_ms(10)
 """
 
 
@@ -67,7 +72,7 @@ def test_power_cut_while_applying_a_statement_leaves_old_or_new_key_set(tmp_path
                                 env=micropython_env([lib, Path(".")]),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.0, 0.1))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         found = read_key_set(flash)
