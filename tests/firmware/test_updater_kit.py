@@ -209,21 +209,18 @@ def slot_files(flash: Path, slot: str) -> dict[str, bytes]:
             for p in sorted(base.rglob("*")) if p.is_file()}
 
 
-def protected(flash: Path) -> dict[str, bytes | None]:
-    """What an update that does not commit must leave byte for byte: the running slot, the
-    pointer and the stable root (None for a file that is absent)."""
-    out: dict[str, bytes | None] = {}
-    for name in (*STABLE_ROOT, "slot.json"):
-        path = flash / name
-        out[name] = path.read_bytes() if path.is_file() else None
-    for rel, data in slot_files(flash, "a").items():
-        out["slots/a/" + rel] = data
+def flash_tree(root: Path, *, flash: str = "flash",
+               skip: tuple[str, ...] = ("slots/b/", "update/", "driver.")) -> dict[str, bytes]:
+    """Every file under `root` (the flash's parent, so that a path climbing out of the flash
+    shows too) except, inside the flash, those starting with `skip` (by default the inactive
+    slot, the client's /update and the test driver)."""
+    prefixes = tuple(f"{flash}/{s}" for s in skip)
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not rel.startswith(prefixes):
+            out[rel] = path.read_bytes()
     return out
-
-
-def root_files(flash: Path) -> set[str]:
-    """Names at the flash root (a file planted there by an update would show here)."""
-    return {p.name for p in flash.iterdir()}
 
 
 # -- the node as the tests run it ---------------------------------------------------------------
@@ -476,6 +473,7 @@ class FakeServer:
         self.reports: dict[str, list[dict]] = {}
         self.checkins = 0
         self.requests: list[Request] = []
+        self.errors: list[str] = []  # exceptions raised by `script`
         self.range_starts: list[int] = []  # the offset of every resumed download
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -540,7 +538,11 @@ class FakeServer:
                     fake.requests.append(request)
                     if header and start:
                         fake.range_starts.append(start)
-                answer = fake.answer(request)
+                try:
+                    answer = fake.answer(request)
+                except Exception as exc:  # a broken script must fail the test, not the node
+                    fake.errors.append(repr(exc))
+                    raise
                 try:
                     self._serve(request, answer)
                 except OSError:
