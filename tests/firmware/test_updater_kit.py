@@ -269,6 +269,29 @@ def get(*args, **kw):
     finally:
         inside[0] = False
 up.get = get
+if cfg.get("dns_failures"):  # name resolution fails this many times inside downloads
+    import http_client
+    import socket as _socket
+    class _Resolver:
+        SOCK_STREAM = _socket.SOCK_STREAM
+        socket = _socket.socket
+    _dns_left = [cfg["dns_failures"]]
+    def _getaddrinfo(*args):
+        if inside[0] and _dns_left[0] > 0:
+            _dns_left[0] -= 1
+            raise OSError(-3)  # EAI_AGAIN: temporary failure in name resolution
+        return _socket.getaddrinfo(*args)
+    _Resolver.getaddrinfo = staticmethod(_getaddrinfo)
+    http_client.socket = _Resolver  # http_client stays loaded: it was imported here
+    def get(*args, **kw):
+        gets[0] += 1
+        inside[0] = True
+        up.addr = None  # resolve the server again, as after any failed connection
+        try:
+            return _get(*args, **kw)
+        finally:
+            inside[0] = False
+    up.get = get
 if cfg.get("fail_hook"):  # this function raises MemoryError its first n calls
     mod_name, attr, n = cfg["fail_hook"]
     owner = __import__(mod_name, None, None, ["x"])
@@ -424,6 +447,7 @@ class Answer:
     shift: int = 0  # serve the range from this many bytes later (earlier when negative)
     lie_range: bool = False  # ... while the Content-Range names the range asked for
     max_s: float = 0.0  # give up writing (hang up) after this long
+    raw_header: bytes = b""  # one more header line, sent as these bytes
     header_flood: bool = False  # after the status line, one header line that never ends
     header_trickle_s: float = 0.0  # ... or one sent a byte per this many seconds (for 5 s)
 
@@ -598,6 +622,8 @@ class FakeServer:
                     self.send_header("Content-Range", a.content_range)
                 elif span and status == 206:
                     self.send_header("Content-Range", span)
+                if a.raw_header:
+                    self._headers_buffer.append(a.raw_header + b"\r\n")
                 if not a.forever and a.length == "exact":
                     self.send_header("Content-Length", str(len(body)))
                 self.send_header("Content-Type", "application/octet-stream")
