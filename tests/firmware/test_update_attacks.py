@@ -98,7 +98,6 @@ def forged_like(genuine: bytes, *, signer: Ed25519Key | None, traversal: bool = 
     raise AssertionError("could not match the genuine bundle's size")
 
 
-
 # -- running an attack ------------------------------------------------------------------------
 
 
@@ -111,6 +110,7 @@ class Outcome:
     returncode: int
     stderr: str  # the end of stdout (where MicroPython prints a traceback) and stderr
     seconds: float
+    before: dict[str, bytes]  # flash_tree() before the node ran
 
     @property
     def states(self) -> list[str]:
@@ -135,10 +135,8 @@ def attack(tmp_path: Path, data: bytes, *, script: Callable | None = None,
                                          "advance_s": 600, "reboots": 1, **cfg})
         seconds = time.monotonic() - started
     assert not srv.errors, srv.errors
-    out = Outcome(flash, srv, evs, evs[-1] if evs else {}, proc.returncode,
-                  proc.stdout[-2000:] + proc.stderr, seconds)
-    out.before = before  # type: ignore[attr-defined]
-    return out
+    return Outcome(flash, srv, evs, evs[-1] if evs else {}, proc.returncode,
+                   proc.stdout[-2000:] + proc.stderr, seconds, before)
 
 
 def assert_refused(out: Outcome, reasons: set[str] | str, phases: tuple = ("refused",)) -> None:
@@ -152,7 +150,7 @@ def assert_refused(out: Outcome, reasons: set[str] | str, phases: tuple = ("refu
     assert "installed" not in states and "committed" not in states, states
     # Nothing outside slot b and /update changed: running slot, pointer, stable root.
     tmp_path = out.flash.parent
-    assert flash_tree(tmp_path) == out.before  # type: ignore[attr-defined]
+    assert flash_tree(tmp_path) == out.before
     assert not (out.flash / "slots" / "b" / "app_version.json").exists()
     assert not (out.flash / "update" / "bundle.part").exists()
     assert out.end["feeds_in_download"] == 0
@@ -179,8 +177,9 @@ def manifest_end(data: bytes) -> int:
 
 
 def test_genuine_bundle_installs_and_commits(tmp_path: Path) -> None:
-    """The same path with a genuine bundle: installed into slot b, booted, committed."""
-    release = Release.make(TRUSTED, NEW, SEQ)
+    """The same path with a genuine bundle (three windows of files): installed into slot b,
+    booted, committed."""
+    release = big_release()
     out = attack(tmp_path, release.bundle)
     assert out.returncode == 0, out.stderr
     assert [e["event"] for e in out.events] == ["boot", "reset", "boot", "end"]
@@ -275,7 +274,8 @@ def test_arbitrary_software_via_download_restart(restart: str, traversal: bool,
     restarted = out.server.requests[first]
     assert restarted.start > manifest_end(genuine.bundle) and restarted.status == {
         "416": 416, "200_ignoring_range": 200}.get(restart, 206)
-    assert len(out.server.requests) > first + 1 or restart != "416"
+    if restart in ("416", "206_from_zero"):
+        assert 0 in starts[first + 1:], starts  # the node started over from byte 0
     assert_refused(out, RESTART_REASONS[restart])
     assert (out.flash / "bootsel.py").read_bytes() == (FIRMWARE_DIR / "bootsel.py").read_bytes()
 
@@ -327,7 +327,7 @@ def test_key_compromise_unknown_key_naming_the_trusted_id(tmp_path: Path) -> Non
     """A stranger's signature under the trusted key's id: the signature does not hold."""
     data = bytearray(bundle(key=STRANGER))
     data[14:22] = bytes.fromhex(key_id(TRUSTED))
-    assert_refused(attack(tmp_path, bytes(data)), {"bad_signature", "malformed"})
+    assert_refused(attack(tmp_path, bytes(data)), "bad_signature")
 
 
 # -- rollback, fast-forward, freeze --------------------------------------------------------------
@@ -442,7 +442,6 @@ def test_endless_data_attack(how: str, tmp_path: Path) -> None:
     out = attack(tmp_path, release.bundle, script=answer, rounds=60)
     assert_refused(out, reason)
     assert len(out.server.requests) <= 12
-    assert all(r.sent < 200_000 for r in out.server.requests if not r.sent % 4096)
 
 
 @pytest.mark.parametrize("how", ["endless_206", "window_plus_extra"])
@@ -671,6 +670,10 @@ def test_path_traversal_in_manifest(case: str, tmp_path: Path) -> None:
     data = assemble(raw, body, kid=key_id(TRUSTED), signature=sign_raw(TRUSTED, raw))
     out = attack(tmp_path, data)
     assert_refused(out, "malformed")
+    if case not in ("backslash", "too_long"):  # those fail the string grammar first
+        assert "path" in out.last["detail"], out.last
+    # Refused from the manifest: no byte of the files was even asked for.
+    assert all(r.start < manifest_end(data) for r in out.server.requests)
     assert not list((out.flash / "slots" / "b").rglob("*.py"))
 
 
@@ -724,4 +727,4 @@ def test_running_out_of_memory_is_retried_then_given_up(ooms: int, ends: str,
     if ends == "failed":
         assert out.last["detail"] == "out of memory in downloading"
         assert slot_matches(out.flash, "a", app_files(FACTORY_VERSION))
-        assert flash_tree(out.flash.parent) == out.before  # type: ignore[attr-defined]
+        assert flash_tree(out.flash.parent) == out.before
