@@ -358,6 +358,9 @@ def run_boot():
                 break
         u.poll(uptime)
         skew[0] += cfg.get("advance_s", 60)
+        step_to = cfg.get("clock_set", {}).get(str(uptime))
+        if step_to is not None:  # the clock is set (NTP, the server's time): it jumps
+            skew[0] = step_to
         if cfg.get("stop_when_reported") and reply is not None and r is not None \
                 and r.get("state") in FINAL:
             break
