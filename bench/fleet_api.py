@@ -37,7 +37,7 @@ from sqlalchemy import select, text
 from sqlmodel import Session
 
 from bench.report import Figure
-from fleet.db import make_engine, migrate
+from fleet.core.db import make_engine, migrate
 from fleet.models import Device
 from fleet.provisioning import register_devices
 from fleet.schemas import DeviceRegistration

@@ -13,9 +13,9 @@ from starlette.routing import Route
 
 from fleet.api import dashboard, device, devices, releases, telemetry
 from fleet.checkin_quick import QuickCheckin
-from fleet.db import check_migrated, get_engine
-from fleet.logs import setup_logging
-from fleet.settings import get_settings
+from fleet.core.db import check_migrated, get_engine
+from fleet.core.logs import setup_logging
+from fleet.core.settings import get_settings
 
 log = logging.getLogger("fleet")
 

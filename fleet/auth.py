@@ -13,10 +13,10 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from fleet.crypto import decrypt_secret, hash_token, signature_matches
-from fleet.db import get_session
+from fleet.core.crypto import decrypt_secret, hash_token, signature_matches
+from fleet.core.db import get_session
+from fleet.core.settings import get_settings
 from fleet.models import ApiToken, Device, DeviceNonce
-from fleet.settings import get_settings
 
 ROLES = ("operator", "technician", "reader")
 _NONCE_RE = re.compile(r"^[0-9A-Za-z_-]{16,64}$")

@@ -13,11 +13,11 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from fleet.auth import DeviceRow
+from fleet.core.settings import get_settings
 from fleet.key_statements import statements_after
 from fleet.models import Command, ConfigProfile, Device, DeviceEvent, utcnow
 from fleet.rollouts import assignment_for, record_report
 from fleet.schemas import CheckIn, CheckInReply, PendingCommand
-from fleet.settings import get_settings
 
 MAX_COMMANDS_PER_REPLY = 10
 

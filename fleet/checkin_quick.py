@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from fleet.auth import SignedHeaders
 from fleet.checkin import keyset_values
-from fleet.crypto import decrypt_secret, signature_matches
+from fleet.core.crypto import decrypt_secret, signature_matches
 from fleet.models import utcnow
 from fleet.schemas import CheckIn, CheckInReply
 

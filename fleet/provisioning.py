@@ -9,15 +9,15 @@ from fastapi import HTTPException
 from sqlalchemy import select
 from sqlmodel import Session
 
-from fleet.crypto import (
+from fleet.core.crypto import (
     encrypt_secret,
     hash_token,
     new_device_secret,
     new_enrollment_code,
 )
+from fleet.core.settings import get_settings
 from fleet.models import Device, DeviceEvent, Enrollment, utcnow
 from fleet.schemas import DeviceCredentials, DeviceRegistration
-from fleet.settings import get_settings
 
 
 def _new_uid() -> str:

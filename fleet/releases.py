@@ -12,9 +12,9 @@ from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from fleet.core.settings import get_settings
 from fleet.models import KeyStatement, Release, SigningKey, utcnow
 from fleet.rollouts import pause_rollouts_signed_by
-from fleet.settings import get_settings
 from ota.bundle import verify_bundle
 from ota.errors import OtaError
 from ota.keys import KeyRing, key_id, parse_public_key

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from fleet.auth import ROLES
-from fleet.crypto import hash_token, new_api_token
+from fleet.core.crypto import hash_token, new_api_token
 from fleet.models import ApiToken, utcnow
 
 

@@ -26,8 +26,8 @@ def run(
     """Serve the fleet API (SQLite under ./var unless LAMPLIGHTER_DATABASE_URL says otherwise)."""
     import uvicorn
 
-    from fleet.db import SchemaNotMigrated, check_migrated, get_engine, migrate
-    from fleet.settings import get_settings
+    from fleet.core.db import SchemaNotMigrated, check_migrated, get_engine, migrate
+    from fleet.core.settings import get_settings
 
     settings = get_settings()
     url = settings.resolved_database_url
@@ -47,8 +47,8 @@ def run(
 @server_app.command("migrate")
 def migrate_cmd() -> None:
     """Bring the database to the newest schema (safe to run again)."""
-    from fleet.db import migrate
-    from fleet.settings import get_settings
+    from fleet.core.db import migrate
+    from fleet.core.settings import get_settings
 
     url = get_settings().resolved_database_url
     migrate(url)
@@ -63,7 +63,7 @@ def create_token_cmd(
     """Create an API token (printed once; only its hash is stored)."""
     from sqlmodel import Session
 
-    from fleet.db import get_engine
+    from fleet.core.db import get_engine
     from fleet.tokens import create_token
 
     try:
@@ -81,7 +81,7 @@ def revoke_token_cmd(name: str = typer.Argument(..., help="The token's name.")) 
     from fastapi import HTTPException
     from sqlmodel import Session
 
-    from fleet.db import get_engine
+    from fleet.core.db import get_engine
     from fleet.tokens import revoke_token
 
     try:

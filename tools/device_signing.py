@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from fleet.crypto import sign_request
+from fleet.core.crypto import sign_request
 
 
 def signed_headers(device_id: str, secret_hex: str, method: str, path: str, body: bytes,

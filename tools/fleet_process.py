@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session
 
-from fleet.db import make_engine, migrate
+from fleet.core.db import make_engine, migrate
 from fleet.tokens import create_token
 
 

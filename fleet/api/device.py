@@ -16,7 +16,7 @@ from fleet.auth import (
     signed_path,
 )
 from fleet.checkin import handle_checkin
-from fleet.db import get_engine, get_session
+from fleet.core.db import get_engine, get_session
 from fleet.models import Release
 from fleet.provisioning import redeem_enrollment
 from fleet.releases import artifact_path

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from fleet.auth import Caller, fleet_reader, operator_only, provisioner
-from fleet.db import get_session
+from fleet.core.db import get_session
+from fleet.core.settings import get_settings
 from fleet.models import Command, ConfigProfile, Device, utcnow
 from fleet.provisioning import (
     decommission,
@@ -30,7 +31,6 @@ from fleet.schemas import (
     DeviceRegistration,
     Name,
 )
-from fleet.settings import get_settings
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from fleet.auth import Caller, fleet_reader, operator_only
-from fleet.db import get_session
+from fleet.core.db import get_session
+from fleet.core.settings import get_settings
 from fleet.key_statements import (
     keyset_counts,
     nodes_behind,
@@ -45,7 +46,6 @@ from fleet.schemas import (
     UpdateEventOut,
     WaveOut,
 )
-from fleet.settings import get_settings
 from ota.keys import parse_statement
 
 router = APIRouter(prefix="/api/v1", tags=["updates"])

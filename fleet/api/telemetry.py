@@ -13,8 +13,8 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from fleet.auth import Caller, authenticated_device, data_reader, signed_headers
-from fleet.db import get_engine, get_session
-from fleet.settings import get_settings
+from fleet.core.db import get_engine, get_session
+from fleet.core.settings import get_settings
 from fleet.telemetry.export import csv_chunks, parquet_chunks
 from fleet.telemetry.ingest import BATCH_SCHEMA, BatchRefused, parse_batch, store_batch
 from fleet.telemetry.metrics import catalogue_json

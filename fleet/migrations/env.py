@@ -6,7 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from fleet import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from fleet.db import make_engine
+from fleet.core.db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata

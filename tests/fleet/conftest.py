@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel
 
-from fleet import db as fleet_db
-from fleet import settings as fleet_settings
+from fleet.core import db as fleet_db
+from fleet.core import settings as fleet_settings
 from fleet.tokens import create_token
 from tools.device_signing import signed_headers
 from tools.scratch_postgres import scratch_postgres

@@ -12,8 +12,8 @@ import pytest
 
 from fleet.auth import SignedHeaders
 from fleet.checkin_quick import QuickCheckin
+from fleet.core.settings import get_settings
 from fleet.schemas import CheckIn
-from fleet.settings import get_settings
 from tools.device_signing import signed_headers
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite: full path

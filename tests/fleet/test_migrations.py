@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from fleet import models  # noqa: F401  (registers every table)
-from fleet.db import make_engine
+from fleet.core.db import make_engine
 
 
 def test_migrated_schema_matches_the_models(db_url):

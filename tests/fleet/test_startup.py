@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from fleet import db as fleet_db
-from fleet import settings as fleet_settings
+from fleet.core import db as fleet_db
+from fleet.core import settings as fleet_settings
 from tools.cli import app as cli
 
 

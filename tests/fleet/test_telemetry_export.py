@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from fleet import db as fleet_db
+from fleet.core import db as fleet_db
 from fleet.models import Device
 from fleet.telemetry.export import csv_chunks, parquet_chunks
 from fleet.telemetry.ingest import store_batch

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from fleet.db import make_engine
+from fleet.core.db import make_engine
 from fleet.tokens import create_token
 from ota.keys import generate_private_key, key_id, raw_public_key, save_public_key
 from tools.emulator.serial_repl import SerialRepl

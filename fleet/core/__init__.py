@@ -1,0 +1,1 @@
+"""The server's foundations: settings, database, cryptography and logging (no HTTP, no domain)."""
