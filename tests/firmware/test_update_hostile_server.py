@@ -9,6 +9,10 @@ trusted key signed and whose every file matches it (slot b holds exactly that re
 running slot, the pointer and the stable root are byte for byte as they were; a refusal or a
 failure reached the server with a known reason code; the driver ran to its end (the node kept
 running), within a bounded number of requests, and never fed the watchdog from a download.
+
+Left out of the generated behaviours, because each is a known client bug with its own
+(xfail) test in test_update_attacks.py: answers of a few bytes for ever, bodies or headers
+trickled a byte at a time, an endless header line, a header that is not UTF-8.
 """
 
 from __future__ import annotations
@@ -144,7 +148,7 @@ def check_node_against(plan: tuple[list[tuple], tuple | None]) -> dict:
                                            server.requests]})[:6000]
         # The node kept running: its loop reached its end, nothing raised.
         assert not server.errors, server.errors
-        assert proc.returncode == 0, proc.stderr[-3000:] + context
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + context
         assert evs and evs[-1]["event"] == "end", context
         assert evs[-1]["feeds_in_download"] == 0, context
         # It settled: a final state reached the server, after a bounded number of requests.
@@ -163,8 +167,7 @@ def check_node_against(plan: tuple[list[tuple], tuple | None]) -> dict:
             # Nothing else changed: slot a (now the previous release) and the stable root.
             after = flash_tree(root, skip=("slots/b/", "update/", "driver.", "slot.json"))
             assert after == {k: v for k, v in before.items() if k != "flash/slot.json"}, context
-            for name in STABLE_ROOT:
-                assert (flash / name).exists(), name
+            assert all(f"flash/{name}" in after for name in STABLE_ROOT), context
         else:
             assert last["state"] in ("refused", "failed"), context
             assert last["detail"].split(":")[0] in REASONS, context
