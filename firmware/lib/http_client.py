@@ -1,9 +1,10 @@
 """A small HTTP/1.1 client over sockets for the node: bounded reads, streaming bodies, Range."""
 
+import select
 import socket
 import time
 
-MAX_HEADER_LINE = 512
+MAX_HEADER_LINE = 512  # also the body's read buffer
 MAX_HEADERS = 32
 MAX_BODY = 16384
 
@@ -41,12 +42,18 @@ class HttpClient:
         self.host, self.port, self.prefix = parse_url(base_url)
         self.timeout_s = timeout_s
         self._addr = None
+        self._deadline = None
+        self._poll = None
 
     def _connect(self):
-        if self._addr is None:
-            self._addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+        try:
+            if self._addr is None:
+                self._addr = socket.getaddrinfo(self.host, self.port, 0,
+                                                socket.SOCK_STREAM)[0][-1]
+        except OSError as exc:  # name resolution failed: a failed request like any other
+            raise HttpError("cannot resolve %s (%s)" % (self.host, exc))
         sock = socket.socket()
-        sock.settimeout(self.timeout_s)
+        sock.settimeout(self._left_s())
         try:
             sock.connect(self._addr)
         except OSError as exc:
@@ -63,7 +70,8 @@ class HttpClient:
         the body, and whose write(chunk) takes each piece of the body; either may raise to stop
         reading. A body larger than `max_body` without a sink is refused (HttpError), so a
         confused or hostile server cannot exhaust the heap. With `deadline_s` the whole
-        exchange must end within that many seconds (a server that trickles is cut off).
+        exchange must end within that many seconds (a server that trickles is cut off): the
+        reply is read without blocking, each wait bounded by what is left of the deadline.
         """
         self._deadline = None
         if deadline_s is not None:
@@ -79,29 +87,59 @@ class HttpClient:
             sock.write(b"\r\n")
             if body:
                 sock.write(body)
+            sock.setblocking(False)
+            self._poll = select.poll()
+            self._poll.register(sock, select.POLLIN)
             return self._read_response(sock, sink, max_body)
         except OSError as exc:
             if isinstance(exc, HttpError):
                 raise
             raise HttpError("request %s %s failed: %s" % (method, path, exc))
         finally:
+            self._poll = None
             sock.close()
 
-    def _wait(self, sock):
-        """Before each read: raise once the deadline has passed, else wait at most until it."""
+    def _left_s(self):
+        """Seconds one wait may take: the timeout, or less when the deadline is nearer."""
         if self._deadline is None:
-            return
+            return self.timeout_s
         left = time.ticks_diff(self._deadline, time.ticks_ms())
         if left <= 0:
             raise HttpError("stalled: no complete answer in time")
-        sock.settimeout(min(self.timeout_s, left / 1000))
+        return min(self.timeout_s, left / 1000)
+
+    def _read(self, sock, view):
+        """Read what has arrived into `view` (at least one byte), waiting at most _left_s();
+        0 at the end of the stream."""
+        while True:
+            ready = False
+            for _ in self._poll.ipoll(int(self._left_s() * 1000)):
+                ready = True
+            if not ready:
+                raise HttpError("timed out waiting for the server")
+            n = sock.readinto(view)
+            if n is not None:
+                return n
+
+    def _line(self, sock, buf):
+        """One line (up to and with its LF) into `buf`, byte by byte so that neither a line
+        without end nor a trickle can hold the node past its deadline; returns its length."""
+        view = memoryview(buf)
+        n = 0
+        while n < len(buf):
+            if not self._read(sock, view[n:n + 1]):
+                return n
+            n += 1
+            if buf[n - 1] == 10:
+                return n
+        raise HttpError("header line too long")
 
     def _read_response(self, sock, sink, max_body):
-        self._wait(sock)
-        line = sock.readline()
-        parts = line.split(None, 2)
+        buf = bytearray(MAX_HEADER_LINE)
+        n = self._line(sock, buf)
+        parts = bytes(buf[:n]).split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-            raise HttpError("not an HTTP response: %r" % line[:40])
+            raise HttpError("not an HTTP response: %r" % bytes(buf[:min(n, 40)]))
         try:
             status = int(parts[1])
         except ValueError:
@@ -109,14 +147,16 @@ class HttpClient:
         headers = {}
         count = 0
         while True:
-            self._wait(sock)
-            line = sock.readline()
-            if not line or line == b"\r\n":
+            n = self._line(sock, buf)
+            if n == 0 or (n <= 2 and buf[0] in (10, 13)):
                 break
             count += 1
-            if len(line) > MAX_HEADER_LINE or count > MAX_HEADERS:
-                raise HttpError("header line too long, or too many")
-            name, _, value = line.decode().partition(":")
+            if count > MAX_HEADERS:
+                raise HttpError("too many header lines")
+            try:
+                name, _, value = bytes(buf[:n]).decode().partition(":")
+            except UnicodeError:
+                raise HttpError("a header line is not text")
             headers[name.strip().lower()] = value.strip()
         try:
             length = int(headers.get("content-length", "-1"))
@@ -128,12 +168,10 @@ class HttpClient:
             sink.head(status, headers)
         chunks = [] if sink is None else None
         received = 0
-        buf = bytearray(512)
         view = memoryview(buf)
         while length < 0 or received < length:
             want = 512 if length < 0 else min(512, length - received)
-            self._wait(sock)
-            n = sock.readinto(view[:want])
+            n = self._read(sock, view[:want])
             if not n:
                 break
             received += n

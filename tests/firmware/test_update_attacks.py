@@ -412,11 +412,6 @@ def test_freeze_attack_short_bundle_answered_416(tmp_path: Path) -> None:
     assert out.server.checkins == 20  # one per round, during the download and after it
 
 
-@pytest.mark.xfail(strict=True, reason="client bug: the backoff waits for an absolute "
-                   "wall-clock time (retry_at = clock_s() + wait): a failed request while the "
-                   "clock is ahead (a spoofed or wrong NTP time), then the clock set right, "
-                   "and the download waits as long as the clock was off: no request, no "
-                   "failure, 'downloading' for ever")
 def test_freeze_attack_clock_set_back_during_backoff(tmp_path: Path) -> None:
     """The node's clock runs a year ahead when the first request fails (503); the clock is
     then set right. The backoff must still end within its bound (at most 600 s), and the
@@ -486,9 +481,6 @@ def test_endless_data_attack_bundle_longer_than_announced(tmp_path: Path) -> Non
     assert_refused(out, {"not_announced", "file_too_long"})
 
 
-@pytest.mark.xfail(strict=True, reason="client bug: http_client reads a header line whole "
-                   "(readline) before checking its length; an endless line exhausts the heap "
-                   "and the update fails as 'out of memory in downloading'")
 def test_endless_data_attack_endless_header_line(tmp_path: Path) -> None:
     """A response header line that never ends is a failed request like any other: it must not
     take the node's heap (the update then fails as too_many_attempts)."""
@@ -518,10 +510,6 @@ def test_slow_retrieval_attack(how: str, tmp_path: Path) -> None:
     assert out.seconds < 20, out.seconds
 
 
-@pytest.mark.xfail(strict=True, reason="client bug: a request that brings any byte counts as a "
-                   "success (errors reset to 0) and the byte budget only counts bytes, so a "
-                   "server answering every window with one byte holds the download for as many "
-                   "requests as the bundle has bytes, never failing")
 def test_slow_retrieval_attack_one_byte_per_request(tmp_path: Path) -> None:
     """Every request answered at once, but with one byte of the window asked for: no request
     stalls, yet the download would take one request per byte (40 000 here). It must end as
@@ -542,9 +530,6 @@ def one_slow_request(answer: Answer) -> Callable:
     return script
 
 
-@pytest.mark.xfail(strict=True, reason="client bug: the stall deadline is checked between "
-                   "socket reads only; readinto waits for a full 512-byte buffer, so a body "
-                   "trickled a byte at a time holds one request for 512 x the byte interval")
 def test_slow_retrieval_attack_trickled_body(tmp_path: Path) -> None:
     """A body trickled a byte every 0.2 s (stall_s 0.5): the request must end at its deadline,
     not when 512 bytes have trickled in (100 s here; hours with the default stall_s)."""
@@ -555,9 +540,6 @@ def test_slow_retrieval_attack_trickled_body(tmp_path: Path) -> None:
     assert first.ended - first.at < STALL_S + 1, first.ended - first.at
 
 
-@pytest.mark.xfail(strict=True, reason="client bug: http_client reads the status line and "
-                   "each header line with readline, which a trickling server keeps open past "
-                   "any deadline")
 def test_slow_retrieval_attack_trickled_header(tmp_path: Path) -> None:
     """A header line trickled a byte every 0.1 s and never finished: the request must still end
     at its deadline (the node must not hang inside one step)."""
@@ -568,10 +550,6 @@ def test_slow_retrieval_attack_trickled_header(tmp_path: Path) -> None:
     assert first.ended - first.at < STALL_S + 1, first.ended - first.at
 
 
-@pytest.mark.xfail(strict=True, reason="client bug: http_client decodes header lines with "
-                   "bytes.decode(); a non-UTF-8 byte raises UnicodeError, which no layer "
-                   "catches, so it escapes Updater.step() (on a node: a loop error every tick, "
-                   "no backoff, reboots, and the download resumes into the same error)")
 def test_garbled_header_is_a_failed_request(tmp_path: Path) -> None:
     """A header line with bytes that are not UTF-8: the request fails like any other, the
     node's loop goes on, and the update ends after a bounded number of attempts."""
@@ -583,10 +561,6 @@ def test_garbled_header_is_a_failed_request(tmp_path: Path) -> None:
 # -- the network, the server ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="client bug: http_client resolves the server outside "
-                   "its try block, so a failed getaddrinfo is a bare OSError, which step() "
-                   "turns into a final 'failed' (detail 'downloading: OSError(...)', no reason "
-                   "code) instead of a failed request to retry")
 def test_transient_name_resolution_failure_is_retried(tmp_path: Path) -> None:
     """Name resolution fails twice during the download (the node resolves the server again
     after any failed connection; a cellular or Wi-Fi link drops DNS now and then): the
@@ -598,10 +572,6 @@ def test_transient_name_resolution_failure_is_retried(tmp_path: Path) -> None:
     assert slot_matches(out.flash, "b", release.files)
 
 
-@pytest.mark.xfail(strict=True, reason="client bug: the phases after the download report the "
-                   "version the check-in announced, not the one installed: a trusted release "
-                   "1.1.9 served for announced 1.1.0 (same sequence and size) commits and "
-                   "reports 'running 1.1.0'")
 def test_reports_the_version_it_runs(tmp_path: Path) -> None:
     """The server announces 1.1.0 and serves another release signed by the trusted key, 1.1.9,
     with the same sequence and size. The node may install it (the format compares sequence and

@@ -66,6 +66,12 @@ class _Restart(Exception):
     """The server's answer does not continue the file on flash: start the download over."""
 
 
+def max_requests(size):
+    """Requests one update may make: two per window the bundle needs, and sixteen more (the
+    header and manifest stops, cut connections)."""
+    return 2 * (size // WINDOW + 1) + 16
+
+
 def budget(size):
     """Bytes a download of a `size`-byte bundle may take off the wire: the bundle, a quarter
     more for resumes, and two windows."""
@@ -293,7 +299,7 @@ class Updater:
                       "url": str(a["url"]), "size": int(a["size"]),
                       "version": str(a["version"])[:32], "sequence": int(a["sequence"]),
                       "phase": "downloading", "detail": "", "checked": False, "errors": 0,
-                      "restarts": 0, "wire": 0, "retry_at": 0}
+                      "restarts": 0, "wire": 0, "requests": 0, "retry_at": 0}
         except (KeyError, TypeError, ValueError):
             return  # not an assignment this client understands; the server will ask again
         _remove(self.root + PART_FILE)
@@ -384,8 +390,9 @@ class Updater:
         a later step. Raises Refused when the download must not go on.
         """
         st = self.state
-        if self.clock_s() < st.get("retry_at", 0):
-            return False  # backing off after a failed request
+        wait = st.get("retry_at", 0) - self.clock_s()
+        if 0 < wait <= MAX_BACKOFF_S:
+            return False  # backing off after a failed request (a longer wait: the clock moved)
         path = self.root + PART_FILE
         size = st["size"]
         have = _size(path)
@@ -412,9 +419,11 @@ class Updater:
 
     def _fetch(self, path, have, end):
         """One signed GET of bytes have..end appended to `path`, accounted and persisted."""
-        from http_client import HttpError
-
         st = self.state
+        st["requests"] = st.get("requests", 0) + 1
+        if st["requests"] > max_requests(st["size"]):
+            raise Refused("over_budget", "%d requests for a %d-byte bundle"
+                          % (st["requests"], st["size"]))
         sink = _Sink(path, have, end)
         error = None
         try:
@@ -424,7 +433,7 @@ class Updater:
             pass
         except _Restart:
             sink.restarted = True
-        except HttpError as exc:
+        except OSError as exc:  # the network (http_client.HttpError), or the flash
             error = str(exc)
         finally:
             sink.close()
@@ -478,7 +487,8 @@ class Updater:
         p = self._pointer()
         check_policy(m, kid, p["committed_sequence"] if p else 0, self.board_name,
                      self.clock_s(), self.hardware)
-        if m.sequence != st["sequence"] or HEADER_SIZE + length + m.total_size != st["size"]:
+        if (m.sequence != st["sequence"] or m.version != st["version"]
+                or HEADER_SIZE + length + m.total_size != st["size"]):
             raise Refused("not_announced", "bundle is %s (sequence %d), announced %s (%d)"
                           % (m.version, m.sequence, st["version"], st["sequence"]))
         if st.get("kind") != m.kind:
