@@ -39,7 +39,7 @@ from sqlmodel import Session
 from bench.report import Figure
 from fleet.core.db import make_engine, migrate
 from fleet.models import Device
-from fleet.provisioning import register_devices
+from fleet.registry import register_devices
 from fleet.schemas import DeviceRegistration
 from fleet.telemetry.metrics import CATALOGUE
 from tools.device_signing import signed_headers

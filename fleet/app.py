@@ -1,4 +1,4 @@
-"""The FastAPI application: its routers, and the refusal to serve an unmigrated database."""
+"""The FastAPI app: its routers, the handler mapping domain errors to HTTP, the schema check."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ from fleet.checkin_quick import QuickCheckin
 from fleet.core.db import check_migrated, get_engine
 from fleet.core.logs import setup_logging
 from fleet.core.settings import get_settings
+from fleet.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    TooLarge,
+)
 
 log = logging.getLogger("fleet")
 
@@ -51,6 +60,7 @@ def create_app(check_schema: bool = True) -> FastAPI:
     app.include_router(releases.router)
     app.include_router(telemetry.router)
     app.include_router(dashboard.router)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(DataError, _refused_by_database)
     app.add_exception_handler(OverflowError, _refused_by_database)
     if not settings.master_key:
@@ -63,6 +73,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     if app.state.quick_checkin is not None:
         await app.state.quick_checkin.close()
+
+
+# The one place domain errors become HTTP: the status for each, the error's detail as the body.
+HTTP_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, TooLarge: 413, Invalid: 422,
+}
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    """A refusal raised by a service: its status code and `{"detail": ...}`, like HTTPException."""
+    assert isinstance(exc, DomainError)
+    status = next((HTTP_STATUS[cls] for cls in type(exc).__mro__ if cls in HTTP_STATUS), 400)
+    return JSONResponse(status_code=status, content={"detail": exc.detail})
 
 
 async def _refused_by_database(_: Request, exc: Exception) -> JSONResponse:

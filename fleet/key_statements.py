@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from fleet.errors import Conflict, DomainError, Invalid
 from fleet.models import Device, KeyStatement, SigningKey, utcnow
 from fleet.releases import key_ring, last_serial
 from fleet.rollouts import pause_rollouts_signed_by
@@ -32,8 +32,8 @@ _HINTS = {
 }
 
 
-def _refused(status: int, reason: str, message: str) -> HTTPException:
-    return HTTPException(status, f"statement refused ({reason}): {message}")
+def _refused(error: type[DomainError], reason: str, message: str) -> DomainError:
+    return error(f"statement refused ({reason}): {message}")
 
 
 def _detail(exc: StatementError) -> str:
@@ -56,19 +56,20 @@ def summary(kind: str, document: dict[str, Any]) -> str:
 def store_statement(session: Session, envelope: str, actor: str) -> KeyStatement:
     """Verify a statement against the server's key set, apply it to the keys, and keep it.
 
-    Refused: a serial other than the next (409, saying which serial to sign with), a rotation to
-    a key the server knows (409), a bad envelope, signer, signature or document, or a
-    revocation that would leave no usable key (422). A revoked key's active rollouts pause.
+    Refused: a serial other than the next (Conflict, saying which serial to sign with), a rotation
+    to a key the server knows (Conflict), a bad envelope, signer, signature or document, or a
+    revocation that would leave no usable key (Invalid). A revoked key's active rollouts pause.
     """
     try:
         envelope = canonical_envelope(envelope)
     except StatementError as exc:
-        raise _refused(422, exc.reason, f"{_detail(exc)}; {_HINTS['malformed']}") from None
+        raise _refused(Invalid, exc.reason, f"{_detail(exc)}; {_HINTS['malformed']}") from None
     ring = key_ring(session)
     stored = session.execute(select(KeyStatement.serial)
                              .where(KeyStatement.envelope == envelope)).first()
     if stored is not None:
-        raise _refused(409, "replayed", f"this statement is stored already (serial {stored[0]}); "
+        raise _refused(Conflict, "replayed",
+                       f"this statement is stored already (serial {stored[0]}); "
                        + _next_serial_message(ring.serial, "a new statement"))
     try:
         kind, document, signer = check_statement(ring, envelope)
@@ -102,23 +103,23 @@ def store_statement(session: Session, envelope: str, actor: str) -> KeyStatement
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise _refused(409, "replayed", "the key set changed meanwhile (another statement, or "
+        raise _refused(Conflict, "replayed", "the key set changed meanwhile (another statement, or "
                        "its new key, was stored); " + _next_serial_message(last_serial(session))
                        ) from None
     return stored
 
 
 def _statement_refusal(session: Session, current: int, envelope: str,
-                       exc: StatementError) -> HTTPException:
-    """The HTTP refusal for a statement the key set does not take, with what to do about it."""
+                       exc: StatementError) -> DomainError:
+    """The refusal for a statement the key set does not take, with what to do about it."""
     reason = exc.reason
     if reason in ("replayed", "out_of_order"):
         claimed = statement_serial(envelope)
         if claimed != current + 1:
-            return _refused(409, reason, f"the statement has serial {claimed}; "
+            return _refused(Conflict, reason, f"the statement has serial {claimed}; "
                                          + _next_serial_message(current))
         # a rotation to a key the server knows already
-        return _refused(409, reason, f"{_detail(exc)}; a rotation introduces a key neither "
+        return _refused(Conflict, reason, f"{_detail(exc)}; a rotation introduces a key neither "
                                      "trusted nor revoked yet: do not `release trust` the new "
                                      "key by hand, the rotation makes the server trust it")
     if reason == "revoked_key":
@@ -126,9 +127,9 @@ def _statement_refusal(session: Session, current: int, envelope: str,
         row = session.execute(select(SigningKey.revoked_by_serial)
                               .where(SigningKey.key_id == kid)).first()
         if row is not None and row[0] is None:
-            return _refused(422, reason, f"{_detail(exc)} (revoked on the server); "
+            return _refused(Invalid, reason, f"{_detail(exc)} (revoked on the server); "
                                          f"{_HINTS[reason]}")
-    return _refused(422, reason, f"{_detail(exc)}; {_HINTS.get(reason, '')}".rstrip("; "))
+    return _refused(Invalid, reason, f"{_detail(exc)}; {_HINTS.get(reason, '')}".rstrip("; "))
 
 
 def statements_after(session: Session, serial: int,

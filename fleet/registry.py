@@ -1,11 +1,10 @@
-"""Registering nodes, enrollment codes, key rotation and decommissioning (one transaction each)."""
+"""The node registry: register, enrollment codes, rotate keys, decommission (a transaction each)."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from fastapi import HTTPException
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -16,6 +15,7 @@ from fleet.core.crypto import (
     new_enrollment_code,
 )
 from fleet.core.settings import get_settings
+from fleet.errors import Conflict, Forbidden, Gone, NotFound
 from fleet.models import Device, DeviceEvent, Enrollment, utcnow
 from fleet.schemas import DeviceCredentials, DeviceRegistration
 
@@ -30,11 +30,11 @@ def register_devices(session: Session, regs: list[DeviceRegistration], *, enroll
     poles = [r.pole_id for r in regs]
     dupes = sorted({p for p in poles if poles.count(p) > 1})
     if dupes:
-        raise HTTPException(409, f"pole ids repeated in the batch: {', '.join(dupes)}")
+        raise Conflict(f"pole ids repeated in the batch: {', '.join(dupes)}")
     taken = session.execute(select(Device.pole_id).where(Device.pole_id.in_(poles))).scalars().all()
     if taken:
-        raise HTTPException(409, f"pole ids already registered: {', '.join(sorted(taken))}; "
-                                 "nothing was registered")
+        raise Conflict(f"pole ids already registered: {', '.join(sorted(taken))}; "
+                       "nothing was registered")
     key = get_settings().master_key_bytes()
     out: list[DeviceCredentials] = []
     for reg in regs:
@@ -59,10 +59,10 @@ def register_devices(session: Session, regs: list[DeviceRegistration], *, enroll
 
 
 def get_device(session: Session, uid: str) -> Device:
-    """The device with public id `uid`, or a 404 that names it."""
+    """The device with public id `uid`; NotFound names it."""
     device = session.execute(select(Device).where(Device.uid == uid)).scalar_one_or_none()
     if device is None:
-        raise HTTPException(404, f"no device {uid}")
+        raise NotFound(f"no device {uid}")
     return device
 
 
@@ -70,7 +70,7 @@ def rotate_key(session: Session, uid: str, actor: str) -> DeviceCredentials:
     """Give the node a new secret; the old one stops working at once."""
     device = get_device(session, uid)
     if device.status != "active":
-        raise HTTPException(409, f"device {uid} is {device.status}; its key cannot be rotated")
+        raise Conflict(f"device {uid} is {device.status}; its key cannot be rotated")
     secret = new_device_secret()
     device.secret_enc = encrypt_secret(get_settings().master_key_bytes(), secret, uid)
     device.key_version += 1
@@ -97,7 +97,7 @@ def issue_enrollment(session: Session, uid: str, ttl_days: int, actor: str) -> s
     """A new one-time enrollment code for an active node."""
     device = get_device(session, uid)
     if device.status != "active":
-        raise HTTPException(409, f"device {uid} is {device.status}")
+        raise Conflict(f"device {uid} is {device.status}")
     code = new_enrollment_code()
     assert device.id is not None
     session.add(Enrollment(code_hash=hash_token(code), device_id=device.id,
@@ -114,16 +114,16 @@ def redeem_enrollment(session: Session, code: str) -> DeviceCredentials:
     ).scalar_one_or_none()
     now = datetime.now(UTC)
     if row is None:
-        raise HTTPException(404, "unknown enrollment code")
+        raise NotFound("unknown enrollment code")
     if row.used_at is not None:
-        raise HTTPException(409, "enrollment code already used; ask an operator for a new one")
+        raise Conflict("enrollment code already used; ask an operator for a new one")
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
     if expires < now:
-        raise HTTPException(410, "enrollment code expired; ask an operator for a new one")
+        raise Gone("enrollment code expired; ask an operator for a new one")
     device = session.get(Device, row.device_id)
     assert device is not None
     if device.status != "active":
-        raise HTTPException(403, f"device is {device.status}")
+        raise Forbidden(f"device is {device.status}")
     row.used_at = now
     session.add(row)
     session.flush()

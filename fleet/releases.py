@@ -8,11 +8,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlmodel import Session
 
 from fleet.core.settings import get_settings
+from fleet.errors import Conflict, Invalid, NotFound, TooLarge
 from fleet.models import KeyStatement, Release, SigningKey, utcnow
 from fleet.rollouts import pause_rollouts_signed_by
 from ota.bundle import verify_bundle
@@ -46,13 +46,13 @@ def trust_key(session: Session, public_key_text: str, name: str) -> SigningKey:
     try:
         raw = parse_public_key(public_key_text.strip().encode(), "public key")
     except OtaError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise Invalid(str(exc)) from None
     kid = key_id(raw)
     existing = session.execute(
         select(SigningKey).where(SigningKey.key_id == kid)).scalar_one_or_none()
     if existing is not None:
         if existing.revoked_at is not None:
-            raise HTTPException(409, f"key {kid} was revoked; it cannot be trusted again")
+            raise Conflict(f"key {kid} was revoked; it cannot be trusted again")
         return existing
     row = SigningKey(key_id=kid, public_key=raw.hex(), name=name)
     session.add(row)
@@ -69,7 +69,7 @@ def revoke_key(session: Session, kid: str) -> SigningKey:
     row = session.execute(select(SigningKey).where(SigningKey.key_id == kid)
                           .with_for_update()).scalar_one_or_none()
     if row is None:
-        raise HTTPException(404, f"no trusted key {kid}")
+        raise NotFound(f"no trusted key {kid}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
@@ -91,6 +91,23 @@ def artifact_path(sha256: str) -> Path:
     return get_settings().resolved_artifact_dir / f"{sha256}.llb"
 
 
+def get_release(session: Session, release_id: int) -> Release:
+    """The release with this id; NotFound names it."""
+    row = session.get(Release, release_id)
+    if row is None:
+        raise NotFound(f"no release {release_id}")
+    return row
+
+
+def stored_bundle(session: Session, release_id: int) -> tuple[Path, str]:
+    """The path and SHA-256 of a release's bundle in the artifact store (NotFound if missing)."""
+    release = get_release(session, release_id)
+    path = artifact_path(release.bundle_sha256)
+    if not path.exists():
+        raise NotFound(f"release {release_id} bundle is missing from the store")
+    return path, release.bundle_sha256
+
+
 async def spool_upload(chunks, limit: int) -> tuple[Path, str, int]:  # type: ignore[no-untyped-def]
     """Write an uploaded body to a temporary file in the artifact store, hashing as it goes."""
     store = get_settings().resolved_artifact_dir
@@ -102,7 +119,7 @@ async def spool_upload(chunks, limit: int) -> tuple[Path, str, int]:  # type: ig
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise HTTPException(413, f"bundle larger than {limit} bytes")
+                    raise TooLarge(f"bundle larger than {limit} bytes")
                 digest.update(chunk)
                 out.write(chunk)
     except BaseException:
@@ -115,20 +132,21 @@ def store_release(session: Session, upload: Path, sha256: str, size: int, *, not
                   actor: str) -> Release:
     """Verify an uploaded bundle against the trusted keys and keep it; the upload file is consumed.
 
-    Refused with a 422 that says why: unknown or revoked key, bad signature, malformed or expired
-    manifest, a file that does not match its hash, trailing bytes. A sequence already used is 409.
+    Refused (Invalid) with a message that says why: unknown or revoked key, bad signature,
+    malformed or expired manifest, a file that does not match its hash, trailing bytes. A
+    sequence already used is a Conflict.
     """
     try:
         try:
             manifest = verify_bundle(upload, key_ring(session), now=time.time())
         except OtaError as exc:
-            raise HTTPException(422, f"bundle refused: {exc}{_REFUSAL_HINTS.get(exc.reason, '')}"
-                                ) from None
+            raise Invalid(f"bundle refused: {exc}{_REFUSAL_HINTS.get(exc.reason, '')}"
+                          ) from None
         clash = session.execute(select(Release).where(Release.sequence == manifest.sequence)
                                 ).scalar_one_or_none()
         if clash is not None:
-            raise HTTPException(409, f"sequence {manifest.sequence} is already release "
-                                     f"{clash.version} (id {clash.id}); sign with a higher one")
+            raise Conflict(f"sequence {manifest.sequence} is already release "
+                           f"{clash.version} (id {clash.id}); sign with a higher one")
         with open(upload, "rb") as f:
             from ota.bundle import read_envelope
 

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from fleet.errors import Conflict, Invalid, NotFound
 from fleet.models import (
     Device,
     Release,
@@ -145,24 +145,44 @@ def pause_rollouts_signed_by(session: Session, key_ids: list[str]) -> list[Rollo
     return [rollout for rollout, _ in rows]
 
 
+def get_rollout(session: Session, rollout_id: int) -> Rollout:
+    """The rollout with this id; NotFound names it."""
+    row = session.get(Rollout, rollout_id)
+    if row is None:
+        raise NotFound(f"no rollout {rollout_id}")
+    return row
+
+
+def _check_window(window: dict[str, Any] | None) -> None:
+    """Refuse a daytime window that is empty or names an unknown time zone."""
+    if window is None:
+        return
+    if window["start_hour"] == window["end_hour"]:
+        raise Invalid("window start_hour and end_hour must differ")
+    try:
+        ZoneInfo(window["tz"])
+    except (KeyError, ValueError):
+        raise Invalid(f"unknown time zone {window['tz']!r}") from None
+
+
 def create_rollout(session: Session, release: Release, *, name: str, target: dict[str, Any],
                    waves: list[int], failure_threshold_pct: float,
                    success_threshold_pct: float | None, window: dict[str, Any] | None,
                    allow_downgrade: bool, actor: str) -> Rollout:
     """Create a rollout; its waves are planned over the nodes that match it now."""
+    _check_window(window)
     kid = revoked_signer(session, release)
     if kid is not None:
-        raise HTTPException(409, f"{revoked_reason(kid)}: sign {release.version} again with a "
-                                 "trusted key and upload it with a higher sequence")
+        raise Conflict(f"{revoked_reason(kid)}: sign {release.version} again with a "
+                       "trusted key and upload it with a higher sequence")
     if not waves or waves != sorted(waves) or waves[-1] != 100 or waves[0] <= 0:
-        raise HTTPException(422, "waves must be increasing percentages ending at 100, e.g. "
-                                 "[5, 25, 100]")
+        raise Invalid("waves must be increasing percentages ending at 100, e.g. [5, 25, 100]")
     active = session.execute(select(Rollout).where(Rollout.release_id == release.id,
                                                    Rollout.state.in_(("active", "paused")))
                              ).scalars().first()
     if active is not None:
-        raise HTTPException(409, f"release {release.version} already has rollout {active.id} "
-                                 f"({active.state}); abort it first")
+        raise Conflict(f"release {release.version} already has rollout {active.id} "
+                       f"({active.state}); abort it first")
     rollout = Rollout(release_id=release.id or 0, name=name, target=target, waves=waves,
                       failure_threshold_pct=failure_threshold_pct,
                       success_threshold_pct=success_threshold_pct, window=window,
@@ -173,8 +193,8 @@ def create_rollout(session: Session, release: Release, *, name: str, target: dic
     uids = [d.uid for d in devices if eligible(rollout, release, d)]
     if not uids:
         session.rollback()
-        raise HTTPException(422, "no active node matches this target and runs an older version "
-                                 f"on a board the release supports ({', '.join(release.boards)})")
+        raise Invalid("no active node matches this target and runs an older version "
+                      f"on a board the release supports ({', '.join(release.boards)})")
     rollout.cutoffs, rollout.sizes = plan_waves(rollout.id or 0, uids, waves)
     session.add(UpdateEvent(rollout_id=rollout.id or 0, state="created",
                             detail=f"by {actor}: {len(uids)} nodes, waves {waves}"))
@@ -290,15 +310,15 @@ def operator_action(session: Session, rollout: Rollout, action: str, actor: str)
     allowed = {"pause": ("active",), "resume": ("paused",), "abort": ("active", "paused"),
                "advance": ("active", "paused")}
     if rollout.state not in allowed[action]:
-        raise HTTPException(409, f"rollout {rollout.id} is {rollout.state}; cannot {action}")
+        raise Conflict(f"rollout {rollout.id} is {rollout.state}; cannot {action}")
     if action == "resume":
         kid = revoked_signer(session, session.get(Release, rollout.release_id))
         if kid is not None:
-            raise HTTPException(409, f"rollout {rollout.id} cannot resume: {revoked_reason(kid)}; "
-                                     "abort it and roll out a release signed by a trusted key")
+            raise Conflict(f"rollout {rollout.id} cannot resume: {revoked_reason(kid)}; "
+                           "abort it and roll out a release signed by a trusted key")
     if action == "advance":
         if rollout.wave + 1 >= len(rollout.waves):
-            raise HTTPException(409, "rollout is already at its last wave")
+            raise Conflict("rollout is already at its last wave")
         rollout.wave += 1
         session.add(UpdateEvent(rollout_id=rollout.id or 0, state="advanced",
                                 detail=f"to wave {rollout.wave} by {actor}"))

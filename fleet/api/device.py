@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
@@ -17,9 +17,8 @@ from fleet.auth import (
 )
 from fleet.checkin import handle_checkin
 from fleet.core.db import get_engine, get_session
-from fleet.models import Release
-from fleet.provisioning import redeem_enrollment
-from fleet.releases import artifact_path
+from fleet.registry import redeem_enrollment
+from fleet.releases import stored_bundle
 from fleet.schemas import (
     CheckIn,
     CheckInReply,
@@ -83,14 +82,9 @@ def _full_checkin(request: Request, raw: bytes, report: CheckIn) -> CheckInReply
 def download_bundle(release_id: RowId, _: DeviceIdentity = Depends(authenticated_device),
                     session: Session = Depends(get_session)) -> FileResponse:
     """The release bundle; send `Range: bytes=N-` to resume a dropped download."""
-    release = session.get(Release, release_id)
-    if release is None:
-        raise HTTPException(404, f"no release {release_id}")
-    path = artifact_path(release.bundle_sha256)
-    if not path.exists():
-        raise HTTPException(404, f"release {release_id} bundle is missing from the store")
+    path, sha256 = stored_bundle(session, release_id)
     # Commit the nonce now: the response streams for as long as the node takes to read it,
     # and an open write transaction would hold the database's write lock all that time.
     session.commit()
     return FileResponse(path, media_type="application/octet-stream",
-                        headers={"X-Bundle-SHA256": release.bundle_sha256})
+                        headers={"X-Bundle-SHA256": sha256})

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func, select
 from sqlmodel import Session
 
 from fleet.auth import Caller, fleet_reader, operator_only, provisioner
 from fleet.core.db import get_session
 from fleet.core.settings import get_settings
+from fleet.errors import Conflict, Invalid
 from fleet.models import Command, ConfigProfile, Device, utcnow
-from fleet.provisioning import (
+from fleet.registry import (
     decommission,
     get_device,
     issue_enrollment,
@@ -181,13 +182,13 @@ def send_command(device_id: str, body: CommandIn, _: Caller = Depends(operator_o
     """Queue a command (reboot, identify, lamp_override) for the node's next check-in."""
     device = get_device(session, device_id)
     if device.status != "active":
-        raise HTTPException(409, f"device {device_id} is {device.status}")
+        raise Conflict(f"device {device_id} is {device.status}")
     if body.type == "lamp_override":
         level, minutes = body.args.get("level_pct"), body.args.get("minutes", 60)
         if not isinstance(level, int | float) or not 0 <= level <= 100:
-            raise HTTPException(422, "lamp_override needs args.level_pct between 0 and 100")
+            raise Invalid("lamp_override needs args.level_pct between 0 and 100")
         if not isinstance(minutes, int) or not 1 <= minutes <= 1440:
-            raise HTTPException(422, "lamp_override args.minutes must be 1–1440")
+            raise Invalid("lamp_override args.minutes must be 1–1440")
     cmd = Command(device_id=device.id or 0, type=body.type, args=body.args)
     session.add(cmd)
     session.commit()

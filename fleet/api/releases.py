@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlmodel import Session
@@ -13,6 +13,7 @@ from sqlmodel import Session
 from fleet.auth import Caller, fleet_reader, operator_only
 from fleet.core.db import get_session
 from fleet.core.settings import get_settings
+from fleet.errors import Conflict, NotFound
 from fleet.key_statements import (
     keyset_counts,
     nodes_behind,
@@ -29,9 +30,15 @@ from fleet.models import (
     UpdateEvent,
     UpdateStatus,
 )
-from fleet.provisioning import get_device
-from fleet.releases import revoke_key, spool_upload, store_release, trust_key
-from fleet.rollouts import aware, create_rollout, operator_action, rollout_summary
+from fleet.registry import get_device
+from fleet.releases import get_release, revoke_key, spool_upload, store_release, trust_key
+from fleet.rollouts import (
+    aware,
+    create_rollout,
+    get_rollout,
+    operator_action,
+    rollout_summary,
+)
 from fleet.schemas import (
     KeyIn,
     KeyNodeOut,
@@ -88,22 +95,8 @@ def _release_out(row: Release) -> ReleaseOut:
                       notes=row.notes, created_at=aware(row.created_at))
 
 
-def _get_release(session: Session, release_id: int) -> Release:
-    row = session.get(Release, release_id)
-    if row is None:
-        raise HTTPException(404, f"no release {release_id}")
-    return row
-
-
-def _get_rollout(session: Session, rollout_id: int) -> Rollout:
-    row = session.get(Rollout, rollout_id)
-    if row is None:
-        raise HTTPException(404, f"no rollout {rollout_id}")
-    return row
-
-
 def rollout_out(session: Session, row: Rollout) -> RolloutOut:
-    release = _get_release(session, row.release_id)
+    release = get_release(session, row.release_id)
     return RolloutOut(
         id=row.id or 0, release_id=row.release_id, version=release.version, name=row.name,
         target=row.target, state=row.state, state_reason=row.state_reason, wave=row.wave,
@@ -152,10 +145,9 @@ def key_nodes(key_id: str, limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     row = session.execute(select(SigningKey).where(SigningKey.key_id == key_id)
                           ).scalar_one_or_none()
     if row is None:
-        raise HTTPException(404, f"no key {key_id}")
+        raise NotFound(f"no key {key_id}")
     if row.revoked_at is None:
-        raise HTTPException(409, f"key {key_id} is not revoked: every node that has it trusts "
-                                 "it")
+        raise Conflict(f"key {key_id} is not revoked: every node that has it trusts it")
     devices = session.execute(
         select(Device).where(trusting_filter(row))
         .order_by(Device.keyset_serial.is_not(None), Device.keyset_serial, Device.id)
@@ -219,7 +211,7 @@ def list_releases(_: Caller = Depends(fleet_reader),
             responses={404: {"description": "no such release"}})
 def show_release(release_id: RowId, _: Caller = Depends(fleet_reader),
                  session: Session = Depends(get_session)) -> ReleaseOut:
-    return _release_out(_get_release(session, release_id))
+    return _release_out(get_release(session, release_id))
 
 
 @router.post("/rollouts", response_model=RolloutOut, status_code=201,
@@ -229,16 +221,7 @@ def show_release(release_id: RowId, _: Caller = Depends(fleet_reader),
 def start_rollout(body: RolloutIn, caller: Caller = Depends(operator_only),
                   session: Session = Depends(get_session)) -> RolloutOut:
     """Offer a release to the target nodes in waves, canary first."""
-    release = _get_release(session, body.release_id)
-    if body.window is not None and body.window.start_hour == body.window.end_hour:
-        raise HTTPException(422, "window start_hour and end_hour must differ")
-    try:
-        from zoneinfo import ZoneInfo
-
-        if body.window is not None:
-            ZoneInfo(body.window.tz)
-    except (KeyError, ValueError):
-        raise HTTPException(422, f"unknown time zone {body.window.tz!r}") from None
+    release = get_release(session, body.release_id)
     row = create_rollout(
         session, release, name=body.name, target=body.target.model_dump(exclude_none=True),
         waves=body.waves, failure_threshold_pct=body.failure_threshold_pct,
@@ -260,7 +243,7 @@ def list_rollouts(_: Caller = Depends(fleet_reader),
             responses={404: {"description": "no such rollout"}})
 def show_rollout(rollout_id: RowId, _: Caller = Depends(fleet_reader),
                  session: Session = Depends(get_session)) -> RolloutOut:
-    return rollout_out(session, _get_rollout(session, rollout_id))
+    return rollout_out(session, get_rollout(session, rollout_id))
 
 
 @router.post("/rollouts/{rollout_id}/{action}", response_model=RolloutOut,
@@ -270,9 +253,8 @@ def act_on_rollout(rollout_id: RowId, action: str, caller: Caller = Depends(oper
                    session: Session = Depends(get_session)) -> RolloutOut:
     """pause, resume, abort, or advance to the next wave."""
     if action not in ("pause", "resume", "abort", "advance"):
-        raise HTTPException(404, f"unknown action {action!r}; use pause, resume, abort or "
-                                 "advance")
-    row = operator_action(session, _get_rollout(session, rollout_id), action, caller.name)
+        raise NotFound(f"unknown action {action!r}; use pause, resume, abort or advance")
+    row = operator_action(session, get_rollout(session, rollout_id), action, caller.name)
     return rollout_out(session, row)
 
 
@@ -281,7 +263,7 @@ def act_on_rollout(rollout_id: RowId, action: str, caller: Caller = Depends(oper
 def rollout_nodes(rollout_id: RowId, _: Caller = Depends(fleet_reader),
                   session: Session = Depends(get_session)) -> list[NodeUpdateOut]:
     """Each node offered this rollout, with its wave and latest state."""
-    _get_rollout(session, rollout_id)
+    get_rollout(session, rollout_id)
     rows = session.execute(select(UpdateStatus, Device.uid)
                            .join(Device, Device.id == UpdateStatus.device_id)
                            .where(UpdateStatus.rollout_id == rollout_id)
@@ -295,7 +277,7 @@ def rollout_nodes(rollout_id: RowId, _: Caller = Depends(fleet_reader),
 def rollout_events(rollout_id: RowId, _: Caller = Depends(fleet_reader),
                    session: Session = Depends(get_session)) -> list[UpdateEventOut]:
     """The rollout's history: creation, offers, node reports, pauses and wave advances."""
-    _get_rollout(session, rollout_id)
+    get_rollout(session, rollout_id)
     rows = session.execute(select(UpdateEvent, Device.uid)
                            .outerjoin(Device, Device.id == UpdateEvent.device_id)
                            .where(UpdateEvent.rollout_id == rollout_id)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from fleet.auth import Caller, authenticated_device, data_reader, signed_headers
 from fleet.core.db import get_engine, get_session
 from fleet.core.settings import get_settings
+from fleet.errors import Invalid
 from fleet.telemetry.export import csv_chunks, parquet_chunks
-from fleet.telemetry.ingest import BATCH_SCHEMA, BatchRefused, parse_batch, store_batch
+from fleet.telemetry.ingest import BATCH_SCHEMA, parse_batch, store_batch
 from fleet.telemetry.metrics import catalogue_json
 from fleet.telemetry.query import (
     AGGREGATE_BY,
@@ -100,12 +101,9 @@ def _ingest(request: Request, raw: bytes) -> IngestReply:
     settings = get_settings()
     with Session(get_engine(), expire_on_commit=False) as session:
         ident = authenticated_device(request, raw, session)
-        try:
-            readings = parse_batch(raw, max_batch=settings.telemetry_max_batch,
-                                   max_age_days=settings.telemetry_max_age_days,
-                                   clock_skew_s=settings.clock_skew_s)
-        except BatchRefused as exc:
-            raise HTTPException(422, exc.detail) from None
+        readings = parse_batch(raw, max_batch=settings.telemetry_max_batch,
+                               max_age_days=settings.telemetry_max_age_days,
+                               clock_skew_s=settings.clock_skew_s)
         assert ident.device.id is not None
         result = store_batch(session, ident.device.id, readings)
     return IngestReply(stored=result.stored, duplicates=result.duplicates,
@@ -123,13 +121,10 @@ def reading_filter(
     start: Annotated[str | None, Query(description="From (inclusive): ISO 8601 or epoch s")] = None,
     end: Annotated[str | None, Query(description="Until (exclusive): ISO 8601 or epoch s")] = None,
 ) -> ReadingFilter:
-    """The filters every read endpoint shares."""
-    try:
-        return ReadingFilter.build(devices=device, group=group, district=district,
-                                   min_lat=min_lat, min_lon=min_lon, max_lat=max_lat,
-                                   max_lon=max_lon, metrics=metric, start=start, end=end)
-    except BadFilter as exc:
-        raise HTTPException(422, str(exc)) from None
+    """The filters every read endpoint shares (a BadFilter is a 422)."""
+    return ReadingFilter.build(devices=device, group=group, district=district,
+                               min_lat=min_lat, min_lon=min_lon, max_lat=max_lat,
+                               max_lon=max_lon, metrics=metric, start=start, end=end)
 
 
 Filter = Annotated[ReadingFilter, Depends(reading_filter)]
@@ -153,10 +148,7 @@ def readings(flt: Filter, _: Reader, session: Session = Depends(get_session),
              after: Annotated[str | None, Query(description="Cursor from `next`")] = None,
              ) -> dict[str, Any]:
     """Readings matching the filters, oldest first, one page at a time (keyset pagination)."""
-    try:
-        rows, nxt = query_readings(session, flt, limit=limit, after=after)
-    except BadFilter as exc:
-        raise HTTPException(422, str(exc)) from None
+    rows, nxt = query_readings(session, flt, limit=limit, after=after)
     return {"readings": rows, "next": nxt}
 
 
@@ -171,10 +163,7 @@ def aggregates(flt: Filter, _: Reader, session: Session = Depends(get_session),
                ) -> dict[str, Any]:
     """min/avg/max/count of each metric per time bucket, computed in the database."""
     assert by in AGGREGATE_BY
-    try:
-        bucket_s = parse_bucket(bucket)
-    except BadFilter as exc:
-        raise HTTPException(422, str(exc)) from None
+    bucket_s = parse_bucket(bucket)
     rows, truncated = aggregate(session, flt, bucket_s=bucket_s, by=by, limit=limit)
     return {"bucket_s": bucket_s, "by": by, "rows": rows, "truncated": truncated}
 
@@ -217,7 +206,7 @@ def stream(flt: Filter, _: Reader,
     try:
         cursor = start_cursor(last_event_id, time.time())
     except BadFilter as exc:
-        raise HTTPException(422, f"Last-Event-ID: {exc}") from None
+        raise Invalid(f"Last-Event-ID: {exc}") from None
     events = sse_events(get_engine(), flt, cursor=cursor, max_events=max_events,
                         timeout_s=timeout_s, poll_s=poll_s, heartbeat_s=heartbeat_s)
     return StreamingResponse(events, media_type="text/event-stream",

@@ -12,6 +12,7 @@ from sqlalchemy import Table, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from fleet.errors import Invalid
 from fleet.models import Reading
 from fleet.telemetry.metrics import CATALOGUE, METRIC_NAMES
 
@@ -41,17 +42,18 @@ BATCH_SCHEMA: dict[str, Any] = {
 }
 
 
-class BatchRefused(ValueError):
-    """The batch is refused as a whole; `detail` names the reading and the reason."""
+class BatchRefused(Invalid):
+    """The batch is refused as a whole; `detail` names the reading, the field and the reason."""
 
     def __init__(self, reason: str, index: int | None = None, seq: object = None,
                  field: str | None = None) -> None:
         where = "" if index is None else f"reading {index}" + (
             f" (seq {seq})" if isinstance(seq, int) and not isinstance(seq, bool) else "") + ": "
-        super().__init__(where + reason)
-        self.detail: dict[str, Any] = {"error": where + reason, "index": index,
-                                       "seq": seq if isinstance(seq, int) else None,
-                                       "field": field}
+        super().__init__({"error": where + reason, "index": index,
+                          "seq": seq if isinstance(seq, int) else None, "field": field})
+
+    def __str__(self) -> str:
+        return str(self.detail["error"]) if isinstance(self.detail, dict) else self.detail
 
 
 @dataclass(frozen=True)

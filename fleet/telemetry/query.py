@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Float, Integer, Select, cast, func, select, tuple_
 from sqlmodel import Session
 
+from fleet.errors import Invalid
 from fleet.models import Device, Reading
 from fleet.telemetry.metrics import CATALOGUE, METRIC_NAMES, unit_of
 
@@ -25,8 +26,8 @@ _BUCKET_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 AGGREGATE_BY = ("none", "device", "group")
 
 
-class BadFilter(ValueError):
-    """A query parameter the server cannot use; the message says which and why (HTTP 422)."""
+class BadFilter(Invalid):
+    """A query parameter the server cannot use; the message says which and why."""
 
 
 def parse_time(text: str, name: str) -> float:

@@ -1,0 +1,43 @@
+"""Domain errors: why the server refuses a request, raised by services and mapped to HTTP once.
+
+Services and routers raise these instead of HTTP exceptions; the app registers one handler
+(fleet.app) that answers each with its status code and `{"detail": <the error's detail>}`.
+Authentication (fleet.auth) keeps FastAPI's HTTPException for its 401s and 403s: those are
+about the request's credentials, and a 401 may carry the X-Server-Time header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A refused request; `detail` says why (a message, or a structured refusal)."""
+
+    def __init__(self, detail: str | dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    """The thing the request names does not exist (HTTP 404)."""
+
+
+class Forbidden(DomainError):
+    """The subject may no longer do this, e.g. a decommissioned node (HTTP 403)."""
+
+
+class Conflict(DomainError):
+    """The current state does not allow it: taken, retired, already used, out of turn (HTTP 409)."""
+
+
+class Gone(DomainError):
+    """It existed but has expired, e.g. an enrollment code (HTTP 410)."""
+
+
+class TooLarge(DomainError):
+    """The request body is larger than the server accepts (HTTP 413)."""
+
+
+class Invalid(DomainError):
+    """A well-formed request whose content is refused: bad bundle, filter, plan (HTTP 422)."""
