@@ -5,16 +5,14 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from fleet.core.crypto import decrypt_secret, hash_token, signature_matches
-from fleet.core.db import get_session
 from fleet.core.settings import get_settings
 from fleet.models import ApiToken, Device, DeviceNonce
 
@@ -52,11 +50,6 @@ class DeviceIdentity:
     """The authenticated device behind a request."""
 
     device: DeviceRow
-
-
-async def request_body(request: Request) -> bytes:
-    """The raw body, read on the event loop (Starlette caches it for the route)."""
-    return await request.body()
 
 
 @dataclass(frozen=True)
@@ -111,12 +104,12 @@ def signed_path(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-def authenticated_device(request: Request, body: bytes = Depends(request_body),
-                         session: Session = Depends(get_session)) -> DeviceIdentity:
+def authenticated_device(request: Request, body: bytes, session: Session) -> DeviceIdentity:
     """Verify a device request's HMAC signature, timestamp and nonce; return its device.
 
-    A plain function, so FastAPI runs its database work in the thread pool: blocking the event
-    loop on a database lock would stall every other request, including the one holding it.
+    A plain function, always called in the thread pool (by fleet.api.deps.current_device, or in
+    a route's own pool call): blocking the event loop on a database lock would stall every other
+    request, including the one holding it.
     """
     signed = signed_headers(request)
     row = session.execute(select(*_DEVICE_COLUMNS).where(Device.uid == signed.uid)).first()
@@ -175,21 +168,11 @@ def _token_caller(request: Request, session: Session) -> Caller:
     return Caller(token_id=row.id, name=row.name, role=row.role)
 
 
-def require_role(*roles: str) -> Callable[..., Caller]:
-    """Dependency factory: the caller's token must carry one of `roles`."""
-
-    def dependency(request: Request, session: Session = Depends(get_session)) -> Caller:
-        caller = _token_caller(request, session)
-        if caller.role not in roles:
-            raise HTTPException(
-                status_code=403,
-                detail=f"a {caller.role} token cannot do this; it needs one of: {', '.join(roles)}")
-        return caller
-
-    return dependency
-
-
-operator_only = require_role("operator")
-provisioner = require_role("operator", "technician")
-fleet_reader = require_role("operator", "technician", "reader")
-data_reader = require_role("operator", "reader")
+def caller_with_role(request: Request, session: Session, roles: tuple[str, ...]) -> Caller:
+    """The request's API token holder, whose role must be one of `roles` (else 401 or 403)."""
+    caller = _token_caller(request, session)
+    if caller.role not in roles:
+        raise HTTPException(
+            status_code=403,
+            detail=f"a {caller.role} token cannot do this; it needs one of: {', '.join(roles)}")
+    return caller

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from fleet.auth import (
-    DeviceIdentity,
-    authenticated_device,
-    signed_headers,
-    signed_path,
-)
+from fleet.api.deps import DeviceDep, SessionDep
+from fleet.auth import authenticated_device, signed_headers, signed_path
 from fleet.checkin import handle_checkin
-from fleet.core.db import get_engine, get_session
+from fleet.core.db import get_engine
 from fleet.registry import redeem_enrollment
 from fleet.releases import stored_bundle
 from fleet.schemas import (
@@ -34,7 +30,7 @@ router = APIRouter(prefix="/device/v1", tags=["device"])
 @router.post("/enroll", response_model=DeviceCredentials,
              responses={404: {"description": "unknown code"}, 409: {"description": "code used"},
                         410: {"description": "code expired"}})
-def enroll(body: EnrollRequest, session: Session = Depends(get_session)) -> DeviceCredentials:
+def enroll(body: EnrollRequest, session: SessionDep) -> DeviceCredentials:
     """A factory-imaged node exchanges its one-time enrollment code for its identity."""
     return redeem_enrollment(session, body.code)
 
@@ -79,8 +75,8 @@ def _full_checkin(request: Request, raw: bytes, report: CheckIn) -> CheckInReply
                        206: {"description": "the requested byte range"},
                        404: {"description": "no such release"},
                        416: {"description": "range not satisfiable"}})
-def download_bundle(release_id: RowId, _: DeviceIdentity = Depends(authenticated_device),
-                    session: Session = Depends(get_session)) -> FileResponse:
+def download_bundle(release_id: RowId, _: DeviceDep,
+                    session: SessionDep) -> FileResponse:
     """The release bundle; send `Range: bytes=N-` to resume a dropped download."""
     path, sha256 = stored_bundle(session, release_id)
     # Commit the nonce now: the response streams for as long as the node takes to read it,

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from fleet.auth import Caller, fleet_reader, operator_only, provisioner
-from fleet.core.db import get_session
+from fleet.api.deps import OperatorDep, ReaderDep, SessionDep, TechnicianDep
 from fleet.core.settings import get_settings
 from fleet.errors import Conflict, Invalid
 from fleet.models import Command, ConfigProfile, Device, utcnow
@@ -59,8 +58,8 @@ def device_out(device: Device) -> DeviceOut:
 
 @router.post("/devices", response_model=DeviceCredentials, status_code=201,
              responses={409: {"description": "pole id already registered"}})
-def register_one(body: DeviceRegistration, caller: Caller = Depends(provisioner),
-                 session: Session = Depends(get_session)) -> DeviceCredentials:
+def register_one(body: DeviceRegistration, caller: TechnicianDep,
+                 session: SessionDep) -> DeviceCredentials:
     """Register one node; the response is the only time its secret is shown."""
     return register_devices(session, [body], enrollment=False, enrollment_ttl_days=30,
                             actor=caller.name)[0]
@@ -68,8 +67,8 @@ def register_one(body: DeviceRegistration, caller: Caller = Depends(provisioner)
 
 @router.post("/devices/batch", response_model=list[DeviceCredentials], status_code=201,
              responses={409: {"description": "a pole id is taken; nothing was registered"}})
-def register_batch(body: DeviceBatch, caller: Caller = Depends(provisioner),
-                   session: Session = Depends(get_session)) -> list[DeviceCredentials]:
+def register_batch(body: DeviceBatch, caller: TechnicianDep,
+                   session: SessionDep) -> list[DeviceCredentials]:
     """Register many nodes in one transaction, optionally with enrollment codes."""
     return register_devices(session, body.devices, enrollment=body.enrollment,
                             enrollment_ttl_days=body.enrollment_ttl_days, actor=caller.name)
@@ -77,12 +76,12 @@ def register_batch(body: DeviceBatch, caller: Caller = Depends(provisioner),
 
 @router.get("/devices", response_model=list[DeviceOut])
 def list_devices(
+    _: ReaderDep, session: SessionDep,
     group: str | None = None, district: str | None = None, tag: str | None = None,
-    status: str | None = Query(None, pattern="^(active|decommissioned)$"),
+    status: Annotated[str | None, Query(pattern="^(active|decommissioned)$")] = None,
     online: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
-    _: Caller = Depends(fleet_reader), session: Session = Depends(get_session),
 ) -> list[DeviceOut]:
     """List nodes, filtered by group, district, tag, status and online state."""
     query = select(Device).order_by(Device.id)
@@ -105,33 +104,32 @@ def list_devices(
 
 @router.get("/devices/{device_id}", response_model=DeviceOut,
             responses={404: {"description": "no such device"}})
-def show_device(device_id: str, _: Caller = Depends(fleet_reader),
-                session: Session = Depends(get_session)) -> DeviceOut:
+def show_device(device_id: str, _: ReaderDep,
+                session: SessionDep) -> DeviceOut:
     """One node with its last reported state."""
     return device_out(get_device(session, device_id))
 
 
 @router.post("/devices/{device_id}/rotate-key", response_model=DeviceCredentials,
              responses={404: {"description": "no such device"}, 409: {"description": "retired"}})
-def rotate(device_id: str, caller: Caller = Depends(provisioner),
-           session: Session = Depends(get_session)) -> DeviceCredentials:
+def rotate(device_id: str, caller: TechnicianDep,
+           session: SessionDep) -> DeviceCredentials:
     """Issue a new secret for the node; the old one is refused from now on."""
     return rotate_key(session, device_id, caller.name)
 
 
 @router.post("/devices/{device_id}/decommission", response_model=DeviceOut,
              responses={404: {"description": "no such device"}})
-def retire(device_id: str, caller: Caller = Depends(operator_only),
-           session: Session = Depends(get_session)) -> DeviceOut:
+def retire(device_id: str, caller: OperatorDep,
+           session: SessionDep) -> DeviceOut:
     """Retire a node: its requests are refused; its telemetry is kept."""
     return device_out(decommission(session, device_id, caller.name))
 
 
 @router.post("/devices/{device_id}/enrollment", status_code=201,
              responses={404: {"description": "no such device"}, 409: {"description": "retired"}})
-def new_enrollment(device_id: str, ttl_days: Annotated[int, Query(ge=1, le=365)] = 30,
-                   caller: Caller = Depends(provisioner),
-                   session: Session = Depends(get_session)) -> dict[str, str]:
+def new_enrollment(device_id: str, caller: TechnicianDep, session: SessionDep,
+                   ttl_days: Annotated[int, Query(ge=1, le=365)] = 30) -> dict[str, str]:
     """A one-time code the node's factory image redeems on first boot."""
     return {"device_id": device_id,
             "enrollment_code": issue_enrollment(session, device_id, ttl_days, caller.name)}
@@ -152,16 +150,16 @@ def _put_config(session: Session, scope: str, target: str, body: ConfigBody) -> 
 
 
 @router.put("/groups/{group}/config", response_model=ConfigOut)
-def put_group_config(group: Name, body: ConfigBody, _: Caller = Depends(operator_only),
-                     session: Session = Depends(get_session)) -> ConfigOut:
+def put_group_config(group: Name, body: ConfigBody, _: OperatorDep,
+                     session: SessionDep) -> ConfigOut:
     """Set the desired configuration of a group; its nodes receive it at their next check-in."""
     return _put_config(session, "group", group, body)
 
 
 @router.put("/devices/{device_id}/config", response_model=ConfigOut,
             responses={404: {"description": "no such device"}})
-def put_device_config(device_id: str, body: ConfigBody, _: Caller = Depends(operator_only),
-                      session: Session = Depends(get_session)) -> ConfigOut:
+def put_device_config(device_id: str, body: ConfigBody, _: OperatorDep,
+                      session: SessionDep) -> ConfigOut:
     """Override configuration keys for one node (merged over its group's)."""
     get_device(session, device_id)
     return _put_config(session, "device", device_id, body)
@@ -177,8 +175,8 @@ def _command_out(cmd: Command, uid: str) -> CommandOut:
 @router.post("/devices/{device_id}/commands", response_model=CommandOut, status_code=201,
              responses={404: {"description": "no such device"}, 409: {"description": "retired"},
                         422: {"description": "bad arguments"}})
-def send_command(device_id: str, body: CommandIn, _: Caller = Depends(operator_only),
-                 session: Session = Depends(get_session)) -> CommandOut:
+def send_command(device_id: str, body: CommandIn, _: OperatorDep,
+                 session: SessionDep) -> CommandOut:
     """Queue a command (reboot, identify, lamp_override) for the node's next check-in."""
     device = get_device(session, device_id)
     if device.status != "active":
@@ -197,8 +195,8 @@ def send_command(device_id: str, body: CommandIn, _: Caller = Depends(operator_o
 
 @router.get("/devices/{device_id}/commands", response_model=list[CommandOut],
             responses={404: {"description": "no such device"}})
-def list_commands(device_id: str, _: Caller = Depends(fleet_reader),
-                  session: Session = Depends(get_session)) -> list[CommandOut]:
+def list_commands(device_id: str, _: ReaderDep,
+                  session: SessionDep) -> list[CommandOut]:
     """The node's commands, newest first, with delivery and acknowledgement times."""
     device = get_device(session, device_id)
     rows = session.execute(select(Command).where(Command.device_id == device.id)
@@ -207,8 +205,8 @@ def list_commands(device_id: str, _: Caller = Depends(fleet_reader),
 
 
 @router.get("/fleet/summary")
-def fleet_summary(_: Caller = Depends(fleet_reader),
-                  session: Session = Depends(get_session)) -> dict[str, int]:
+def fleet_summary(_: ReaderDep,
+                  session: SessionDep) -> dict[str, int]:
     """Counts for the dashboard: nodes registered, active, online, decommissioned."""
     cutoff = utcnow() - timedelta(seconds=get_settings().offline_after_s)
     total = session.execute(select(func.count(Device.id))).scalar_one()

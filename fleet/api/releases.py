@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlmodel import Session
 
-from fleet.auth import Caller, fleet_reader, operator_only
-from fleet.core.db import get_session
+from fleet.api.deps import OperatorDep, ReaderDep, SessionDep
 from fleet.core.settings import get_settings
 from fleet.errors import Conflict, NotFound
 from fleet.key_statements import (
@@ -108,15 +107,15 @@ def rollout_out(session: Session, row: Rollout) -> RolloutOut:
 
 @router.post("/keys", response_model=KeyOut, status_code=201,
              responses={409: {"description": "key was revoked"}, 422: {"description": "bad key"}})
-def add_key(body: KeyIn, _: Caller = Depends(operator_only),
-            session: Session = Depends(get_session)) -> KeyOut:
+def add_key(body: KeyIn, _: OperatorDep,
+            session: SessionDep) -> KeyOut:
     """Trust a release public key. The server never needs the private key."""
     return _key_out(trust_key(session, body.public_key, body.name))
 
 
 @router.get("/keys", response_model=list[KeyOut])
-def list_keys(_: Caller = Depends(fleet_reader),
-              session: Session = Depends(get_session)) -> list[KeyOut]:
+def list_keys(_: ReaderDep,
+              session: SessionDep) -> list[KeyOut]:
     """The release keys, revoked ones included (with when, by which statement, and how many
     active nodes still trust them)."""
     counts = keyset_counts(session)
@@ -126,8 +125,8 @@ def list_keys(_: Caller = Depends(fleet_reader),
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyOut,
              responses={404: {"description": "no such key"}})
-def revoke(key_id: str, _: Caller = Depends(operator_only),
-           session: Session = Depends(get_session)) -> KeyOut:
+def revoke(key_id: str, _: OperatorDep,
+           session: SessionDep) -> KeyOut:
     """Stop trusting a key on the server: bundles it signed are refused from now on and the
     active rollouts of releases it signed pause. Nodes learn of it only from a signed
     revocation statement (POST /api/v1/keys/statements)."""
@@ -138,9 +137,8 @@ def revoke(key_id: str, _: Caller = Depends(operator_only),
 @router.get("/keys/{key_id}/nodes", response_model=list[KeyNodeOut],
             responses={404: {"description": "no such key"},
                        409: {"description": "the key is not revoked"}})
-def key_nodes(key_id: str, limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-              _: Caller = Depends(fleet_reader),
-              session: Session = Depends(get_session)) -> list[KeyNodeOut]:
+def key_nodes(key_id: str, _: ReaderDep, session: SessionDep,
+              limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[KeyNodeOut]:
     """The active nodes that still trust a revoked key, longest behind first."""
     row = session.execute(select(SigningKey).where(SigningKey.key_id == key_id)
                           ).scalar_one_or_none()
@@ -161,8 +159,8 @@ def key_nodes(key_id: str, limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
              responses={409: {"description": "not the next serial, or its key is known"},
                         422: {"description": "envelope, signer, signature or document "
                                              "refused; or no usable key would be left"}})
-def add_statement(body: KeyStatementIn, caller: Caller = Depends(operator_only),
-                  session: Session = Depends(get_session)) -> KeyStatementOut:
+def add_statement(body: KeyStatementIn, caller: OperatorDep,
+                  session: SessionDep) -> KeyStatementOut:
     """Publish a signed rotation or revocation (the file `lamplighter release rotate/revoke`
     writes, sent as the request body). It must be the next serial of the chain; the server
     applies it to its keys at once and nodes receive it at their next check-in."""
@@ -172,8 +170,8 @@ def add_statement(body: KeyStatementIn, caller: Caller = Depends(operator_only),
 
 
 @router.get("/keys/statements", response_model=list[KeyStatementOut])
-def list_statements(_: Caller = Depends(fleet_reader),
-                    session: Session = Depends(get_session)) -> list[KeyStatementOut]:
+def list_statements(_: ReaderDep,
+                    session: SessionDep) -> list[KeyStatementOut]:
     """The statement chain in serial order, with how many active nodes have not applied each."""
     counts = keyset_counts(session)
     rows = session.execute(select(KeyStatement).order_by(KeyStatement.serial)).scalars()
@@ -187,10 +185,8 @@ def list_statements(_: Caller = Depends(fleet_reader),
              responses={409: {"description": "sequence taken"},
                         413: {"description": "too large"},
                         422: {"description": "signature, key, expiry or hash refused"}})
-async def upload_release(request: Request,
-                         notes: Annotated[str, Query(max_length=500)] = "",
-                         caller: Caller = Depends(operator_only),
-                         session: Session = Depends(get_session)) -> ReleaseOut:
+async def upload_release(request: Request, caller: OperatorDep, session: SessionDep,
+                         notes: Annotated[str, Query(max_length=500)] = "") -> ReleaseOut:
     """Upload a signed bundle (`lamplighter release upload`); it is checked before it is kept."""
     upload, sha256, size = await spool_upload(request.stream(), get_settings().max_bundle_bytes)
     # Verifying hashes every file and writes the database: off the event loop.
@@ -200,8 +196,8 @@ async def upload_release(request: Request,
 
 
 @router.get("/releases", response_model=list[ReleaseOut])
-def list_releases(_: Caller = Depends(fleet_reader),
-                  session: Session = Depends(get_session)) -> list[ReleaseOut]:
+def list_releases(_: ReaderDep,
+                  session: SessionDep) -> list[ReleaseOut]:
     """Every stored release, newest sequence first."""
     rows = session.execute(select(Release).order_by(Release.sequence.desc())).scalars()
     return [_release_out(r) for r in rows]
@@ -209,8 +205,8 @@ def list_releases(_: Caller = Depends(fleet_reader),
 
 @router.get("/releases/{release_id}", response_model=ReleaseOut,
             responses={404: {"description": "no such release"}})
-def show_release(release_id: RowId, _: Caller = Depends(fleet_reader),
-                 session: Session = Depends(get_session)) -> ReleaseOut:
+def show_release(release_id: RowId, _: ReaderDep,
+                 session: SessionDep) -> ReleaseOut:
     return _release_out(get_release(session, release_id))
 
 
@@ -218,8 +214,8 @@ def show_release(release_id: RowId, _: Caller = Depends(fleet_reader),
              responses={404: {"description": "no such release"},
                         409: {"description": "release already rolling out"},
                         422: {"description": "bad waves or nothing to update"}})
-def start_rollout(body: RolloutIn, caller: Caller = Depends(operator_only),
-                  session: Session = Depends(get_session)) -> RolloutOut:
+def start_rollout(body: RolloutIn, caller: OperatorDep,
+                  session: SessionDep) -> RolloutOut:
     """Offer a release to the target nodes in waves, canary first."""
     release = get_release(session, body.release_id)
     row = create_rollout(
@@ -232,8 +228,8 @@ def start_rollout(body: RolloutIn, caller: Caller = Depends(operator_only),
 
 
 @router.get("/rollouts", response_model=list[RolloutOut])
-def list_rollouts(_: Caller = Depends(fleet_reader),
-                  session: Session = Depends(get_session)) -> list[RolloutOut]:
+def list_rollouts(_: ReaderDep,
+                  session: SessionDep) -> list[RolloutOut]:
     """Every rollout, newest first, with per-wave counts."""
     rows = session.execute(select(Rollout).order_by(Rollout.id.desc())).scalars().all()
     return [rollout_out(session, r) for r in rows]
@@ -241,16 +237,16 @@ def list_rollouts(_: Caller = Depends(fleet_reader),
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut,
             responses={404: {"description": "no such rollout"}})
-def show_rollout(rollout_id: RowId, _: Caller = Depends(fleet_reader),
-                 session: Session = Depends(get_session)) -> RolloutOut:
+def show_rollout(rollout_id: RowId, _: ReaderDep,
+                 session: SessionDep) -> RolloutOut:
     return rollout_out(session, get_rollout(session, rollout_id))
 
 
 @router.post("/rollouts/{rollout_id}/{action}", response_model=RolloutOut,
              responses={404: {"description": "no such rollout"},
                         409: {"description": "not possible in this state"}})
-def act_on_rollout(rollout_id: RowId, action: str, caller: Caller = Depends(operator_only),
-                   session: Session = Depends(get_session)) -> RolloutOut:
+def act_on_rollout(rollout_id: RowId, action: str, caller: OperatorDep,
+                   session: SessionDep) -> RolloutOut:
     """pause, resume, abort, or advance to the next wave."""
     if action not in ("pause", "resume", "abort", "advance"):
         raise NotFound(f"unknown action {action!r}; use pause, resume, abort or advance")
@@ -260,8 +256,8 @@ def act_on_rollout(rollout_id: RowId, action: str, caller: Caller = Depends(oper
 
 @router.get("/rollouts/{rollout_id}/nodes", response_model=list[NodeUpdateOut],
             responses={404: {"description": "no such rollout"}})
-def rollout_nodes(rollout_id: RowId, _: Caller = Depends(fleet_reader),
-                  session: Session = Depends(get_session)) -> list[NodeUpdateOut]:
+def rollout_nodes(rollout_id: RowId, _: ReaderDep,
+                  session: SessionDep) -> list[NodeUpdateOut]:
     """Each node offered this rollout, with its wave and latest state."""
     get_rollout(session, rollout_id)
     rows = session.execute(select(UpdateStatus, Device.uid)
@@ -274,8 +270,8 @@ def rollout_nodes(rollout_id: RowId, _: Caller = Depends(fleet_reader),
 
 @router.get("/rollouts/{rollout_id}/events", response_model=list[UpdateEventOut],
             responses={404: {"description": "no such rollout"}})
-def rollout_events(rollout_id: RowId, _: Caller = Depends(fleet_reader),
-                   session: Session = Depends(get_session)) -> list[UpdateEventOut]:
+def rollout_events(rollout_id: RowId, _: ReaderDep,
+                   session: SessionDep) -> list[UpdateEventOut]:
     """The rollout's history: creation, offers, node reports, pauses and wave advances."""
     get_rollout(session, rollout_id)
     rows = session.execute(select(UpdateEvent, Device.uid)
@@ -288,8 +284,8 @@ def rollout_events(rollout_id: RowId, _: Caller = Depends(fleet_reader),
 
 @router.get("/devices/{device_id}/updates", response_model=list[UpdateEventOut],
             responses={404: {"description": "no such device"}})
-def device_updates(device_id: str, _: Caller = Depends(fleet_reader),
-                   session: Session = Depends(get_session)) -> list[UpdateEventOut]:
+def device_updates(device_id: str, _: ReaderDep,
+                   session: SessionDep) -> list[UpdateEventOut]:
     """One node's update history across rollouts."""
     device = get_device(session, device_id)
     rows = session.execute(select(UpdateEvent).where(UpdateEvent.device_id == device.id)

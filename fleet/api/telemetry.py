@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from fleet.auth import Caller, authenticated_device, data_reader, signed_headers
-from fleet.core.db import get_engine, get_session
+from fleet.api.deps import DataReaderDep, SessionDep
+from fleet.auth import authenticated_device, signed_headers
+from fleet.core.db import get_engine
 from fleet.core.settings import get_settings
 from fleet.errors import Invalid
 from fleet.telemetry.export import csv_chunks, parquet_chunks
@@ -128,7 +129,6 @@ def reading_filter(
 
 
 Filter = Annotated[ReadingFilter, Depends(reading_filter)]
-Reader = Annotated[Caller, Depends(data_reader)]
 _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or unknown API token"},
     403: {"description": "the token's role may not read telemetry"},
@@ -137,13 +137,13 @@ _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @data_router.get("/metrics", responses=_READ_RESPONSES)
-def metrics(_: Reader) -> list[dict[str, Any]]:
+def metrics(_: DataReaderDep) -> list[dict[str, Any]]:
     """The metric catalogue: name, unit, accepted range, meaning and sensor."""
     return catalogue_json()
 
 
 @data_router.get("/readings", response_model=ReadingPage, responses=_READ_RESPONSES)
-def readings(flt: Filter, _: Reader, session: Session = Depends(get_session),
+def readings(flt: Filter, _: DataReaderDep, session: SessionDep,
              limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
              after: Annotated[str | None, Query(description="Cursor from `next`")] = None,
              ) -> dict[str, Any]:
@@ -153,7 +153,7 @@ def readings(flt: Filter, _: Reader, session: Session = Depends(get_session),
 
 
 @data_router.get("/aggregate", response_model=AggregateReply, responses=_READ_RESPONSES)
-def aggregates(flt: Filter, _: Reader, session: Session = Depends(get_session),
+def aggregates(flt: Filter, _: DataReaderDep, session: SessionDep,
                bucket: Annotated[str, Query(description="Bucket width: 30s, 15m, 1h, 1d …")]
                = "1h",
                by: Annotated[str, Query(pattern="^(none|device|group)$",
@@ -175,7 +175,7 @@ def _download(chunks: Iterator[bytes], media_type: str, filename: str) -> Stream
 
 @data_router.get("/export.csv", response_class=StreamingResponse, responses={
     **_READ_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "CSV, header row"}})
-def export_csv(flt: Filter, _: Reader) -> StreamingResponse:
+def export_csv(flt: Filter, _: DataReaderDep) -> StreamingResponse:
     """All matching readings as CSV (streamed; ts in ISO 8601 UTC)."""
     return _download(csv_chunks(get_engine(), flt), "text/csv; charset=utf-8",
                      "readings.csv")
@@ -184,7 +184,7 @@ def export_csv(flt: Filter, _: Reader) -> StreamingResponse:
 @data_router.get("/export.parquet", response_class=StreamingResponse, responses={
     **_READ_RESPONSES,
     200: {"content": {"application/vnd.apache.parquet": {}}, "description": "Parquet file"}})
-def export_parquet(flt: Filter, _: Reader) -> StreamingResponse:
+def export_parquet(flt: Filter, _: DataReaderDep) -> StreamingResponse:
     """All matching readings as Parquet (streamed row group by row group; ts timestamp[ms, UTC])."""
     return _download(parquet_chunks(get_engine(), flt), "application/vnd.apache.parquet",
                      "readings.parquet")
@@ -193,7 +193,7 @@ def export_parquet(flt: Filter, _: Reader) -> StreamingResponse:
 @data_router.get("/stream", response_class=StreamingResponse, responses={
     **_READ_RESPONSES, 200: {"content": {"text/event-stream": {}},
                              "description": "Server-sent events, one `reading` event each"}})
-def stream(flt: Filter, _: Reader,
+def stream(flt: Filter, _: DataReaderDep,
            last_event_id: Annotated[str | None, Header(description="Resume after this event")]
            = None,
            max_events: Annotated[int | None, Query(ge=1, le=1_000_000,
