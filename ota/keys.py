@@ -302,12 +302,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def open_envelope(envelope: bytes | str) -> tuple[str, bytes, str]:
-    """(signer key id, 64-byte signature, statement text) of an envelope; `malformed` otherwise.
-
-    The envelope is a JSON object with exactly key_id (16 lowercase hex digits), signature (128)
-    and statement (a string).
-    """
+def _parse_envelope(envelope: bytes | str) -> tuple[str, bytes, str]:
+    """(signer key id, 64-byte signature, statement text) of any JSON encoding of an envelope."""
     try:
         outer = json.loads(envelope, object_pairs_hook=_unique_keys)
     except (ValueError, TypeError, RecursionError):
@@ -322,11 +318,27 @@ def open_envelope(envelope: bytes | str) -> tuple[str, bytes, str]:
     return kid, bytes.fromhex(signature), statement
 
 
+def open_envelope(envelope: bytes | str) -> tuple[str, bytes, str]:
+    """(signer key id, 64-byte signature, statement text) of an envelope; `malformed` otherwise.
+
+    The envelope is canonical JSON with exactly key_id (16 lowercase hex digits), signature
+    (128) and statement (a string), as a node reads it.
+    """
+    kid, signature, statement = _parse_envelope(envelope)
+    raw = envelope.encode() if isinstance(envelope, str) else bytes(envelope)
+    if raw != _encode_envelope(kid, signature, statement):
+        raise refusal("malformed", "a statement envelope is canonical JSON (sorted keys, no "
+                                   "spaces)")
+    return kid, signature, statement
+
+
+def _encode_envelope(kid: str, signature: bytes, statement: str) -> bytes:
+    return canonical_json({"key_id": kid, "signature": signature.hex(), "statement": statement})
+
+
 def canonical_envelope(envelope: bytes | str) -> str:
     """The envelope re-encoded canonically (the statement text, and so its signature, kept)."""
-    kid, signature, statement = open_envelope(envelope)
-    return canonical_json({"key_id": kid, "signature": signature.hex(),
-                           "statement": statement}).decode("ascii")
+    return _encode_envelope(*_parse_envelope(envelope)).decode("ascii")
 
 
 def _kind_by_suffix(statement: str) -> str | None:

@@ -770,6 +770,9 @@ def statement_vectors(v: Vectors) -> None:
         '"key_id":', '"key_id":"' + U.kid + '","key_id":', 1)
     v.statement("stmt_envelope_duplicate_key", "the envelope is canonical JSON: a key given "
                 "twice is malformed", "malformed", duplicated, k0)
+    spaced = envelope(rev, A).replace('","signature":', '", "signature":', 1)
+    v.statement("stmt_envelope_not_canonical", "the envelope is canonical JSON: a space "
+                "between its fields is malformed", "malformed", spaced, k0)
 
 
 def build_vectors() -> dict[str, str]:
