@@ -231,6 +231,9 @@ def flash_tree(root: Path, *, flash: str = "flash",
 # process can take an update from offer to commit.
 # The node's clock is real time plus an offset the driver moves on by "advance_s" (60 s) per
 # round: retry back-offs pass without waiting, and manifests still expire in real time.
+# driver.json: rounds, reboots, steps (per round), advance_s, clock_offset_s, clock_set
+# ({round: offset}), stop_when_reported, board, hardware, stall_s, health_timeout_s, healthy,
+# fake_ota, fail_hook ([module, "Class.attr", n]: MemoryError n times), dns_failures.
 DRIVER = r"""
 import sys, json, time
 import bootsel
@@ -264,6 +267,8 @@ gets = [0]
 def get(*args, **kw):
     gets[0] += 1
     inside[0] = True
+    if cfg.get("dns_failures"):
+        up.addr = None  # resolve the server again, as after any failed connection
     try:
         return _get(*args, **kw)
     finally:
@@ -283,15 +288,6 @@ if cfg.get("dns_failures"):  # name resolution fails this many times inside down
         return _socket.getaddrinfo(*args)
     _Resolver.getaddrinfo = staticmethod(_getaddrinfo)
     http_client.socket = _Resolver  # http_client stays loaded: it was imported here
-    def get(*args, **kw):
-        gets[0] += 1
-        inside[0] = True
-        up.addr = None  # resolve the server again, as after any failed connection
-        try:
-            return _get(*args, **kw)
-        finally:
-            inside[0] = False
-    up.get = get
 if cfg.get("fail_hook"):  # this function raises MemoryError its first n calls
     mod_name, attr, n = cfg["fail_hook"]
     owner = __import__(mod_name, None, None, ["x"])
