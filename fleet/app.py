@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.routing import Route
 
-from fleet.api import dashboard, device, devices, releases, telemetry
+from fleet.api import dashboard
+from fleet.api.device.checkin import checkin
+from fleet.api.main import api_router, device_router
 from fleet.checkin_quick import QuickCheckin
 from fleet.core.db import check_migrated, get_engine
 from fleet.core.logs import setup_logging
@@ -53,12 +55,10 @@ def create_app(check_schema: bool = True) -> FastAPI:
     # The check-in is served by a plain Starlette route placed first, which skips FastAPI's
     # dependency solving; the same handler stays registered on the API router, which is what
     # documents it in OpenAPI. Errors still go through FastAPI's handlers (same 4xx bodies).
-    app.router.routes.insert(0, Route("/device/v1/checkin", device.checkin, methods=["POST"],
+    app.router.routes.insert(0, Route("/device/v1/checkin", checkin, methods=["POST"],
                                       include_in_schema=False))
-    app.include_router(device.router)
-    app.include_router(devices.router)
-    app.include_router(releases.router)
-    app.include_router(telemetry.router)
+    app.include_router(device_router)
+    app.include_router(api_router)
     app.include_router(dashboard.router)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(DataError, _refused_by_database)

@@ -13,34 +13,14 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from fleet.auth import DeviceRow
+from fleet.config_profiles import desired_config
 from fleet.core.settings import get_settings
 from fleet.key_statements import statements_after
-from fleet.models import Command, ConfigProfile, Device, DeviceEvent, utcnow
+from fleet.models import Command, Device, DeviceEvent, utcnow
 from fleet.rollouts import assignment_for, record_report
 from fleet.schemas import CheckIn, CheckInReply, PendingCommand
 
 MAX_COMMANDS_PER_REPLY = 10
-
-
-def desired_config(session: Session, device: DeviceRow | Device) -> tuple[int, dict[str, Any]]:
-    """The node's desired configuration: its group's, overridden key by key by its own.
-
-    The version is the sum of the two profiles' versions: both only grow, so any change to
-    either gives the node a higher number than it has applied.
-    """
-    rows = session.execute(
-        select(ConfigProfile.scope, ConfigProfile.version, ConfigProfile.body).where(
-            ((ConfigProfile.scope == "group") & (ConfigProfile.target == device.group_name))
-            | ((ConfigProfile.scope == "device") & (ConfigProfile.target == device.uid))
-        )
-    ).all()
-    by_scope = {scope: (version, body) for scope, version, body in rows}
-    version, merged = 0, {}
-    for scope in ("group", "device"):
-        if scope in by_scope:
-            version += by_scope[scope][0]
-            merged.update(by_scope[scope][1])
-    return version, merged
 
 
 def keyset_values(report: CheckIn) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from fleet.errors import Conflict, DomainError, Invalid
+from fleet.errors import Conflict, DomainError, Invalid, NotFound
 from fleet.models import Device, KeyStatement, SigningKey, utcnow
 from fleet.releases import key_ring, last_serial
 from fleet.rollouts import pause_rollouts_signed_by
@@ -160,3 +160,19 @@ def trusting_filter(row: SigningKey) -> Any:
         return active  # revoked on the server only: no node has been told
     return active & (Device.keyset_serial.is_(None)
                      | (Device.keyset_serial < row.revoked_by_serial))
+
+
+def nodes_trusting(session: Session, kid: str, limit: int) -> list[Device]:
+    """The active nodes that still trust revoked key `kid`, longest behind first.
+
+    NotFound for a key the server never had; Conflict for one not revoked (every node trusts it).
+    """
+    row = session.execute(select(SigningKey).where(SigningKey.key_id == kid)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no key {kid}")
+    if row.revoked_at is None:
+        raise Conflict(f"key {kid} is not revoked: every node that has it trusts it")
+    return list(session.execute(
+        select(Device).where(trusting_filter(row))
+        .order_by(Device.keyset_serial.is_not(None), Device.keyset_serial, Device.id)
+        .limit(limit)).scalars())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +24,17 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 def utcnow() -> datetime:
     """Timezone-aware current UTC time (what every timestamp column stores)."""
     return datetime.now(UTC)
+
+
+@overload
+def aware(ts: datetime) -> datetime: ...
+@overload
+def aware(ts: None) -> None: ...
+def aware(ts: datetime | None) -> datetime | None:
+    """`ts` as a timezone-aware UTC time (SQLite hands back naive UTC timestamps); None stays."""
+    if ts is None or ts.tzinfo is not None:
+        return ts
+    return ts.replace(tzinfo=UTC)
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -344,8 +344,3 @@ def rollout_summary(session: Session, rollout: Rollout) -> list[dict[str, Any]]:
     for wave, state, count in rows:
         waves[wave]["states"][state] = count
     return waves
-
-
-def aware(ts: datetime) -> datetime:
-    """SQLite returns naive UTC datetimes."""
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -305,6 +305,48 @@ class UpdateEventOut(BaseModel):
     detail: str
 
 
+class IngestReply(BaseModel):
+    stored: int = Field(description="Readings new to the server, stored now")
+    duplicates: int = Field(description="Readings the server already had (same seq), skipped")
+    acked_seq: int = Field(description="Highest seq in the batch: the node may drop up to it")
+
+
+class ReadingOut(BaseModel):
+    device_id: str
+    pole_id: str
+    district: str
+    group: str
+    ts: str = Field(description="Node time of the reading, ISO 8601 UTC")
+    metric: str
+    value: float
+    unit: str
+    seq: int
+
+
+class ReadingPage(BaseModel):
+    readings: list[ReadingOut]
+    next: str | None = Field(description="Cursor for the next page (pass as `after`), or null")
+
+
+class AggregateRow(BaseModel):
+    bucket_start: str = Field(description="Start of the bucket, ISO 8601 UTC")
+    metric: str
+    device_id: str | None = None
+    group: str | None = None
+    min: float
+    avg: float
+    max: float
+    count: int
+    unit: str
+
+
+class AggregateReply(BaseModel):
+    bucket_s: int
+    by: str
+    rows: list[AggregateRow]
+    truncated: bool = Field(description="True when more rows matched than `limit`")
+
+
 def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema with its $defs substituted in place, to embed in an operation.
 

@@ -1,1 +1,1 @@
-"""HTTP routers: the device-facing API and the operator/data API, kept apart."""
+"""The HTTP layer: one router module per resource (device-facing ones in device/), their deps."""

@@ -1,4 +1,4 @@
-"""Telemetry API: node ingest (/device/v1/telemetry) and the data team's read endpoints."""
+"""Telemetry for the data team: metric catalogue, readings, aggregates, exports, live stream."""
 
 from __future__ import annotations
 
@@ -6,19 +6,14 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
-from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
 from fleet.api.deps import DataReaderDep, SessionDep
-from fleet.auth import authenticated_device, signed_headers
 from fleet.core.db import get_engine
-from fleet.core.settings import get_settings
 from fleet.errors import Invalid
+from fleet.schemas import AggregateReply, ReadingPage
 from fleet.telemetry.export import csv_chunks, parquet_chunks
-from fleet.telemetry.ingest import BATCH_SCHEMA, parse_batch, store_batch
 from fleet.telemetry.metrics import catalogue_json
 from fleet.telemetry.query import (
     AGGREGATE_BY,
@@ -32,83 +27,7 @@ from fleet.telemetry.query import (
 )
 from fleet.telemetry.stream import sse_events, start_cursor
 
-device_router = APIRouter(prefix="/device/v1", tags=["device"])
-data_router = APIRouter(prefix="/api/v1/telemetry", tags=["telemetry"])
-router = APIRouter()
-
-
-class IngestReply(BaseModel):
-    stored: int = Field(description="Readings new to the server, stored now")
-    duplicates: int = Field(description="Readings the server already had (same seq), skipped")
-    acked_seq: int = Field(description="Highest seq in the batch: the node may drop up to it")
-
-
-class ReadingOut(BaseModel):
-    device_id: str
-    pole_id: str
-    district: str
-    group: str
-    ts: str = Field(description="Node time of the reading, ISO 8601 UTC")
-    metric: str
-    value: float
-    unit: str
-    seq: int
-
-
-class ReadingPage(BaseModel):
-    readings: list[ReadingOut]
-    next: str | None = Field(description="Cursor for the next page (pass as `after`), or null")
-
-
-class AggregateRow(BaseModel):
-    bucket_start: str = Field(description="Start of the bucket, ISO 8601 UTC")
-    metric: str
-    device_id: str | None = None
-    group: str | None = None
-    min: float
-    avg: float
-    max: float
-    count: int
-    unit: str
-
-
-class AggregateReply(BaseModel):
-    bucket_s: int
-    by: str
-    rows: list[AggregateRow]
-    truncated: bool = Field(description="True when more rows matched than `limit`")
-
-
-@device_router.post(
-    "/telemetry", response_model=IngestReply,
-    openapi_extra={"requestBody": {"required": True,
-                                   "content": {"application/json": {"schema": BATCH_SCHEMA}}}},
-    responses={401: {"description": "bad or missing device signature"},
-               403: {"description": "device decommissioned"},
-               422: {"description": "batch refused, nothing stored; detail names the reading"}})
-async def ingest(request: Request) -> Response:
-    """Store a batch of readings: all or nothing, idempotent by (node, seq).
-
-    The signature headers are checked on the event loop; the rest (signature, nonce, the
-    batch's validation and insert) runs in one thread-pool call and one transaction.
-    """
-    signed_headers(request)
-    raw = await request.body()
-    reply = await run_in_threadpool(_ingest, request, raw)
-    return Response(reply.model_dump_json(), media_type="application/json")
-
-
-def _ingest(request: Request, raw: bytes) -> IngestReply:
-    settings = get_settings()
-    with Session(get_engine(), expire_on_commit=False) as session:
-        ident = authenticated_device(request, raw, session)
-        readings = parse_batch(raw, max_batch=settings.telemetry_max_batch,
-                               max_age_days=settings.telemetry_max_age_days,
-                               clock_skew_s=settings.clock_skew_s)
-        assert ident.device.id is not None
-        result = store_batch(session, ident.device.id, readings)
-    return IngestReply(stored=result.stored, duplicates=result.duplicates,
-                       acked_seq=result.acked_seq)
+router = APIRouter(prefix="/telemetry", tags=["telemetry"])
 
 
 def reading_filter(
@@ -136,13 +55,13 @@ _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@data_router.get("/metrics", responses=_READ_RESPONSES)
+@router.get("/metrics", responses=_READ_RESPONSES)
 def metrics(_: DataReaderDep) -> list[dict[str, Any]]:
     """The metric catalogue: name, unit, accepted range, meaning and sensor."""
     return catalogue_json()
 
 
-@data_router.get("/readings", response_model=ReadingPage, responses=_READ_RESPONSES)
+@router.get("/readings", response_model=ReadingPage, responses=_READ_RESPONSES)
 def readings(flt: Filter, _: DataReaderDep, session: SessionDep,
              limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
              after: Annotated[str | None, Query(description="Cursor from `next`")] = None,
@@ -152,7 +71,7 @@ def readings(flt: Filter, _: DataReaderDep, session: SessionDep,
     return {"readings": rows, "next": nxt}
 
 
-@data_router.get("/aggregate", response_model=AggregateReply, responses=_READ_RESPONSES)
+@router.get("/aggregate", response_model=AggregateReply, responses=_READ_RESPONSES)
 def aggregates(flt: Filter, _: DataReaderDep, session: SessionDep,
                bucket: Annotated[str, Query(description="Bucket width: 30s, 15m, 1h, 1d …")]
                = "1h",
@@ -173,7 +92,7 @@ def _download(chunks: Iterator[bytes], media_type: str, filename: str) -> Stream
         "Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@data_router.get("/export.csv", response_class=StreamingResponse, responses={
+@router.get("/export.csv", response_class=StreamingResponse, responses={
     **_READ_RESPONSES, 200: {"content": {"text/csv": {}}, "description": "CSV, header row"}})
 def export_csv(flt: Filter, _: DataReaderDep) -> StreamingResponse:
     """All matching readings as CSV (streamed; ts in ISO 8601 UTC)."""
@@ -181,7 +100,7 @@ def export_csv(flt: Filter, _: DataReaderDep) -> StreamingResponse:
                      "readings.csv")
 
 
-@data_router.get("/export.parquet", response_class=StreamingResponse, responses={
+@router.get("/export.parquet", response_class=StreamingResponse, responses={
     **_READ_RESPONSES,
     200: {"content": {"application/vnd.apache.parquet": {}}, "description": "Parquet file"}})
 def export_parquet(flt: Filter, _: DataReaderDep) -> StreamingResponse:
@@ -190,7 +109,7 @@ def export_parquet(flt: Filter, _: DataReaderDep) -> StreamingResponse:
                      "readings.parquet")
 
 
-@data_router.get("/stream", response_class=StreamingResponse, responses={
+@router.get("/stream", response_class=StreamingResponse, responses={
     **_READ_RESPONSES, 200: {"content": {"text/event-stream": {}},
                              "description": "Server-sent events, one `reading` event each"}})
 def stream(flt: Filter, _: DataReaderDep,
@@ -211,7 +130,3 @@ def stream(flt: Filter, _: DataReaderDep,
                         timeout_s=timeout_s, poll_s=poll_s, heartbeat_s=heartbeat_s)
     return StreamingResponse(events, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-router.include_router(device_router)
-router.include_router(data_router)

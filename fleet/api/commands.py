@@ -1,0 +1,34 @@
+"""Commands: queue reboot, identify or lamp_override for a node, and list its commands."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from fleet.api.deps import OperatorDep, ReaderDep, SessionDep
+from fleet.commands import queue_command, recent_commands
+from fleet.models import Command, aware
+from fleet.schemas import CommandIn, CommandOut
+
+router = APIRouter(tags=["devices"])
+
+
+def _command_out(cmd: Command, uid: str) -> CommandOut:
+    return CommandOut(id=cmd.id or 0, device_id=uid, type=cmd.type, args=cmd.args,
+                      created_at=aware(cmd.created_at), delivered_at=aware(cmd.delivered_at),
+                      acked_at=aware(cmd.acked_at), result=cmd.result)
+
+
+@router.post("/devices/{device_id}/commands", response_model=CommandOut, status_code=201,
+             responses={404: {"description": "no such device"}, 409: {"description": "retired"},
+                        422: {"description": "bad arguments"}})
+def send_command(device_id: str, body: CommandIn, _: OperatorDep,
+                 session: SessionDep) -> CommandOut:
+    """Queue a command (reboot, identify, lamp_override) for the node's next check-in."""
+    return _command_out(queue_command(session, device_id, body.type, body.args), device_id)
+
+
+@router.get("/devices/{device_id}/commands", response_model=list[CommandOut],
+            responses={404: {"description": "no such device"}})
+def list_commands(device_id: str, _: ReaderDep, session: SessionDep) -> list[CommandOut]:
+    """The node's commands, newest first, with delivery and acknowledgement times."""
+    return [_command_out(c, device_id) for c in recent_commands(session, device_id)]

@@ -1,0 +1,1 @@
+"""Device-facing API (/device/v1): requests signed by the nodes, one module per resource."""

@@ -1,0 +1,28 @@
+"""The routers put together: /device/v1 for the nodes, /api/v1 for operators and data readers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from fleet.api import (
+    commands,
+    device_keys,
+    devices,
+    fleet,
+    groups,
+    release_keys,
+    releases,
+    rollouts,
+    telemetry,
+)
+from fleet.api.device import bundles, checkin, enrollment
+from fleet.api.device import telemetry as telemetry_ingest
+
+device_router = APIRouter(prefix="/device/v1")
+for module in (enrollment, checkin, bundles, telemetry_ingest):
+    device_router.include_router(module.router)
+
+api_router = APIRouter(prefix="/api/v1")
+for module in (devices, device_keys, groups, commands, fleet, release_keys, releases, rollouts,
+               telemetry):
+    api_router.include_router(module.router)
