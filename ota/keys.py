@@ -292,8 +292,8 @@ def make_revocation(signer: Ed25519PrivateKey, revoked: list[str], *, serial: in
 # -- reading statements ---------------------------------------------------------------------
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json object_pairs_hook: an object that names a key twice is malformed."""
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook: an object that names a key twice is malformed (ValueError)."""
     document: dict[str, Any] = {}
     for key, value in pairs:
         if key in document:
@@ -305,7 +305,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse_envelope(envelope: bytes | str) -> tuple[str, bytes, str]:
     """(signer key id, 64-byte signature, statement text) of any JSON encoding of an envelope."""
     try:
-        outer = json.loads(envelope, object_pairs_hook=_unique_keys)
+        outer = json.loads(envelope, object_pairs_hook=unique_keys)
     except (ValueError, TypeError, RecursionError):
         raise refusal("malformed", "not a signed statement envelope (JSON)") from None
     if not isinstance(outer, dict) or set(outer) != _ENVELOPE_KEYS:
@@ -361,7 +361,7 @@ def parse_statement(statement: str) -> tuple[str, dict[str, Any]]:
     whitespace, no escapes, ASCII only, no key twice).
     """
     try:
-        document = json.loads(statement, object_pairs_hook=_unique_keys)
+        document = json.loads(statement, object_pairs_hook=unique_keys)
     except (ValueError, TypeError, RecursionError):
         raise refusal("malformed", "statement is not a JSON document") from None
     if not isinstance(document, dict):

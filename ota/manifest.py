@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ota.errors import ExpiredManifest, MalformedManifest
-from ota.keys import KeyRing, key_id
+from ota.keys import KeyRing, canonical_json, key_id, unique_keys
 from ota.signing import MANIFEST_TAG, sign_tagged, verify_tagged
 
 FORMAT = 1
@@ -109,22 +109,6 @@ def _check_names(names: Any, pattern: re.Pattern[str], what: str) -> None:
             raise MalformedManifest(f"{what} name {name!r} is not allowed")
 
 
-def _encode(document: dict[str, Any]) -> bytes:
-    """Canonical JSON: sorted keys, separators "," and ":", ASCII only."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=True).encode("ascii")
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """object_pairs_hook: a JSON object, refusing a key given twice."""
-    document: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in document:
-            raise MalformedManifest(f"key {name!r} appears twice")
-        document[name] = value
-    return document
-
-
 def _no_float(text: str) -> Any:
     raise MalformedManifest(f"{text} is not a canonical integer")
 
@@ -139,10 +123,10 @@ def loads_strict(data: bytes | str) -> Any:
     Only the parse: the canonical byte form is checked by the caller.
     """
     try:
-        return json.loads(data, object_pairs_hook=_unique_pairs, parse_float=_no_float,
+        return json.loads(data, object_pairs_hook=unique_keys, parse_float=_no_float,
                           parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise MalformedManifest("not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedManifest(f"not JSON: {exc}") from None
 
 
 def check_canonical_bytes(data: bytes) -> None:
@@ -267,7 +251,7 @@ class Manifest:
     def canonical(self) -> bytes:
         """The canonical bytes: the only form that is ever signed."""
         self.validate()
-        return _encode(self.to_json())
+        return canonical_json(self.to_json())
 
     @classmethod
     def from_json(cls, data: Any, *, signed: bool = False) -> Manifest:
@@ -316,7 +300,7 @@ class Manifest:
                 f"manifest is {len(data)} bytes; {MIN_MANIFEST_SIZE}..{MAX_MANIFEST_SIZE} allowed")
         check_canonical_bytes(data)
         manifest = cls.from_json(loads_strict(data), signed=signed)
-        if _encode(manifest.to_json()) != data:
+        if canonical_json(manifest.to_json()) != data:
             raise MalformedManifest("manifest bytes are not in canonical form")
         return manifest
 
@@ -339,7 +323,7 @@ class SignedManifest:
 
     def to_bytes(self) -> bytes:
         """The envelope in canonical JSON."""
-        return _encode({
+        return canonical_json({
             "key_id": self.key_id,
             "manifest": self.manifest_bytes.decode("ascii"),
             "signature": self.signature.hex(),

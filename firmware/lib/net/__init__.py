@@ -1,0 +1,1 @@
+"""Talking to the fleet server: the link, signed exchanges, HTTP, enrollment."""

@@ -1,0 +1,1 @@
+"""Telemetry on flash: the queue, opening and recovering it, dropping refused records."""
