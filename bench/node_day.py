@@ -94,16 +94,17 @@ def _p95(values: list[float]) -> float:
 
 
 # what a running node keeps imported (the rest is loaded for a moment and dropped)
-RESIDENT_MODULES = ("emulated", "log", "node", "dimming", "filters", "occupancy",
-                    "telemetry_queue", "drivers.bme280", "drivers.veml7700", "drivers.pms5003",
-                    "drivers.ld2410", "drivers.pir", "drivers.lamp")
+RESIDENT_MODULES = ("emulated", "core.log", "core.node", "algorithms.dimming",
+                    "algorithms.filters", "algorithms.occupancy", "store.telemetry_queue",
+                    "drivers.bme280", "drivers.veml7700", "drivers.pms5003", "drivers.ld2410",
+                    "drivers.pir", "drivers.lamp")
 IMPORT_PROBE = """
 import gc, sys, json
 sys.path[:0] = ["slots/a/lib", "slots/a/boards"]
-import transient
+from core import transient
 heap = 0
 if IMAGE:
-    where, size, heap = transient.call_loaded("app_image", "mount", "./slots/a")
+    where, size, heap = transient.call_loaded("core.app_image", "mount", "./slots/a")
 gc.collect()
 before = gc.mem_alloc()
 for name in MODULES:

@@ -36,7 +36,7 @@ BUNDLE_BYTES = 200 * 1024
 UPDATE = """
 import gc, json, time
 import bootsel
-from uplink import Uplink
+from net.uplink import Uplink
 from updater.client import Updater
 done = []
 up = Uplink(json.load(open("identity.json")), time.time)

@@ -6,7 +6,7 @@ except NameError:
     exec(open("boot.py").read())
 
 try:
-    import node_main
+    from core import node_main
 except Exception as e:  # noqa: the slot's app cannot even load: reset, bootsel counts it
     print("0 ERROR app_unloadable error=%r" % (e,))
     try:

@@ -38,8 +38,9 @@ class Scenario:
 
 
 def firmware_defaults() -> dict[str, Any]:
-    """config.DEFAULTS from firmware/lib/config.py (the settings a node starts with)."""
-    spec = importlib.util.spec_from_file_location("_hil_config", FIRMWARE_LIB / "config.py")
+    """config.DEFAULTS from firmware/lib/core/config.py (the settings a node starts with)."""
+    spec = importlib.util.spec_from_file_location("_hil_config",
+                                                  FIRMWARE_LIB / "core" / "config.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

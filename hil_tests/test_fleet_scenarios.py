@@ -87,7 +87,7 @@ def _all_online(rig: Rig, count: int) -> bool:
 
 
 def _crash_at_start(app: Path) -> None:
-    main = app / "lib" / "node_main.py"
+    main = app / "lib" / "core" / "node_main.py"
     main.write_text('raise RuntimeError("this release cannot start")\n' + main.read_text())
 
 

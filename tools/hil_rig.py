@@ -91,7 +91,7 @@ class Rig:
         shutil.copytree(FIRMWARE_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
         for name in STABLE_ROOT_FILES:
             (app / name).unlink()
-        node_py = app / "lib" / "node.py"
+        node_py = app / "lib" / "core" / "node.py"
         node_py.write_text(re.sub(r'^FW_VERSION = "[^"]+"', f'FW_VERSION = "{version}"',
                                   node_py.read_text(), flags=re.M))
         if patch:

@@ -102,7 +102,7 @@ def _main():
     _try("pir", _pir)
 
 try:
-    import config
+    from core import config
     _out["config_errors"] = config.load_with_errors(_r + "/config.json")[1]
 except Exception as e:
     _out["config_errors"] = [repr(e)]

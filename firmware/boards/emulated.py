@@ -5,7 +5,7 @@ import sys
 
 import gc
 from micropython import const
-from transient import call_loaded
+from core.transient import call_loaded
 
 # opcodes and status codes: see docs/emulated-board.md (tools/emulator/protocol.py on the host)
 _OP_I2C_READ = const(0x72)

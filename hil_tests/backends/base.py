@@ -60,9 +60,13 @@ class Board(ABC):
 
 
 def module_path(name_or_path: str | Path) -> Path:
-    """`filters` -> firmware/lib/filters.py; a path is returned as it is."""
+    """`filters` -> firmware/lib/algorithms/filters.py (an algorithm module by its name),
+    `drivers.pir` -> firmware/lib/drivers/pir.py; a path is returned as it is."""
     text = str(name_or_path)
     if text.endswith(".py") or "/" in text:
         path = Path(text)
         return path if path.is_absolute() else REPO_ROOT / path
+    algorithm = FIRMWARE_LIB / "algorithms" / (text + ".py")
+    if "." not in text and algorithm.exists():
+        return algorithm
     return FIRMWARE_LIB / (text.replace(".", "/") + ".py")

@@ -59,8 +59,11 @@ class FakeFlash:
 def boot(part, cut_after=None):
     fake = FakeFlash(part, cut_after)
     sys.modules["vfs"] = fake
-    sys.modules.pop("app_image", None)
-    import app_image
+    sys.modules.pop("core.app_image", None)
+    import core
+    if hasattr(core, "app_image"):
+        delattr(core, "app_image")
+    from core import app_image
     try:
         result = app_image.mount(SLOT)
     except KeyboardInterrupt:
@@ -122,22 +125,22 @@ def _reference_image(slot: Path, stamp: bytes) -> bytes:
 def test_image_is_a_romfs_mpremote_would_build_and_imports_run_from_it(flash):
     [out] = _run(flash, f"""
 import sys, json, binascii
-import app_image
+from core import app_image
 entries, size = app_image.layout({SLOT!r})
 where, mounted_size, heap = app_image.mount({SLOT!r})
 with open("/app/stamp", "rb") as f:
     stamp = f.read()
-import node, drivers.ld2410
+import core.node, drivers.ld2410
 with open("probe.txt", "w") as f:  # the node's own files are still where they were
     f.write("x")
 print(json.dumps({{"where": where, "size": size, "mounted": mounted_size, "heap": heap,
-    "stamp": binascii.hexlify(stamp).decode(), "node": node.__file__,
+    "stamp": binascii.hexlify(stamp).decode(), "node": core.node.__file__,
     "ld2410": drivers.ld2410.__file__, "path": sys.path[:2]}}))
 """)
     assert out["where"] == "ram"
     assert out["size"] == out["mounted"]
     assert out["size"] <= out["heap"] <= out["size"] + 128  # one buffer, nothing else
-    assert out["node"] == "/app/lib/node.mpy"
+    assert out["node"] == "/app/lib/core/node.mpy"
     assert out["ld2410"] == "/app/lib/drivers/ld2410.mpy"
     assert out["path"] == ["/app/lib", "/app/boards"]
     assert (flash / "probe.txt").read_text() == "x"
@@ -145,7 +148,8 @@ print(json.dumps({{"where": where, "size": size, "mounted": mounted_size, "heap"
     reference = _reference_image(slot, bytes.fromhex(out["stamp"]))
     assert len(reference) == out["size"]
     [dump] = _run(flash, f"""
-import json, binascii, app_image
+import json, binascii
+from core import app_image
 entries, size = app_image.layout({SLOT!r})
 buf = bytearray(size)
 app_image.write_image(app_image._Writer(buffer=buf), entries)
@@ -159,7 +163,8 @@ def test_a_source_slot_mounts_nothing(tmp_path):
     slot = flash / "slots" / "a"
     shutil.copytree(Path(__file__).resolve().parents[2] / "firmware" / "lib", slot / "lib")
     [out] = _run(flash, f"""
-import sys, json, vfs, app_image
+import sys, json, vfs
+from core import app_image
 before = list(sys.path)
 print(json.dumps({{"mount": app_image.mount({SLOT!r}), "same_path": sys.path == before,
     "mounts": len(vfs.mount())}}))
@@ -192,9 +197,9 @@ import vfs as real
 real.mount(real.VfsRom(memoryview(part)), "/check")
 with open("/check/stamp", "rb") as f:
     stamp = f.read()
-import app_image
+from core import app_image
 entries, size = app_image.layout(SLOT)
-with open("/check/lib/node.mpy", "rb") as f:
+with open("/check/lib/core/node.mpy", "rb") as f:
     node_bytes = len(f.read())
 print(json.dumps({{"first": first, "again": again, "changed": changed, "cut": cut,
     "valid_after_cut": valid_after_cut, "recovered": recovered, "steady": steady,
@@ -210,7 +215,7 @@ print(json.dumps({{"first": first, "again": again, "changed": changed, "cut": cu
     assert r["recovered"][0][0] == "flash" and r["recovered"][1] > 0
     assert r["steady"][1] == 0
     assert r["stamp_ok"] is True
-    assert r["node_bytes"] == (slot / "lib" / "node.mpy").stat().st_size
+    assert r["node_bytes"] == (slot / "lib" / "core" / "node.mpy").stat().st_size
 
 
 def test_the_node_runs_from_its_image_and_reports_the_buffer_apart(tmp_path):

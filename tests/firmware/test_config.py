@@ -12,7 +12,7 @@ from tools.micropython import micropython_command, micropython_env
 
 VALIDATE = """
 import json
-from config import validate
+from core.config import validate
 merged, errors = validate(json.loads(%r))
 print(json.dumps([merged, errors]))
 """
@@ -24,7 +24,7 @@ def validate(mpy, new_cfg) -> tuple[dict, list[str]]:
 
 
 def defaults(mpy) -> dict:
-    return mpy("import json\nfrom config import DEFAULTS\nprint(json.dumps(DEFAULTS))\n")[0]
+    return mpy("import json\nfrom core.config import DEFAULTS\nprint(json.dumps(DEFAULTS))\n")[0]
 
 
 def test_defaults_cover_every_setting_and_pass_their_own_validation(mpy):
@@ -100,8 +100,8 @@ def test_bad_values_and_unknown_keys_are_refused_with_a_reason(mpy):
 
 LOAD = """
 import json
-from config import load_with_errors, load
-from log import Log
+from core.config import load_with_errors, load
+from core.log import Log
 class Lines:
     def __init__(self):
         self.lines = []
@@ -134,7 +134,7 @@ def test_a_missing_or_corrupt_file_gives_the_defaults_and_says_why(mpy, tmp_path
 
 APPLY = """
 import json
-from config import apply, load
+from core.config import apply, load
 ok, errors = apply("node.json", json.loads(%r), %d)
 print(json.dumps([ok, errors, load("node.json")]))
 """
@@ -168,7 +168,7 @@ def test_apply_saves_good_config_and_keeps_the_last_good_one_on_bad_input(mpy, t
 
 
 SAVER = """
-from config import apply, load
+from core.config import apply, load
 n = load("node.json")["version"] + 1
 while True:
     apply("node.json", {"checkin_interval_s": 10 + n % 1000, "metrics": {"lux": {"k": 2.5}}}, n)

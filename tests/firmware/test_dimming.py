@@ -12,7 +12,7 @@ from pathlib import Path
 # step, [level, ramp_ms, state].
 RUN = """
 import json
-from dimming import DimmingPolicy
+from algorithms.dimming import DimmingPolicy
 policy = DimmingPolicy(**json.loads(%r))
 with open("steps.txt") as src:
     for line in src:
@@ -104,7 +104,7 @@ def test_before_any_light_reading_the_lamp_is_full(mpy, tmp_path):
 
 OVERRIDE = """
 import json
-from dimming import DimmingPolicy
+from algorithms.dimming import DimmingPolicy
 p = DimmingPolicy()
 out = []
 out.append(p.decide(0, 5000.0, False, False)[0])         # day: off
@@ -160,8 +160,8 @@ def minute_lux(minute: int, rng: random.Random) -> float:
 
 RUN_DAY = """
 import json
-from dimming import DimmingPolicy, energy_wh
-from occupancy import Occupancy
+from algorithms.dimming import DimmingPolicy, energy_wh
+from algorithms.occupancy import Occupancy
 policy = DimmingPolicy(schedule=[[60, 300, 10]])
 occ = Occupancy(debounce_ms=200, hold_ms=30000)
 used = 0.0
@@ -219,7 +219,7 @@ def test_a_simulated_day_with_pedestrians_headlights_and_a_sensor_fault(mpy, tmp
 
 ENERGY = """
 import json
-from dimming import energy_wh
+from algorithms.dimming import energy_wh
 print(json.dumps([energy_wh(100, 3600000, 60.0), energy_wh(30, 1800000, 60.0),
                   energy_wh(0, 3600000, 60.0)]))
 """

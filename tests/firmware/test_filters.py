@@ -11,7 +11,7 @@ from pathlib import Path
 # The signal is streamed from a file one sample per line, so the device holds no big lists.
 RUN_SPIKE_FILTER = """
 import json
-from filters import SpikeFilter
+from algorithms.filters import SpikeFilter
 f = SpikeFilter(window=%d, k=3.0, min_mad=%r)
 with open("signal.txt") as src:
     for line in src:
@@ -75,7 +75,7 @@ def test_quantised_flat_signal_keeps_its_small_real_changes(mpy, tmp_path):
 
 RUN_PIPELINE = """
 import json
-from filters import MetricPipeline
+from algorithms.filters import MetricPipeline
 p = MetricPipeline(spike_window=5, spike_k=3.0, alpha=%r, deadband=%r, heartbeat_ms=%d)
 step_ms = %d
 with open("signal.txt") as src:
@@ -156,8 +156,8 @@ def test_failed_reads_are_ignored_without_disturbing_the_filter(mpy, tmp_path):
 def test_every_configured_metric_builds_a_working_pipeline(mpy):
     code = """
 import json
-from config import DEFAULTS
-from filters import pipeline_from_config
+from core.config import DEFAULTS
+from algorithms.filters import pipeline_from_config
 out = {}
 for name, cfg in DEFAULTS["metrics"].items():
     p = pipeline_from_config(cfg)
@@ -182,7 +182,7 @@ print(json.dumps(out))
 
 RELATIVE = """
 import json
-from filters import ReportOnChange
+from algorithms.filters import ReportOnChange
 r = ReportOnChange(2.0, 900000, deadband_rel=0.1)
 out = []
 for now, value in json.loads(%r):

@@ -7,7 +7,7 @@ from tools.micropython import run_micropython
 # A stream that records what was written, and a value that counts how often it is formatted.
 PRELUDE = """
 import json
-from log import Log
+from core.log import Log
 class Lines:
     def __init__(self):
         self.lines = []
@@ -86,6 +86,6 @@ print(json.dumps([first, recent, log.recent(), len(stream.lines)]))
 
 
 def test_default_stream_is_the_console(tmp_path):
-    code = "from log import Log\nLog(clock_ms=lambda: 7).info('boot', app='lamplighter')\n"
+    code = "from core.log import Log\nLog(clock_ms=lambda: 7).info('boot', app='lamplighter')\n"
     proc = run_micropython(code, cwd=tmp_path)
     assert proc.stdout == "7 INFO boot app=lamplighter\n"

@@ -10,7 +10,7 @@ from tools.emulator.scenario import DEFAULT_START_EPOCH, Scenario
 NIGHT_START = DEFAULT_START_EPOCH + 10 * 3600  # 22:00, dark, nobody about
 
 FAKE_UPLINK_RUN = """
-from node import Node
+from core.node import Node
 
 class FakeUplink:
     def __init__(self):
@@ -99,7 +99,7 @@ def test_reboot_command_restarts_the_node_and_is_acknowledged(tmp_path):
 
 
 FLAKY_UPLINK_RUN = """
-from node import Node
+from core.node import Node
 
 class Rejected(Exception):
     pass
@@ -157,7 +157,7 @@ def test_a_refused_reading_is_dropped_alone_and_its_neighbours_are_delivered(tmp
 
 
 UP_TO_DATE_RUN = """
-from node import Node
+from core.node import Node
 
 class UpToDate:
     # What the server answers when nothing is newer: the reply's optional fields are null.

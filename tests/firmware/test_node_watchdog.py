@@ -8,7 +8,7 @@ from tools.micropython import run_micropython
 
 HANG = """
 import emulated
-from node import Node
+from core.node import Node
 board = emulated.Board()
 node = Node(board)
 board.start_watchdog(30000)
@@ -19,7 +19,7 @@ while True:  # the loop wedges: nothing feeds the watchdog any more
 
 AFTER_RESET = """
 import json, emulated
-from node import Node
+from core.node import Node
 board = emulated.Board()
 node = Node(board)
 node.run(until_ms=60000)

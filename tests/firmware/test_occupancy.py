@@ -11,7 +11,7 @@ STEP_MS = 50
 # [now_ms, occupied] and finally the presence count taken at the end.
 RUN = """
 import json
-from occupancy import Occupancy
+from algorithms.occupancy import Occupancy
 steps = json.loads(%r)
 occ = Occupancy(debounce_ms=200, hold_ms=%d)
 for i, (pir, radar) in enumerate(steps):

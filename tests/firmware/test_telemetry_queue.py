@@ -16,7 +16,7 @@ from tools.micropython import micropython_command, micropython_env
 # Prints every queued record as [seq, payload text], then [len, next_seq, dropped, acked].
 DUMP = """
 import json
-from telemetry_queue import TelemetryQueue
+from store.telemetry_queue import TelemetryQueue
 q = TelemetryQueue("q", capacity=%d, segment_records=%d)
 seq = q.head_seq
 while True:
@@ -38,7 +38,7 @@ def dump(mpy: Callable[..., list], capacity: int = 2000, segment: int = 100) -> 
 
 APPEND = """
 import json
-from telemetry_queue import TelemetryQueue
+from store.telemetry_queue import TelemetryQueue
 q = TelemetryQueue("q", capacity=%d, segment_records=%d)
 print(json.dumps([q.append(("%s-%%d" %% i).encode()) for i in range(%d)]))
 """
@@ -53,7 +53,7 @@ def test_records_come_back_oldest_first_and_ack_removes_them(mpy):
     assert seqs == list(range(1, 31))
     code = """
 import json
-from telemetry_queue import TelemetryQueue
+from store.telemetry_queue import TelemetryQueue
 q = TelemetryQueue("q", segment_records=8)
 first = q.peek(5)
 again = q.peek(5)
@@ -78,7 +78,7 @@ def test_a_reboot_keeps_the_records_and_the_sequence_keeps_rising(mpy, tmp_path)
     assert (length, next_seq, dropped, torn) == (12, 13, 0, False)
     # ack everything: segment files go away, but the sequence must not restart
     mpy(
-        "from telemetry_queue import TelemetryQueue\n"
+        "from store.telemetry_queue import TelemetryQueue\n"
         "q = TelemetryQueue('q', segment_records=5)\nq.ack(q.next_seq - 1)\n"
     )
     assert list((tmp_path / "q").glob("*.seg")) == []
@@ -104,7 +104,7 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(mpy):
 def test_an_oversized_payload_is_refused_and_nothing_is_stored(mpy):
     code = """
 import json
-from telemetry_queue import TelemetryQueue
+from store.telemetry_queue import TelemetryQueue
 q = TelemetryQueue("q")
 q.append(b"x" * 240)
 try:
@@ -142,7 +142,7 @@ def test_a_half_written_record_is_discarded_at_every_cut_point(mpy, tmp_path):
 def test_ram_stays_bounded_with_a_full_queue_on_flash(mpy):
     code = """
 import gc, json
-from telemetry_queue import TelemetryQueue
+from store.telemetry_queue import TelemetryQueue
 q = TelemetryQueue("q", capacity=2000, segment_records=100)
 payload = b"p" * 200
 for i in range(2100):
@@ -171,8 +171,8 @@ print(json.dumps([len(q), q.dropped, opened, peak]))
 
 WRITER = """
 import json, sys, time
-import telemetry_queue
-from telemetry_queue import TelemetryQueue
+from store import telemetry_queue
+from store.telemetry_queue import TelemetryQueue
 boot = int(sys.argv[1])
 
 # Flash is programmed a page at a time: every write reaches the file 16 bytes per call, so a
@@ -346,7 +346,7 @@ def test_a_complete_state_temp_file_is_used_when_the_state_file_vanished(mpy, tm
 # The 64 KB image lives in the device heap, hence the larger heap.
 LITTLEFS_CAMPAIGN = """
 import json, os
-from telemetry_queue import TelemetryQueue
+from store.telemetry_queue import TelemetryQueue
 
 class Flash:
     def __init__(self, image, cut_at, keep):
@@ -465,7 +465,7 @@ def test_one_hundred_power_cuts_on_littlefs(mpy):
 # Random operation sequences against a plain in-memory model of the queue's promises.
 RANDOM_OPS = """
 import json
-from telemetry_queue import TelemetryQueue
+from store.telemetry_queue import TelemetryQueue
 q = TelemetryQueue("q", capacity=%d, segment_records=%d)
 with open("ops.txt") as src:
     for line in src:

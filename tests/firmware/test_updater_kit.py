@@ -237,7 +237,7 @@ def flash_tree(root: Path, *, flash: str = "flash",
 DRIVER = r"""
 import sys, json, time
 import bootsel
-from uplink import Uplink
+from net.uplink import Uplink
 from updater.client import Updater
 ROOT = "."
 cfg = json.load(open("driver.json"))
@@ -275,7 +275,7 @@ def get(*args, **kw):
         inside[0] = False
 up.get = get
 if cfg.get("dns_failures"):  # name resolution fails this many times inside downloads
-    import http_client
+    from net import http_client
     import socket as _socket
     class _Resolver:
         SOCK_STREAM = _socket.SOCK_STREAM

@@ -17,7 +17,7 @@ def test_hmac_matches_rfc4231_and_long_keys_match_the_host(mpy):
 
     long_key = bytes(range(131))
     out = mpy(
-        "import json\nfrom binascii import hexlify, unhexlify\nfrom hmac_sha256 import HmacSha256\n"
+        "import json\nfrom binascii import hexlify, unhexlify\nfrom crypto.hmac_sha256 import HmacSha256\n"
         f"a = HmacSha256(unhexlify('{RFC4231_KEY}')).digest(b'what do ya ', b'want for nothing?')\n"
         f"b = HmacSha256(unhexlify('{long_key.hex()}')).digest(b'x' * 200)\n"
         "print(json.dumps([hexlify(a).decode(), hexlify(b).decode()]))\n")
@@ -28,7 +28,7 @@ def test_hmac_matches_rfc4231_and_long_keys_match_the_host(mpy):
 def _identity_script(creds: dict, server_url: str, clock_offset: int, body: str) -> str:
     ident = {"device_id": creds["device_id"], "secret": creds["secret"], "server": server_url}
     return (
-        "import json, time\nfrom uplink import Uplink\nfrom log import Log\n"
+        "import json, time\nfrom net.uplink import Uplink\nfrom core.log import Log\n"
         "class Quiet:\n    def write(self, s):\n        pass\n"
         "log = Log(stream=Quiet())\n"
         f"ident = json.loads({json.dumps(json.dumps(ident))})\n"
@@ -74,7 +74,7 @@ def test_unreachable_server_raises_a_clear_error_not_a_crash(mpy, live_server):
 
     creds = live_server.register("UP-4")
     out = mpy(_identity_script(creds, f"http://127.0.0.1:{free_port()}", 0,
-        "from http_client import HttpError\n"
+        "from net.http_client import HttpError\n"
         "try:\n    up.checkin({})\n    print(json.dumps('no error'))\n"
         "except HttpError as e:\n    print(json.dumps(str(e)))\n"))
     assert out[-1].startswith("cannot connect to 127.0.0.1")
@@ -84,15 +84,15 @@ def test_an_exchange_loads_signing_and_http_for_itself_only(mpy, live_server):
     creds = live_server.register("UP-9")
     out = mpy(_identity_script(creds, live_server.url, 0,
         "import sys\n"
-        "CODE = ('uplink_exchange', 'http_client', 'hmac_sha256')\n"
+        "CODE = ('net.uplink_exchange', 'net.http_client', 'crypto.hmac_sha256')\n"
         "ok = up.checkin({'fw_version': '0.1.0'}) is not None\n"
         "after = [m for m in CODE if m in sys.modules]\n"
-        "import http_client\n"  # loaded by someone else (the update client does): it stays
+        "import net.http_client\n"  # loaded by someone else (the update client does): it stays
         "ok2 = up.checkin({'fw_version': '0.1.0'}) is not None\n"
         "kept = [m for m in CODE if m in sys.modules]\n"
         "print(json.dumps([ok, after, ok2, kept, up.addr is not None]))\n"))
     ok, after, ok2, kept, addr_kept = out[-1]
     assert ok and ok2
     assert after == []
-    assert kept == ["http_client"]
+    assert kept == ["net.http_client"]
     assert addr_kept is True  # the server's address is resolved once, not per exchange

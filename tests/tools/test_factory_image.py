@@ -111,7 +111,7 @@ import json, time, enroll
 r = enroll.redeem(".")
 out = {"result": r}
 if r == "enrolled":
-    from uplink import Uplink
+    from net.uplink import Uplink
     with open("identity.json") as f:
         ident = json.loads(f.read())
     reply = Uplink(ident, time.time).checkin({"fw_version": "0.1.0"})

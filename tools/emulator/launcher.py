@@ -42,7 +42,8 @@ FACTORY_SEQUENCE = 1  # the app a node leaves the depot with; every release sign
 
 def firmware_version(source: Path = FIRMWARE_DIR) -> str:
     """FW_VERSION as written in the node's source (the version of an unreleased build)."""
-    match = re.search(r'^FW_VERSION = "([^"]+)"', (source / "lib" / "node.py").read_text(), re.M)
+    node = source / "lib" / "core" / "node.py"
+    match = re.search(r'^FW_VERSION = "([^"]+)"', node.read_text(), re.M)
     return match.group(1) if match else "0.0.0"
 
 

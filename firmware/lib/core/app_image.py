@@ -240,6 +240,17 @@ def _mount(device):
         path = MOUNT + "/" + sub
         if path not in sys.path:
             sys.path.insert(0, path)
+    _forget_file_packages()
+
+
+def _forget_file_packages():
+    """A package imported from the slot's files before the mount (`core`, whose node_main
+    mounts the image) finds its submodules through its own __path__, on the files: forget it,
+    so the next import takes it, and its submodules, from the image."""
+    for name in [n for n in sys.modules if "." not in n]:
+        path = getattr(sys.modules[name], "__path__", None)
+        if path and not path.startswith(MOUNT) and path.endswith("/" + name):
+            del sys.modules[name]
 
 
 def _segment_holds(device, stamp):

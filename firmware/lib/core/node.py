@@ -2,8 +2,8 @@
 
 import gc
 
-from dimming import energy_wh
-from transient import call_loaded
+from algorithms.dimming import energy_wh
+from core.transient import call_loaded
 
 FW_VERSION = "0.1.0"
 REPORT_INTERVAL_S = 900  # presence_count, lamp_level_pct and energy_wh cover this long
@@ -35,7 +35,7 @@ class Node:
     def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False,
                  updater=None, fw_version=FW_VERSION):
         # construction code: needed at boot only
-        call_loaded("node_setup", "build", self, board, cfg, uplink, log, measure_raw, updater,
+        call_loaded("core.node_setup", "build", self, board, cfg, uplink, log, measure_raw, updater,
                     fw_version)
 
     # ------------------------------------------------------------------ telemetry
@@ -133,7 +133,7 @@ class Node:
     # ------------------------------------------------------------------ uplink
     def status(self):
         """The status a check-in reports (built by node_checkin, loaded for the moment)."""
-        return call_loaded("node_checkin", "status", self)
+        return call_loaded("core.node_checkin", "status", self)
 
     def _upload(self):
         """Send queued records in batches; stop at the first batch that is not acknowledged."""
@@ -150,7 +150,7 @@ class Node:
                     self.log.warn("upload_failed", error=repr(e))
                     return False
                 # the server refuses this batch for its content: resending cannot help
-                top = call_loaded("refusal", "drop_refused", self, records, e)
+                top = call_loaded("store.refusal", "drop_refused", self, records, e)
             if top is None:
                 return False
             self.queue.ack(top)
@@ -222,7 +222,7 @@ class Node:
             if now >= due["checkin"]:
                 interval = self._next_checkin_s or self.cfg["checkin_interval_s"]
                 due["checkin"] = now + interval * 1000
-                call_loaded("node_checkin", "checkin", self, now)
+                call_loaded("core.node_checkin", "checkin", self, now)
                 due["upload"] = now
             if now >= due["upload"]:
                 self._upload()

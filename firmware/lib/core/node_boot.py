@@ -2,8 +2,8 @@
 
 import sys
 
-from node_main import read_json
-from transient import call_loaded, unload
+from core.node_main import read_json
+from core.transient import call_loaded, unload
 
 IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned
 UPDATE_STATE = "/update/state.json"  # updater.client.STATE_FILE, read here without importing it
@@ -19,13 +19,13 @@ def make_uplink(board, log):
     root = board.flash_dir.rstrip("/")
     if read_json(root + "/enrollment.json") is not None:
         # first boot only: neither enroll nor its HTTP client stays loaded
-        log.info("enroll", result=call_loaded("enroll", "redeem", root, None, log))
-        unload("http_client")
+        log.info("enroll", result=call_loaded("net.enroll", "redeem", root, None, log))
+        unload("net.http_client")
     identity = read_json(root + "/" + IDENTITY_FILE)
     if identity is None:
         make = getattr(board, "world_uplink", None)
         return make() if make is not None else None
-    from uplink import Uplink
+    from net.uplink import Uplink
 
     return Uplink(identity, board.epoch_s, log)
 
@@ -42,7 +42,7 @@ def make_updater(board, uplink, log):
     sys.modules.pop("bootsel", None)  # the update client imports it again when it loads
     if pointer is None:
         return None
-    from lazy_updater import LazyUpdater
+    from core.lazy_updater import LazyUpdater
 
     state = read_json(root + UPDATE_STATE)
     return LazyUpdater(board, uplink, root, log,
@@ -51,7 +51,7 @@ def make_updater(board, uplink, log):
 
 def build(board, log, version):
     """The node, wired to its uplink and update client, ready to run."""
-    from node import FW_VERSION, Node
+    from core.node import FW_VERSION, Node
 
     uplink = make_uplink(board, log)
     return Node(board, uplink=uplink, log=log, updater=make_updater(board, uplink, log),

@@ -5,7 +5,7 @@
 
 import sys
 
-from transient import load_module, unload
+from core.transient import load_module, unload
 
 _KEYRING_MODULES = ("updater.keyring", "updater.verify", "updater.format", "updater", "bootsel")
 
@@ -36,7 +36,7 @@ def _keyset(node):
     """(serial, last refusal) of the node's release key set, read once and then kept."""
     keyset = getattr(node, "keyset", None)
     if keyset is None:
-        from node_main import read_json
+        from core.node_main import read_json
 
         keys = read_json(node.board.flash_dir.rstrip("/") + "/keys.json") or {}
         serial = keys.get("serial", keys.get("revocation_serial", 0))  # updater.verify.key_serial
@@ -96,11 +96,11 @@ def checkin(node, now):
         _apply_config(node, reply["config"], reply["config_version"])  # null: nothing newer
     cmds = reply.get("commands")
     if cmds:
-        commands = load_module("commands")
+        commands = load_module("core.commands")
         for cmd in cmds:
             commands.run(node, cmd, now)
         commands = None
-        unload("commands")
+        unload("core.commands")
     nxt = reply.get("next_checkin_s")
     if isinstance(nxt, int) and 10 <= nxt <= 86400:
         node._next_checkin_s = nxt
@@ -118,7 +118,7 @@ def proved_healthy(node):
 def _apply_config(node, new_cfg, version):
     if version == node.cfg["version"]:
         return
-    setup = load_module("node_setup")
+    setup = load_module("core.node_setup")
     setup.apply_reply_config(node, new_cfg, version)
     setup = None
-    unload("node_setup")
+    unload("core.node_setup")

@@ -2,7 +2,7 @@
 
 import json
 
-from transient import call_loaded
+from core.transient import call_loaded
 
 WATCHDOG_MS = 30000
 FATAL_RETRY_MS = 5000
@@ -18,14 +18,14 @@ def read_json(path):
 
 def _assemble(board, log, version):
     """The node, built by node_boot, whose code is then dropped (needed at boot only)."""
-    return call_loaded("node_boot", "build", board, log, version)
+    return call_loaded("core.node_boot", "build", board, log, version)
 
 
 def _mount_image(app_root):
     """Mount the slot's code image (app_image.py) before the rest of the app is imported;
     returns (where, size, heap bytes, error). The node runs without it if it fails."""
     try:
-        return call_loaded("app_image", "mount", app_root) + (None,)
+        return call_loaded("core.app_image", "mount", app_root) + (None,)
     except Exception as e:  # noqa: modules then load from the slot's files, as without ROMFS
         return None, 0, 0, e
 
@@ -34,7 +34,7 @@ def main(board_module, app_root):
     where, size, heap, error = _mount_image(app_root)
     board = __import__(board_module).Board()
     board.app_image_heap = heap  # the image's buffer: flash on a device, apart from the app
-    from log import Log
+    from core.log import Log
 
     log = Log(clock_ms=board.ticks_ms)
     version = read_json(app_root.rstrip("/") + "/app_version.json") or {}

@@ -1,18 +1,18 @@
 """Build a Node's parts and apply a configuration to it; loaded only for that, then dropped."""
 
-from dimming import DimmingPolicy
+from algorithms.dimming import DimmingPolicy
 from drivers.bme280 import BME280
 from drivers.lamp import Lamp
 from drivers.ld2410 import LD2410
 from drivers.pir import PIR
 from drivers.pms5003 import PMS5003
 from drivers.veml7700 import VEML7700
-from filters import pipeline_from_config
-from log import Log
-from node import REPORT_INTERVAL_S, SENSORS
-from transient import load_module, unload
-from occupancy import Occupancy
-from telemetry_queue import TelemetryQueue
+from algorithms.filters import pipeline_from_config
+from core.log import Log
+from core.node import REPORT_INTERVAL_S, SENSORS
+from core.transient import load_module, unload
+from algorithms.occupancy import Occupancy
+from store.telemetry_queue import TelemetryQueue
 
 FIRST_CHECKIN_MS = 5000
 
@@ -36,7 +36,7 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
     node.state_path = root + "/node_state.json"
     # configuration code (defaults, validation: about 11 KB) is loaded only to read or apply
     # a configuration, and dropped again
-    config = load_module("config")
+    config = load_module("core.config")
     if cfg is None:
         cfg = config.load(node.config_path, node.log)
     else:
@@ -44,7 +44,7 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
         for reason in errors:
             node.log.error("config_refused", reason=reason)
     config = None
-    unload("config")
+    unload("core.config")
     node.boot_reason = board.reset_cause()
     node.queue = TelemetryQueue(root + "/queue", cfg["queue_capacity"])
     if node.queue.discarded_tail:
@@ -68,10 +68,10 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
     node.lux = None
     node._pms_fresh = False
     node._identify_until = None
-    commands = load_module("commands")
+    commands = load_module("core.commands")
     node._done_cmds = commands.load_done(node.state_path)  # acks owed from before a reboot
     commands = None
-    unload("commands")
+    unload("core.commands")
     node._next_checkin_s = None
     version = cfg["version"]
     apply_config(node, cfg)
@@ -121,11 +121,11 @@ def apply_config(node, cfg):
 
 def apply_reply_config(node, new_cfg, version):
     """Validate and save a configuration a check-in brought, then apply it."""
-    config = load_module("config")
+    config = load_module("core.config")
     ok, errors = config.apply(node.config_path, new_cfg, version)
     cfg = config.load(node.config_path, node.log) if ok else None
     config = None
-    unload("config")
+    unload("core.config")
     if not ok:
         node.log.error("config_refused", version=version, reason=errors[0])
         return

@@ -28,7 +28,7 @@ from array import array
 
 from micropython import const
 
-from sha512 import sha512
+from crypto.sha512 import sha512
 
 _P = const(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFED)  # 2^255 - 19
 _L = const(0x1000000000000000000000000000000014DEF9DEA2F79CD65812631A5CF5D3ED)  # group order

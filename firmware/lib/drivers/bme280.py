@@ -4,7 +4,7 @@
 from micropython import const
 
 from drivers import Health, SensorFault
-from transient import call_loaded
+from core.transient import call_loaded
 
 CHIP_ID = const(0x60)
 _REG_CHIP_ID = const(0xD0)

@@ -10,7 +10,7 @@ either the code (retried next boot) or the identity. A code the server refuses f
 import json
 import os
 
-from http_client import HttpClient, HttpError
+from net.http_client import HttpClient, HttpError
 
 ENROLL_PATH = "/device/v1/enroll"
 ENROLLMENT_FILE = "/enrollment.json"

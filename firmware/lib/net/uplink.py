@@ -3,12 +3,12 @@ loaded for that exchange (uplink_exchange.py) and dropped again."""
 
 import sys
 
-from transient import load_module, unload
+from core.transient import load_module, unload
 
 CHECKIN_PATH = "/device/v1/checkin"
 TELEMETRY_PATH = "/device/v1/telemetry"
 # an exchange's code: dropped afterwards unless something else had loaded it already
-_EXCHANGE_MODULES = ("uplink_exchange", "http_client", "hmac_sha256")
+_EXCHANGE_MODULES = ("net.uplink_exchange", "net.http_client", "crypto.hmac_sha256")
 
 
 class Uplink:
@@ -32,7 +32,7 @@ class Uplink:
     def _exchange(self, name, *args):
         loaded = [m for m in _EXCHANGE_MODULES if m not in sys.modules]
         try:
-            return getattr(load_module("uplink_exchange"), name)(self, *args)
+            return getattr(load_module("net.uplink_exchange"), name)(self, *args)
         finally:
             for module in loaded:
                 unload(module)

@@ -5,9 +5,9 @@ import json
 import os
 from binascii import hexlify, unhexlify
 
-from hmac_sha256 import HmacSha256
-from http_client import HttpClient
-from uplink import CHECKIN_PATH, TELEMETRY_PATH
+from crypto.hmac_sha256 import HmacSha256
+from net.http_client import HttpClient
+from net.uplink import CHECKIN_PATH, TELEMETRY_PATH
 
 
 class Rejected(Exception):

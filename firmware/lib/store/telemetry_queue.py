@@ -16,7 +16,7 @@ import os
 import struct
 
 from micropython import const
-from transient import call_loaded
+from core.transient import call_loaded
 
 MAX_PAYLOAD = const(240)
 HEADER_SIZE = const(10)
@@ -40,7 +40,7 @@ def _segment_name(first_seq):
 
 def _open(queue, dir_path, capacity, segment_records, max_payload):
     """Open or recover `queue` with telemetry_queue_open, whose code is needed only here."""
-    call_loaded("telemetry_queue_open", "open_queue", queue, dir_path, capacity,
+    call_loaded("store.telemetry_queue_open", "open_queue", queue, dir_path, capacity,
                 segment_records, max_payload)
 
 

@@ -6,7 +6,7 @@
 import json
 import os
 
-from telemetry_queue import HEADER_SIZE, _STATE, _STATE_TMP, _segment_name
+from store.telemetry_queue import HEADER_SIZE, _STATE, _STATE_TMP, _segment_name
 
 
 def open_queue(q, dir_path, capacity, segment_records, max_payload):

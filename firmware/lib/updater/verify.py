@@ -79,15 +79,15 @@ def check_signature(digest, kid, signature, tag, trusted, revoked):
     public = trusted.get(kid)
     if public is None:
         raise Refused("unknown_key", kid)
-    from transient import load_module, unload
+    from core.transient import load_module, unload
 
     try:
-        load_module("ed25519").verify(public, tag + digest, signature)
+        load_module("crypto.ed25519").verify(public, tag + digest, signature)
     except ValueError as exc:  # ed25519.BadSignature
         raise Refused("bad_signature", str(exc))
     finally:
-        unload("ed25519")
-        unload("sha512")
+        unload("crypto.ed25519")
+        unload("crypto.sha512")
         gc.collect()
 
 
