@@ -11,6 +11,10 @@ pointer /slot.json says which slot is active and which one (if any) is on trial:
 Every write is a temp file then os.rename, so a power cut leaves the old or the new pointer,
 never half of one. The update client (lib/updater/client.py) imports this module for the same
 pointer and JSON helpers, so both sides agree on the format.
+
+read_json/write_json here are the stable root's own copy of the app's core/files.py: this
+module runs before any slot is chosen (and with no slot at all), so it cannot import from one;
+the app keeps its copy in the slot rather than this module resident (boot.py drops it).
 """
 
 import json

@@ -1,7 +1,8 @@
 """Operator commands from a check-in reply (identify, lamp_override, reboot), loaded on demand."""
 
-import json
 import os
+
+from core.files import read_json, write_json
 
 IDENTIFY_MS = 10000
 
@@ -38,19 +39,19 @@ def run(node, cmd, now):
 
 
 def save_done(path, done):
-    """Keep the acknowledged ids across a reboot (temp file, then rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps({"commands_done": done}))
-    os.rename(tmp, path)
+    """Keep the acknowledged ids across a reboot (written atomically)."""
+    write_json(path, {"commands_done": done})
 
 
 def load_done(path):
     """The ids saved before a reboot (the file is consumed), or []."""
+    doc = read_json(path)
+    for name in (path, path + ".tmp"):
+        try:
+            os.remove(name)
+        except OSError:
+            pass
     try:
-        with open(path) as f:
-            done = json.loads(f.read()).get("commands_done") or []
-        os.remove(path)
-        return done
-    except (OSError, ValueError):
+        return doc.get("commands_done") or []
+    except AttributeError:
         return []

@@ -1,7 +1,6 @@
 """Node configuration: safe defaults, validation with reasons, versioned atomic save/load."""
 
 import json
-import os
 
 METRICS = ("temperature_c", "humidity_pct", "pressure_hpa", "pm25_ugm3", "pm10_ugm3", "lux")
 
@@ -226,16 +225,11 @@ def load(path, log=None):
 
 def save(path, cfg, version):
     """Write `cfg` with its `version` atomically: temp file, then rename over the old one."""
+    from core.files import write_json  # here: the host loads this file alone (its DEFAULTS)
+
     data = _copy(cfg)
     data["version"] = version
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data))
-    try:
-        os.rename(tmp, path)  # atomic on littlefs and POSIX
-    except OSError:
-        os.remove(path)  # FAT cannot rename over a file; load() then falls back to tmp
-        os.rename(tmp, path)
+    write_json(path, data)  # on FAT, load() may find only the complete temp file
 
 
 def apply(path, new_cfg, version):

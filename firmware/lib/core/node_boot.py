@@ -2,7 +2,7 @@
 
 import sys
 
-from core.node_main import read_json
+from core.files import read_json
 from core.transient import call_loaded, unload
 
 IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned

@@ -36,7 +36,7 @@ def _keyset(node):
     """(serial, last refusal) of the node's release key set, read once and then kept."""
     keyset = getattr(node, "keyset", None)
     if keyset is None:
-        from core.node_main import read_json
+        from core.files import read_json
 
         keys = read_json(node.board.flash_dir.rstrip("/") + "/keys.json") or {}
         serial = keys.get("serial", keys.get("revocation_serial", 0))  # updater.verify.key_serial

@@ -1,19 +1,10 @@
 """The slot's entry point: mount its code image, build the board, start the watchdog, run."""
 
-import json
-
+from core.files import read_json
 from core.transient import call_loaded
 
 WATCHDOG_MS = 30000
 FATAL_RETRY_MS = 5000
-
-
-def read_json(path):
-    try:
-        with open(path) as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
-        return None
 
 
 def _assemble(board, log, version):

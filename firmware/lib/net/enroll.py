@@ -10,6 +10,7 @@ either the code (retried next boot) or the identity. A code the server refuses f
 import json
 import os
 
+from core.files import read_json, write_json
 from net.http_client import HttpClient, HttpError
 
 ENROLL_PATH = "/device/v1/enroll"
@@ -20,30 +21,11 @@ REFUSED = {403: "device retired", 404: "unknown code", 409: "code already used",
            410: "code expired", 422: "bad code"}
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_atomic(path, doc):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(doc))
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        os.remove(path)
-        os.rename(tmp, path)
-
-
 def pending(root=""):
     """The enrollment document when this node still has to enroll, else None."""
-    if _read(root + IDENTITY_FILE) is not None:
+    if read_json(root + IDENTITY_FILE) is not None:
         return None
-    return _read(root + ENROLLMENT_FILE)
+    return read_json(root + ENROLLMENT_FILE)
 
 
 def redeem(root="", http=None, log=None):
@@ -69,7 +51,7 @@ def redeem(root="", http=None, log=None):
     identity = {"device_id": creds["device_id"], "secret": creds["secret"],
                 "key_version": creds.get("key_version", 1), "server": doc["server"],
                 "pole_id": creds.get("pole_id", doc.get("pole_id"))}
-    _write_atomic(root + IDENTITY_FILE, identity)
+    write_json(root + IDENTITY_FILE, identity)
     os.remove(root + ENROLLMENT_FILE)
     if log:
         log.info("enrolled", device=identity["device_id"])

@@ -11,11 +11,12 @@
 # frame stays readable and the seqs of readable records stay consecutive.
 
 import binascii
-import json
 import os
 import struct
 
 from micropython import const
+
+from core.files import write_json
 from core.transient import call_loaded
 
 MAX_PAYLOAD = const(240)
@@ -23,15 +24,6 @@ HEADER_SIZE = const(10)
 _MAGIC = const(0xA5)
 _STATE = "state.json"
 _STATE_TMP = "state.tmp"
-
-
-def _replace(src, dst):
-    """Rename src over dst: atomic on littlefs and POSIX; FAT needs dst removed first."""
-    try:
-        os.rename(src, dst)
-    except OSError:
-        os.remove(dst)
-        os.rename(src, dst)
 
 
 def _segment_name(first_seq):
@@ -64,12 +56,9 @@ class TelemetryQueue:
             pass
 
     def _save_state(self):
-        tmp = self._path(_STATE_TMP)
-        with open(tmp, "w") as f:
-            f.write(json.dumps({"head": self._head, "next": self.next_seq,
-                                "dropped": self.dropped, "acked": self.acked,
-                                "lost": self.lost}))
-        _replace(tmp, self._path(_STATE))
+        write_json(self._path(_STATE), {"head": self._head, "next": self.next_seq,
+                                        "dropped": self.dropped, "acked": self.acked,
+                                        "lost": self.lost}, self._path(_STATE_TMP))
 
     # ---------------------------------------------------------------- reading frames
     def _read_frames(self, first, offset, seq, want_from, out, max_n):
