@@ -7,26 +7,28 @@ import gc
 from micropython import const
 from core.transient import call_loaded
 
-# opcodes and status codes: see docs/emulated-board.md (tools/emulator/protocol.py on the host)
-_OP_I2C_READ = const(0x72)
-_OP_I2C_WRITE = const(0x77)
-_OP_I2C_SCAN = const(0x73)
-_OP_UART_ANY = const(0x61)
-_OP_UART_READ = const(0x75)
-_OP_UART_WRITE = const(0x74)
-_OP_PIN_READ = const(0x70)
-_OP_PWM_DUTY = const(0x64)
-_OP_SLEEP = const(0x7A)
-_OP_WDT_START = const(0x57)
-_OP_WDT_FEED = const(0x66)
-_OP_RESET = const(0x78)
-_OP_CHECKIN = const(0x43)
-_OP_TELEMETRY = const(0x54)
+from emulated_protocol import (
+    OP_CHECKIN,
+    OP_I2C_READ,
+    OP_I2C_SCAN,
+    OP_I2C_WRITE,
+    OP_PIN_READ,
+    OP_PWM_DUTY,
+    OP_RESET,
+    OP_SLEEP,
+    OP_TELEMETRY,
+    OP_UART_ANY,
+    OP_UART_READ,
+    OP_UART_WRITE,
+    OP_WDT_FEED,
+    OP_WDT_START,
+    STATUS_HALT,
+    STATUS_NODEV,
+    STATUS_OK,
+    STATUS_RESET,
+)
 
-_ST_OK = const(0)
-_ST_NODEV = const(1)
-_ST_RESET = const(3)
-_ST_HALT = const(4)
+sys.modules.pop("emulated_protocol", None)  # its numbers now live here; its table can go
 
 _ENODEV = const(19)
 _EIO = const(5)
@@ -76,7 +78,7 @@ class WorldLink:
         self.rx_len = size
         if size:
             self._recv_into(0, size)
-        if status == _ST_RESET or status == _ST_HALT:
+        if status == STATUS_RESET or status == STATUS_HALT:
             # the watchdog fired or the run is over: stop as abruptly as a real reset
             sys.exit(status)
         return status
@@ -95,7 +97,7 @@ class EmuI2C:
         tx[3] = addr
         tx[4] = memaddr
         tx[5] = n
-        if link.call(_OP_I2C_READ, 3) != _ST_OK:
+        if link.call(OP_I2C_READ, 3) != STATUS_OK:
             raise OSError(_ENODEV)
         buf[:] = link.rxv[:n]
 
@@ -111,12 +113,12 @@ class EmuI2C:
         tx[3] = addr
         tx[4] = memaddr
         tx[5:5 + n] = buf
-        if link.call(_OP_I2C_WRITE, 2 + n) != _ST_OK:
+        if link.call(OP_I2C_WRITE, 2 + n) != STATUS_OK:
             raise OSError(_ENODEV)
 
     def scan(self):
         link = self.link
-        link.call(_OP_I2C_SCAN, 0)
+        link.call(OP_I2C_SCAN, 0)
         return list(link.rx[:link.rx_len])
 
 
@@ -130,7 +132,7 @@ class EmuUART:
     def any(self):
         link = self.link
         link.tx[3] = self.uart_id
-        link.call(_OP_UART_ANY, 1)
+        link.call(OP_UART_ANY, 1)
         return link.rx[0] | (link.rx[1] << 8)
 
     def readinto(self, buf, nbytes=None):
@@ -140,7 +142,7 @@ class EmuUART:
         tx[3] = self.uart_id
         tx[4] = n & 0xFF
         tx[5] = n >> 8
-        link.call(_OP_UART_READ, 3)
+        link.call(OP_UART_READ, 3)
         got = link.rx_len
         if not got:
             return None  # like machine.UART on timeout
@@ -157,7 +159,7 @@ class EmuUART:
         n = len(data)
         link.tx[3] = self.uart_id
         link.tx[4:4 + n] = data
-        link.call(_OP_UART_WRITE, 1 + n)
+        link.call(OP_UART_WRITE, 1 + n)
         return n
 
 
@@ -171,7 +173,7 @@ class EmuPin:
     def value(self):
         link = self.link
         link.tx[3] = self.pin_id
-        link.call(_OP_PIN_READ, 1)
+        link.call(OP_PIN_READ, 1)
         return link.rx[0]
 
 
@@ -193,7 +195,7 @@ class EmuPWM:
             value = 65535
         link = self.link
         struct.pack_into("<BH", link.tx, 3, self.pwm_id, value)
-        link.call(_OP_PWM_DUTY, 3)
+        link.call(OP_PWM_DUTY, 3)
         self._duty = value
 
 
@@ -214,7 +216,7 @@ class WorldUplink:
         if n > _UPLINK_FRAME - 3:
             raise ValueError("status too large")
         link.tx[3:3 + n] = body
-        link.call(_OP_CHECKIN, n)
+        link.call(OP_CHECKIN, n)
         if not link.rx_len:
             return None
         return json.loads(bytes(link.rx[:link.rx_len]))
@@ -233,7 +235,7 @@ class WorldUplink:
             pos += 6 + size
             count += 1
         struct.pack_into("<H", tx, 3, count)
-        link.call(_OP_TELEMETRY, pos - 3)
+        link.call(OP_TELEMETRY, pos - 3)
         if link.rx_len < 4:
             return None
         return struct.unpack_from("<I", link.rx, 0)[0]
@@ -264,14 +266,14 @@ class Board:
         if ms <= 0:
             return
         struct.pack_into("<I", self.link.tx, 3, int(ms))
-        self.link.call(_OP_SLEEP, 4)
+        self.link.call(OP_SLEEP, 4)
 
     def start_watchdog(self, timeout_ms):
         struct.pack_into("<I", self.link.tx, 3, int(timeout_ms))
-        self.link.call(_OP_WDT_START, 4)
+        self.link.call(OP_WDT_START, 4)
 
     def feed_watchdog(self):
-        self.link.call(_OP_WDT_FEED, 0)
+        self.link.call(OP_WDT_FEED, 0)
 
     def world_uplink(self):
         """The world as the node's server, for a node without an identity (made on demand:
@@ -282,7 +284,7 @@ class Board:
         return self._reset_cause
 
     def reset(self):
-        self.link.call(_OP_RESET, 0)
+        self.link.call(OP_RESET, 0)
         sys.exit(0)
 
     def mem_free(self):
