@@ -101,10 +101,10 @@ RESIDENT_MODULES = ("emulated", "core.log", "core.node", "algorithms.dimming",
 IMPORT_PROBE = """
 import gc, sys, json
 sys.path[:0] = ["slots/a/lib", "slots/a/boards"]
-from core import transient
+from core import ondemand
 heap = 0
 if IMAGE:
-    where, size, heap = transient.call_loaded("core.app_image", "mount", "./slots/a")
+    where, size, heap = ondemand.call("core.app_image", "mount", "./slots/a")
 gc.collect()
 before = gc.mem_alloc()
 for name in MODULES:

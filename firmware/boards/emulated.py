@@ -5,7 +5,7 @@ import sys
 
 import gc
 from micropython import const
-from core.transient import call_loaded
+from core import ondemand
 
 from emulated_protocol import (
     OP_CHECKIN,
@@ -23,12 +23,11 @@ from emulated_protocol import (
     OP_WDT_FEED,
     OP_WDT_START,
     STATUS_HALT,
-    STATUS_NODEV,
     STATUS_OK,
     STATUS_RESET,
 )
 
-sys.modules.pop("emulated_protocol", None)  # its numbers now live here; its table can go
+ondemand.forget("emulated_protocol")  # its numbers now live here; its table can go
 
 _ENODEV = const(19)
 _EIO = const(5)
@@ -243,7 +242,7 @@ class WorldUplink:
 
 def _connect(board, port, flash_dir):
     """Connect `board` to its world with emulated_setup, whose code runs once per boot."""
-    call_loaded("emulated_setup", "connect", board, port, flash_dir)
+    ondemand.call("emulated_setup", "connect", board, port, flash_dir)
 
 
 class Board:

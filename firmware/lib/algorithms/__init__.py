@@ -1,1 +1,1 @@
-"""Pure algorithms (filters, occupancy, dimming) in MicroPython 1.9 syntax, for the micro:bit too."""
+"""Pure algorithms in MicroPython 1.9 syntax (the micro:bit runs them too)."""

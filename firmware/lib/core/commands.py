@@ -38,6 +38,12 @@ def run(node, cmd, now):
     node._done_cmds.append(cid)
 
 
+def run_all(node, cmds, now):
+    """Run the commands of one check-in reply in order."""
+    for cmd in cmds:
+        run(node, cmd, now)
+
+
 def save_done(path, done):
     """Keep the acknowledged ids across a reboot (written atomically)."""
     write_json(path, {"commands_done": done})

@@ -1,9 +1,10 @@
 """The lamppost node: reads sensors on their schedules, filters, drives the lamp, queues telemetry."""
 
 import gc
+import json
 
 from algorithms.dimming import energy_wh
-from core.transient import call_loaded
+from core import ondemand
 
 FW_VERSION = "0.1.0"
 REPORT_INTERVAL_S = 900  # presence_count, lamp_level_pct and energy_wh cover this long
@@ -24,6 +25,12 @@ VALUE_FORMATS = {
 }
 
 
+# modules whose objects outlive the call that loads them (core/ondemand.py): the parts
+# node_setup builds, and the update client when a check-in's offer loads it
+PARTS = ("algorithms", "drivers", "store.telemetry_queue", "core.files", "core.log")
+UPDATE_CLIENT = ("updater", "bootsel")
+
+
 class Node:
     """One lamppost controller. Time and I/O come only from `board`.
 
@@ -35,8 +42,8 @@ class Node:
     def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False,
                  updater=None, fw_version=FW_VERSION):
         # construction code: needed at boot only
-        call_loaded("core.node_setup", "build", self, board, cfg, uplink, log, measure_raw, updater,
-                    fw_version)
+        ondemand.call("core.node_setup", "build", self, board, cfg, uplink, log, measure_raw,
+                      updater, fw_version, keep=PARTS)
 
     # ------------------------------------------------------------------ telemetry
     def _queue(self, metric, value, ts):
@@ -133,7 +140,7 @@ class Node:
     # ------------------------------------------------------------------ uplink
     def status(self):
         """The status a check-in reports (built by node_checkin, loaded for the moment)."""
-        return call_loaded("core.node_checkin", "status", self)
+        return ondemand.call("core.node_checkin", "status", self)
 
     def _upload(self):
         """Send queued records in batches; stop at the first batch that is not acknowledged."""
@@ -150,7 +157,7 @@ class Node:
                     self.log.warn("upload_failed", error=repr(e))
                     return False
                 # the server refuses this batch for its content: resending cannot help
-                top = call_loaded("store.refusal", "drop_refused", self, records, e)
+                top = _drop_refused(self, records, e)
             if top is None:
                 return False
             self.queue.ack(top)
@@ -222,7 +229,7 @@ class Node:
             if now >= due["checkin"]:
                 interval = self._next_checkin_s or self.cfg["checkin_interval_s"]
                 due["checkin"] = now + interval * 1000
-                call_loaded("core.node_checkin", "checkin", self, now)
+                ondemand.call("core.node_checkin", "checkin", self, now, keep=UPDATE_CLIENT)
                 due["upload"] = now
             if now >= due["upload"]:
                 self._upload()
@@ -274,3 +281,39 @@ class Node:
                     wait = left
             board.sleep_ms(wait)
 
+
+def _drop_refused(node, records, refusal):
+    """Drop only the reading the server named (sending those before it); else the batch.
+
+    Returns the seq up to which the queue may be acknowledged, or None to retry later.
+    """
+    bad = _refused_index(refusal, len(records))
+    if bad is None:
+        node.rejected_records += len(records)
+        node.log.error("telemetry_rejected", first=records[0][0], last=records[-1][0],
+                       detail=repr(refusal)[:120])
+        return records[-1][0]
+    if bad > 0:
+        try:
+            top = node.uplink.post_telemetry(records[:bad])
+        except Exception as e:  # noqa: the next round retries from the same place
+            node.log.warn("upload_failed", error=repr(e)[:120])
+            return None
+        if top is None:
+            return None
+        node.queue.ack(top)
+    node.rejected_records += 1
+    node.log.error("telemetry_rejected", seq=records[bad][0], detail=repr(refusal)[:120])
+    return records[bad][0]
+
+
+def _refused_index(refusal, count):
+    """Index of the reading a 422 names ({"detail": {"index": i, …}}), or None."""
+    try:
+        body = refusal.args[1]
+        index = json.loads(body)["detail"]["index"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(index, int) and 0 <= index < count:
+        return index
+    return None

@@ -1,9 +1,7 @@
 """Assemble the node at boot (enrollment, uplink, update client); unloaded once it runs."""
 
-import sys
-
+from core import ondemand
 from core.files import read_json
-from core.transient import call_loaded, unload
 
 IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned
 UPDATE_STATE = "/update/state.json"  # updater.client.STATE_FILE, read here without importing it
@@ -19,8 +17,7 @@ def make_uplink(board, log):
     root = board.flash_dir.rstrip("/")
     if read_json(root + "/enrollment.json") is not None:
         # first boot only: neither enroll nor its HTTP client stays loaded
-        log.info("enroll", result=call_loaded("net.enroll", "redeem", root, None, log))
-        unload("net.http_client")
+        log.info("enroll", result=ondemand.call("net.enroll", "redeem", root, None, log))
     identity = read_json(root + "/" + IDENTITY_FILE)
     if identity is None:
         make = getattr(board, "world_uplink", None)
@@ -34,12 +31,9 @@ def make_updater(board, uplink, log):
     """The A/B update client, for a node that has app slots and talks to a real server."""
     if uplink is None or not hasattr(uplink, "device_id"):
         return None
-    import bootsel
-
     root = board.flash_dir.rstrip("/")
-    pointer = bootsel.load_pointer(root)
-    bootsel = None
-    sys.modules.pop("bootsel", None)  # the update client imports it again when it loads
+    # bootsel (at the flash root) stays loaded only if the update client loads now
+    pointer = ondemand.call("bootsel", "load_pointer", root)
     if pointer is None:
         return None
     from core.lazy_updater import LazyUpdater

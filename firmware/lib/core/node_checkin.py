@@ -3,11 +3,8 @@
 # Loaded for each check-in (every few minutes) and dropped again: node.Node keeps only the
 # loop's code resident.
 
-import sys
+from core import ondemand
 
-from core.transient import load_module, unload
-
-_KEYRING_MODULES = ("updater.keyring", "updater.verify", "updater.format", "updater", "bootsel")
 
 
 def status(node):
@@ -50,13 +47,8 @@ def _apply_key_statements(node, statements):
     The key-set code is loaded for this and dropped again with what it imported.
     """
     keyset = _keyset(node)
-    loaded = [m for m in _KEYRING_MODULES if m not in sys.modules]
-    try:
-        keyset[0], keyset[1] = load_module("updater.keyring").apply_statements(
-            node.board.flash_dir.rstrip("/"), statements, node.log)
-    finally:
-        for name in loaded:
-            unload(name)
+    keyset[0], keyset[1] = ondemand.call("updater.keyring", "apply_statements",
+                                         node.board.flash_dir.rstrip("/"), statements, node.log)
 
 
 def checkin(node, now):
@@ -96,11 +88,7 @@ def checkin(node, now):
         _apply_config(node, reply["config"], reply["config_version"])  # null: nothing newer
     cmds = reply.get("commands")
     if cmds:
-        commands = load_module("core.commands")
-        for cmd in cmds:
-            commands.run(node, cmd, now)
-        commands = None
-        unload("core.commands")
+        ondemand.call("core.commands", "run_all", node, cmds, now)
     nxt = reply.get("next_checkin_s")
     if isinstance(nxt, int) and 10 <= nxt <= 86400:
         node._next_checkin_s = nxt
@@ -118,7 +106,4 @@ def proved_healthy(node):
 def _apply_config(node, new_cfg, version):
     if version == node.cfg["version"]:
         return
-    setup = load_module("core.node_setup")
-    setup.apply_reply_config(node, new_cfg, version)
-    setup = None
-    unload("core.node_setup")
+    ondemand.call("core.node_setup", "apply_reply_config", node, new_cfg, version)

@@ -1,22 +1,26 @@
 """The slot's entry point: mount its code image, build the board, start the watchdog, run."""
 
 from core.files import read_json
-from core.transient import call_loaded
+from core import ondemand
 
 WATCHDOG_MS = 30000
+# what node_boot builds and the running node keeps: these modules stay loaded after it
+# (core.node's PARTS and UPDATE_CLIENT, its uplink and the update client's stand-in)
+RESIDENT = ("core.node", "core.lazy_updater", "net.uplink", "algorithms", "drivers",
+            "store.telemetry_queue", "core.files", "core.log", "updater", "bootsel")
 FATAL_RETRY_MS = 5000
 
 
 def _assemble(board, log, version):
     """The node, built by node_boot, whose code is then dropped (needed at boot only)."""
-    return call_loaded("core.node_boot", "build", board, log, version)
+    return ondemand.call("core.node_boot", "build", board, log, version, keep=RESIDENT)
 
 
 def _mount_image(app_root):
     """Mount the slot's code image (app_image.py) before the rest of the app is imported;
     returns (where, size, heap bytes, error). The node runs without it if it fails."""
     try:
-        return call_loaded("core.app_image", "mount", app_root) + (None,)
+        return ondemand.call("core.app_image", "mount", app_root) + (None,)
     except Exception as e:  # noqa: modules then load from the slot's files, as without ROMFS
         return None, 0, 0, e
 

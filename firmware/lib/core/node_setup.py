@@ -10,7 +10,7 @@ from drivers.veml7700 import VEML7700
 from algorithms.filters import pipeline_from_config
 from core.log import Log
 from core.node import REPORT_INTERVAL_S, SENSORS
-from core.transient import load_module, unload
+from core import ondemand
 from algorithms.occupancy import Occupancy
 from store.telemetry_queue import TelemetryQueue
 
@@ -36,15 +36,12 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
     node.state_path = root + "/node_state.json"
     # configuration code (defaults, validation: about 11 KB) is loaded only to read or apply
     # a configuration, and dropped again
-    config = load_module("core.config")
     if cfg is None:
-        cfg = config.load(node.config_path, node.log)
+        cfg = ondemand.call("core.config", "load", node.config_path, node.log)
     else:
-        cfg, errors = config.validate(cfg)
+        cfg, errors = ondemand.call("core.config", "validate", cfg)
         for reason in errors:
             node.log.error("config_refused", reason=reason)
-    config = None
-    unload("core.config")
     node.boot_reason = board.reset_cause()
     node.queue = TelemetryQueue(root + "/queue", cfg["queue_capacity"])
     if node.queue.discarded_tail:
@@ -68,10 +65,8 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
     node.lux = None
     node._pms_fresh = False
     node._identify_until = None
-    commands = load_module("core.commands")
-    node._done_cmds = commands.load_done(node.state_path)  # acks owed from before a reboot
-    commands = None
-    unload("core.commands")
+    # acks owed from before a reboot
+    node._done_cmds = ondemand.call("core.commands", "load_done", node.state_path)
     node._next_checkin_s = None
     version = cfg["version"]
     apply_config(node, cfg)
@@ -121,11 +116,8 @@ def apply_config(node, cfg):
 
 def apply_reply_config(node, new_cfg, version):
     """Validate and save a configuration a check-in brought, then apply it."""
-    config = load_module("core.config")
-    ok, errors = config.apply(node.config_path, new_cfg, version)
-    cfg = config.load(node.config_path, node.log) if ok else None
-    config = None
-    unload("core.config")
+    ok, errors = ondemand.call("core.config", "apply", node.config_path, new_cfg, version)
+    cfg = ondemand.call("core.config", "load", node.config_path, node.log) if ok else None
     if not ok:
         node.log.error("config_refused", version=version, reason=errors[0])
         return

@@ -1,14 +1,10 @@
 """The node's link to the fleet server: identity and clock offset; each exchange's code is
 loaded for that exchange (uplink_exchange.py) and dropped again."""
 
-import sys
-
-from core.transient import load_module, unload
+from core import ondemand
 
 CHECKIN_PATH = "/device/v1/checkin"
 TELEMETRY_PATH = "/device/v1/telemetry"
-# an exchange's code: dropped afterwards unless something else had loaded it already
-_EXCHANGE_MODULES = ("net.uplink_exchange", "net.http_client", "crypto.hmac_sha256")
 
 
 class Uplink:
@@ -30,12 +26,8 @@ class Uplink:
         self.last_status = None
 
     def _exchange(self, name, *args):
-        loaded = [m for m in _EXCHANGE_MODULES if m not in sys.modules]
-        try:
-            return getattr(load_module("net.uplink_exchange"), name)(self, *args)
-        finally:
-            for module in loaded:
-                unload(module)
+        # its code (signing, HTTP) is dropped afterwards unless something had loaded it before
+        return ondemand.call("net.uplink_exchange", name, self, *args)
 
     def checkin(self, status):
         """Send the node's status; return the server's reply dict, or None when refused."""

@@ -79,15 +79,13 @@ def check_signature(digest, kid, signature, tag, trusted, revoked):
     public = trusted.get(kid)
     if public is None:
         raise Refused("unknown_key", kid)
-    from core.transient import load_module, unload
+    from core import ondemand
 
     try:
-        load_module("crypto.ed25519").verify(public, tag + digest, signature)
+        ondemand.call("crypto.ed25519", "verify", public, tag + digest, signature)
     except ValueError as exc:  # ed25519.BadSignature
         raise Refused("bad_signature", str(exc))
     finally:
-        unload("crypto.ed25519")
-        unload("crypto.sha512")
         gc.collect()
 
 

@@ -1,0 +1,41 @@
+"""Code loaded for one call and dropped again, with every module that call newly imported."""
+
+import sys
+
+
+def forget(name):
+    """Drop module `name` from sys.modules (a submodule from its package too), so that its
+    code leaves the heap at the next collection once nothing refers to it."""
+    sys.modules.pop(name, None)
+    package, _, leaf = name.rpartition(".")
+    parent = sys.modules.get(package) if package else None
+    if parent is not None:
+        try:
+            delattr(parent, leaf)
+        except AttributeError:
+            pass
+
+
+def _kept(name, keep):
+    for k in keep:
+        if name == k or name.startswith(k + ".") or k.startswith(name + "."):
+            return True
+    return False
+
+
+def call(module, function, *args, keep=()):
+    """Import `module`, return `function`(*args) of it, then drop every module that the call
+    newly imported (`module` included).
+
+    `keep` names the modules whose objects outlive the call (a package name covers its
+    submodules; a kept module keeps its packages): they stay imported, so that nothing loads
+    a second copy of them later. Modules imported before the call are never dropped. The
+    module is referenced only in this frame, which has returned before anything collects.
+    """
+    before = list(sys.modules)
+    try:
+        __import__(module)
+        return getattr(sys.modules[module], function)(*args)
+    finally:
+        for name in [n for n in sys.modules if n not in before and not _kept(n, keep)]:
+            forget(name)
