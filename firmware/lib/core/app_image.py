@@ -245,12 +245,14 @@ def _mount(device):
 
 def _forget_file_packages():
     """A package imported from the slot's files before the mount (`core`, whose node_main
-    mounts the image) finds its submodules through its own __path__, on the files: forget it,
-    so the next import takes it, and its submodules, from the image."""
+    mounts the image) finds its submodules through its own __path__, on the files: forget it
+    and the submodules it loaded, so that the next import takes them from the image (the
+    caller keeps no reference to them)."""
     for name in [n for n in sys.modules if "." not in n]:
         path = getattr(sys.modules[name], "__path__", None)
         if path and not path.startswith(MOUNT) and path.endswith("/" + name):
-            del sys.modules[name]
+            for sub in [n for n in sys.modules if n == name or n.startswith(name + ".")]:
+                del sys.modules[sub]
 
 
 def _segment_holds(device, stamp):

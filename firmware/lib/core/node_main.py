@@ -1,7 +1,8 @@
 """The slot's entry point: mount its code image, build the board, start the watchdog, run."""
 
-from core.files import read_json
-from core import ondemand
+# Imported from the slot's files, before the code image is mounted: it imports the rest of
+# the app only inside its functions, once the image is there (app_image forgets what `core`
+# had loaded from the files), and keeps no module of its own but this one.
 
 WATCHDOG_MS = 30000
 # what node_boot builds and the running node keeps: these modules stay loaded after it
@@ -13,12 +14,16 @@ FATAL_RETRY_MS = 5000
 
 def _assemble(board, log, version):
     """The node, built by node_boot, whose code is then dropped (needed at boot only)."""
+    from core import ondemand
+
     return ondemand.call("core.node_boot", "build", board, log, version, keep=RESIDENT)
 
 
 def _mount_image(app_root):
     """Mount the slot's code image (app_image.py) before the rest of the app is imported;
     returns (where, size, heap bytes, error). The node runs without it if it fails."""
+    from core import ondemand  # from the files; the image's copy replaces it once mounted
+
     try:
         return ondemand.call("core.app_image", "mount", app_root) + (None,)
     except Exception as e:  # noqa: modules then load from the slot's files, as without ROMFS
@@ -29,6 +34,7 @@ def main(board_module, app_root):
     where, size, heap, error = _mount_image(app_root)
     board = __import__(board_module).Board()
     board.app_image_heap = heap  # the image's buffer: flash on a device, apart from the app
+    from core.files import read_json
     from core.log import Log
 
     log = Log(clock_ms=board.ticks_ms)
