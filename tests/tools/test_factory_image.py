@@ -107,7 +107,8 @@ def test_batch_writes_images_and_the_depot_sheet(live_server: FleetServer,
 
 
 ENROLL_RUN = """
-import json, time, enroll
+import json, time
+from net import enroll
 r = enroll.redeem(".")
 out = {"result": r}
 if r == "enrolled":
