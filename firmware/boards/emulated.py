@@ -7,27 +7,32 @@ import gc
 from micropython import const
 from core import ondemand
 
-from emulated_protocol import (
-    OP_CHECKIN,
-    OP_I2C_READ,
-    OP_I2C_SCAN,
-    OP_I2C_WRITE,
-    OP_PIN_READ,
-    OP_PWM_DUTY,
-    OP_RESET,
-    OP_SLEEP,
-    OP_TELEMETRY,
-    OP_UART_ANY,
-    OP_UART_READ,
-    OP_UART_WRITE,
-    OP_WDT_FEED,
-    OP_WDT_START,
-    STATUS_HALT,
-    STATUS_OK,
-    STATUS_RESET,
-)
+# The wire numbers of the emulated board's link to its world, defined here and in
+# emulated_setup.py only (private consts cost no heap); the host (tools/emulator/protocol.py)
+# reads these lines. Frames: docs/emulated-board.md.
+_OP_I2C_READ = const(0x72)  # "r" addr u8, reg u8, n u8 -> n bytes
+_OP_I2C_WRITE = const(0x77)  # "w" addr u8, reg u8, data -> ()
+_OP_I2C_SCAN = const(0x73)  # "s" () -> one byte per responding address
+_OP_UART_ANY = const(0x61)  # "a" uart u8 -> u16 bytes waiting
+_OP_UART_READ = const(0x75)  # "u" uart u8, max u16 -> up to max bytes
+_OP_UART_WRITE = const(0x74)  # "t" uart u8, data -> ()
+_OP_PIN_READ = const(0x70)  # "p" pin u8 -> level u8
+_OP_PWM_DUTY = const(0x64)  # "d" pwm u8, duty u16 -> ()
+_OP_SLEEP = const(0x7A)  # "z" ms u32 -> () once virtual time has advanced
+_OP_WDT_START = const(0x57)  # "W" timeout ms u32 -> ()
+_OP_WDT_FEED = const(0x66)  # "f" () -> ()
+_OP_RESET = const(0x78)  # "x" () -> () then the node process exits; next boot reports "soft"
+_OP_CHECKIN = const(0x43)  # "C" status JSON -> reply JSON (empty: no reply)
+_OP_TELEMETRY = const(0x54)  # "T" n u16, then n x (seq u32, len u16, payload) -> acked u32
 
-ondemand.forget("emulated_protocol")  # its numbers now live here; its table can go
+_STATUS_OK = const(0)
+_STATUS_NODEV = const(1)  # I2C address did not ACK: the board raises OSError(ENODEV)
+_STATUS_BAD_REQUEST = const(2)
+_STATUS_RESET = const(3)  # the watchdog bit: the board must exit now (the launcher reboots it)
+_STATUS_HALT = const(4)  # the run is over: the board exits and stays off
+
+_I2C_BME280 = const(0x76)  # the emulated board's sensors on its I2C bus
+_I2C_VEML7700 = const(0x10)
 
 _ENODEV = const(19)
 _EIO = const(5)
@@ -77,7 +82,7 @@ class WorldLink:
         self.rx_len = size
         if size:
             self._recv_into(0, size)
-        if status == STATUS_RESET or status == STATUS_HALT:
+        if status == _STATUS_RESET or status == _STATUS_HALT:
             # the watchdog fired or the run is over: stop as abruptly as a real reset
             sys.exit(status)
         return status
@@ -96,7 +101,7 @@ class EmuI2C:
         tx[3] = addr
         tx[4] = memaddr
         tx[5] = n
-        if link.call(OP_I2C_READ, 3) != STATUS_OK:
+        if link.call(_OP_I2C_READ, 3) != _STATUS_OK:
             raise OSError(_ENODEV)
         buf[:] = link.rxv[:n]
 
@@ -112,12 +117,12 @@ class EmuI2C:
         tx[3] = addr
         tx[4] = memaddr
         tx[5:5 + n] = buf
-        if link.call(OP_I2C_WRITE, 2 + n) != STATUS_OK:
+        if link.call(_OP_I2C_WRITE, 2 + n) != _STATUS_OK:
             raise OSError(_ENODEV)
 
     def scan(self):
         link = self.link
-        link.call(OP_I2C_SCAN, 0)
+        link.call(_OP_I2C_SCAN, 0)
         return list(link.rx[:link.rx_len])
 
 
@@ -131,7 +136,7 @@ class EmuUART:
     def any(self):
         link = self.link
         link.tx[3] = self.uart_id
-        link.call(OP_UART_ANY, 1)
+        link.call(_OP_UART_ANY, 1)
         return link.rx[0] | (link.rx[1] << 8)
 
     def readinto(self, buf, nbytes=None):
@@ -141,7 +146,7 @@ class EmuUART:
         tx[3] = self.uart_id
         tx[4] = n & 0xFF
         tx[5] = n >> 8
-        link.call(OP_UART_READ, 3)
+        link.call(_OP_UART_READ, 3)
         got = link.rx_len
         if not got:
             return None  # like machine.UART on timeout
@@ -158,7 +163,7 @@ class EmuUART:
         n = len(data)
         link.tx[3] = self.uart_id
         link.tx[4:4 + n] = data
-        link.call(OP_UART_WRITE, 1 + n)
+        link.call(_OP_UART_WRITE, 1 + n)
         return n
 
 
@@ -172,7 +177,7 @@ class EmuPin:
     def value(self):
         link = self.link
         link.tx[3] = self.pin_id
-        link.call(OP_PIN_READ, 1)
+        link.call(_OP_PIN_READ, 1)
         return link.rx[0]
 
 
@@ -194,7 +199,7 @@ class EmuPWM:
             value = 65535
         link = self.link
         struct.pack_into("<BH", link.tx, 3, self.pwm_id, value)
-        link.call(OP_PWM_DUTY, 3)
+        link.call(_OP_PWM_DUTY, 3)
         self._duty = value
 
 
@@ -215,7 +220,7 @@ class WorldUplink:
         if n > _UPLINK_FRAME - 3:
             raise ValueError("status too large")
         link.tx[3:3 + n] = body
-        link.call(OP_CHECKIN, n)
+        link.call(_OP_CHECKIN, n)
         if not link.rx_len:
             return None
         return json.loads(bytes(link.rx[:link.rx_len]))
@@ -234,7 +239,7 @@ class WorldUplink:
             pos += 6 + size
             count += 1
         struct.pack_into("<H", tx, 3, count)
-        link.call(OP_TELEMETRY, pos - 3)
+        link.call(_OP_TELEMETRY, pos - 3)
         if link.rx_len < 4:
             return None
         return struct.unpack_from("<I", link.rx, 0)[0]
@@ -265,14 +270,14 @@ class Board:
         if ms <= 0:
             return
         struct.pack_into("<I", self.link.tx, 3, int(ms))
-        self.link.call(OP_SLEEP, 4)
+        self.link.call(_OP_SLEEP, 4)
 
     def start_watchdog(self, timeout_ms):
         struct.pack_into("<I", self.link.tx, 3, int(timeout_ms))
-        self.link.call(OP_WDT_START, 4)
+        self.link.call(_OP_WDT_START, 4)
 
     def feed_watchdog(self):
-        self.link.call(OP_WDT_FEED, 0)
+        self.link.call(_OP_WDT_FEED, 0)
 
     def world_uplink(self):
         """The world as the node's server, for a node without an identity (made on demand:
@@ -283,7 +288,7 @@ class Board:
         return self._reset_cause
 
     def reset(self):
-        self.link.call(OP_RESET, 0)
+        self.link.call(_OP_RESET, 0)
         sys.exit(0)
 
     def mem_free(self):

@@ -1,14 +1,21 @@
 """Emulated board start-up: connect to the world, say hello, build the buses (once per boot)."""
 
 # Loaded by emulated.Board() and dropped again, so that only the board's running code stays
-# resident. Opcodes and ids: emulated_protocol.py (docs/emulated-board.md).
+# resident. Opcodes and ids: emulated.py (docs/emulated-board.md).
 
 import os
 import socket
 import struct
 
 from emulated import EmuI2C, EmuPin, EmuPWM, EmuUART, WorldLink
-from emulated_protocol import OP_HELLO, PIN_PIR, PWM_LAMP, UART_PM, UART_RADAR
+from micropython import const
+
+# wire numbers (see emulated.py; the host reads these lines too)
+_OP_HELLO = const(0x48)  # "H" -> boot_ms u64, start_epoch u32, reset cause (ASCII)
+_UART_PM = const(1)
+_UART_RADAR = const(2)
+_PIN_PIR = const(0)
+_PWM_LAMP = const(0)
 
 
 def _open_socket(port):
@@ -30,7 +37,7 @@ def connect(board, port, flash_dir):
     if not port:
         raise OSError("set LAMPLIGHTER_WORLD to the world's TCP port")
     link = board.link = WorldLink(_open_socket(port))
-    link.call(OP_HELLO, 0)
+    link.call(_OP_HELLO, 0)
     board._boot_ms, board._start_epoch = struct.unpack_from("<QI", link.rx, 0)
     board._reset_cause = bytes(link.rx[12:link.rx_len]).decode()
     board.flash_dir = flash_dir or os.getenv("LAMPLIGHTER_FLASH") or "flash"
@@ -39,9 +46,9 @@ def connect(board, port, flash_dir):
     except OSError:
         pass
     board.i2c = EmuI2C(link)
-    board.uart_pm = EmuUART(link, UART_PM)
-    board.uart_radar = EmuUART(link, UART_RADAR)
-    board.pin_pir = EmuPin(link, PIN_PIR)
-    board.pwm_lamp = EmuPWM(link, PWM_LAMP)
+    board.uart_pm = EmuUART(link, _UART_PM)
+    board.uart_radar = EmuUART(link, _UART_RADAR)
+    board.pin_pir = EmuPin(link, _PIN_PIR)
+    board.pwm_lamp = EmuPWM(link, _PWM_LAMP)
     # benchmark runs also count what raw 1 Hz reporting would have sent
     board.measure_raw = os.getenv("LAMPLIGHTER_MEASURE_RAW") == "1"
