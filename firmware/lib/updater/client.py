@@ -329,7 +329,12 @@ class Updater:
             "downloading", "installing", "installed")
 
     def step(self):
-        """Do a bounded piece of the current phase; True when more work is due right away."""
+        """Do a bounded piece of the current phase (one request, the install or the switch).
+
+        True when the next phase can start at once; after a download window it is False even
+        though more windows follow (the node's loop steps again while busy()), so a caller
+        looping on step() never downloads more than one window in one go.
+        """
         st = self.state
         if st is None:
             return False

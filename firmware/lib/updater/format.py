@@ -50,12 +50,6 @@ def _name_char(c, upper):
             or (upper and "A" <= c <= "Z"))
 
 
-def is_name(text, upper):
-    """A board name (lower case) or a hardware name / path part (`upper`): 1..32 of
-    [a-z0-9_.-] (A-Z too with `upper`), not starting with '.' or '-'."""
-    return is_part(text, MAX_NAME, upper)
-
-
 def is_part(text, limit, upper=True):
     """Whether `text` is one path part (or name): 1..limit characters of letters, digits,
     '_', '.', '-', not starting with '.' or '-'."""
