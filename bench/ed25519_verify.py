@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bench.report import Figure
 from ota.bundle import mpy_cross_compile
-from tools.micropython import ESP32_HEAP_KB, FIRMWARE_LIB, run_micropython
+from tests.rigs.micropython import run_micropython
+from tools.emulator.micropython import ESP32_HEAP_KB
+from tools.firmware_tree import FIRMWARE_LIB
 
 SIGNATURES = 12
 ROUNDS = 5

@@ -42,8 +42,8 @@ from fleet.models import Device
 from fleet.registry import register_devices
 from fleet.schemas import DeviceRegistration
 from fleet.telemetry.metrics import CATALOGUE
-from tools.device_signing import signed_headers
-from tools.scratch_postgres import scratch_postgres
+from tests.rigs.device_signing import signed_headers
+from tests.rigs.scratch_postgres import scratch_postgres
 
 NODES = 200
 BATCH = 100

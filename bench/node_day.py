@@ -44,6 +44,9 @@ import tempfile
 from pathlib import Path
 
 from bench.report import Figure
+from tests.rigs.hil_rig import Rig
+from tests.rigs.micropython import micropython_command
+from tools.emulator.fleet_process import start_fleet_server
 from tools.emulator.launcher import (
     NODE_HEAP_KB,
     Launcher,
@@ -53,9 +56,6 @@ from tools.emulator.launcher import (
 )
 from tools.emulator.scenario import Episode, Scenario
 from tools.emulator.world import LAMP_RATED_W
-from tools.fleet_process import start_fleet_server
-from tools.hil_rig import Rig
-from tools.micropython import micropython_command
 
 HOURS = 24
 BENCH_CONFIG = {

@@ -28,7 +28,8 @@ from bench.report import Figure
 from ota.bundle import _app_sources, compile_app, stage_release, write_bundle
 from ota.keys import generate_private_key, key_id, raw_public_key
 from ota.manifest import sign_manifest
-from tools.micropython import FIRMWARE_DIR, FIRMWARE_LIB, run_micropython
+from tests.rigs.micropython import run_micropython
+from tools.firmware_tree import FIRMWARE_DIR, FIRMWARE_LIB
 
 TARGET_KB = 24
 BUNDLE_BYTES = 200 * 1024

@@ -25,12 +25,12 @@ import pytest
 
 from hil_tests.backends import selected_boards
 from ota.keys import generate_private_key, key_id, make_revocation, make_rotation, raw_public_key
+from tests.rigs.hil_rig import Rig
+from tests.rigs.netfault import FaultProxy
+from tests.rigs.scratch_postgres import scratch_postgres
+from tools.emulator.fleet_process import start_fleet_server
 from tools.emulator.scenario import Fault, Scenario
 from tools.emulator.world import LAMP_RATED_W
-from tools.fleet_process import start_fleet_server
-from tools.hil_rig import Rig
-from tools.netfault import FaultProxy
-from tools.scratch_postgres import scratch_postgres
 
 pytestmark = pytest.mark.slow
 DAY = 86400

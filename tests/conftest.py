@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.fleet_process import FleetServer, start_fleet_server
+from tools.emulator.fleet_process import FleetServer, start_fleet_server
 
 
 @pytest.fixture

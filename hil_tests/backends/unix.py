@@ -7,7 +7,7 @@ from hil_tests.backends.base import Board, BoardUnavailable
 
 class UnixLamppostBoard(Board):
     """A whole emulated lamppost rather than a bare REPL: the fleet scenarios
-    (hil_tests/test_fleet_scenarios.py) boot these through tools.hil_rig.Rig, each a real
+    (hil_tests/test_fleet_scenarios.py) boot these through tests.rigs.hil_rig.Rig, each a real
     MicroPython process started from its A/B slot, so the REPL scenarios do not run on it.
     """
 
@@ -16,7 +16,7 @@ class UnixLamppostBoard(Board):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        from tools.micropython import micropython_executable
+        from tools.emulator.micropython import micropython_executable
 
         try:
             micropython_executable()
@@ -26,7 +26,7 @@ class UnixLamppostBoard(Board):
 
     @classmethod
     def open(cls) -> UnixLamppostBoard:
-        raise BoardUnavailable(f"{cls.name}: lampposts are started by tools.hil_rig.Rig")
+        raise BoardUnavailable(f"{cls.name}: lampposts are started by tests.rigs.hil_rig.Rig")
 
     def exec(self, code: str, timeout: float = 20.0) -> str:
         raise NotImplementedError("an emulated lamppost is driven through its world and server")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.micropython import FIRMWARE_DIR, FIRMWARE_LIB, run_micropython
+from tests.rigs.micropython import run_micropython
+from tools.firmware_tree import FIRMWARE_DIR, FIRMWARE_LIB
 
 VECTOR_DIR = Path(__file__).resolve().parent / "update_format"
 NODE_VERIFIER = FIRMWARE_LIB / "updater" / "verify.py"

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tools.fleet_process import start_fleet_server
-from tools.micropython import REPO_ROOT
-from tools.sim import demo_release_key, release_key_set, start_fleet, trust_on_server
+from tools.emulator.fleet_process import start_fleet_server
+from tools.emulator.sim import demo_release_key, release_key_set, start_fleet, trust_on_server
+from tools.firmware_tree import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 from typer.testing import CliRunner
 
-from tools.cli import app
+from tools.cli.main import app
 
 
 def test_emulate_runs_and_shows_lamp_log_and_summary(tmp_path):

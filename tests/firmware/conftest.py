@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.micropython import run_micropython
+from tests.rigs.micropython import run_micropython
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from mpremote.romfs import VfsRomWriter
 
 from tools.emulator.launcher import Launcher, build_firmware, install_factory_app
 from tools.emulator.scenario import Scenario
-from tools.micropython import micropython_command, micropython_env
+from tests.rigs.micropython import micropython_command, micropython_env
 
 SLOT = "./slots/a"
 

@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 
 from tools.emulator.launcher import mpy_cross_executable
-from tools.micropython import FIRMWARE_DIR, FIRMWARE_LIB
+from tools.firmware_tree import FIRMWARE_DIR, FIRMWARE_LIB
 
 BOARD = FIRMWARE_DIR / "boards" / "esp32_devkitc.py"
 FAKE_MACHINE = Path(__file__).parent / "fake_machine"

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from tools.micropython import micropython_command, micropython_env
+from tests.rigs.micropython import micropython_command, micropython_env
 
 VALIDATE = """
 import json

@@ -1,6 +1,6 @@
 """BME280 driver against the register-level model, through the emulated board, on MicroPython."""
 
-from tools.emulator.harness import run_on_board, running_world
+from tests.rigs.driver_harness import run_on_board, running_world
 from tools.emulator.scenario import Fault, Scenario
 
 READ_LOOP = """

@@ -1,6 +1,6 @@
 """LD2410 radar driver against the report stream: presence and distance, garbage, silence."""
 
-from tools.emulator.harness import run_on_board, running_world
+from tests.rigs.driver_harness import run_on_board, running_world
 from tools.emulator.scenario import Fault, Pedestrian, Scenario
 
 POLL_LOOP = """

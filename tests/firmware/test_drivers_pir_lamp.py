@@ -1,6 +1,6 @@
 """PIR input and lamp PWM driver through the emulated board: levels, stuck PIR, timed ramps."""
 
-from tools.emulator.harness import run_on_board, running_world
+from tests.rigs.driver_harness import run_on_board, running_world
 from tools.emulator.scenario import Fault, Pedestrian, Scenario
 from tools.emulator.world import FULL_DUTY
 

@@ -1,6 +1,6 @@
 """PMS5003 driver against the frame stream: values, resync after garbage, checksum, silence."""
 
-from tools.emulator.harness import run_on_board, running_world
+from tests.rigs.driver_harness import run_on_board, running_world
 from tools.emulator.scenario import Episode, Fault, Scenario
 
 POLL_LOOP = """

@@ -1,6 +1,6 @@
 """VEML7700 driver against its model: lux by day and night (auto-ranging), faults counted."""
 
-from tools.emulator.harness import run_on_board, running_world
+from tests.rigs.driver_harness import run_on_board, running_world
 from tools.emulator.scenario import DEFAULT_START_EPOCH, Fault, Scenario
 
 READ_LOOP = """

@@ -14,7 +14,8 @@ import pytest
 
 from ota.bundle import compile_app
 from ota.keys import generate_private_key, key_id, make_rotation, raw_public_key
-from tools.micropython import FIRMWARE_DIR, FIRMWARE_LIB, micropython_command, micropython_env
+from tests.rigs.micropython import micropython_command, micropython_env
+from tools.firmware_tree import FIRMWARE_DIR, FIRMWARE_LIB
 
 # Applies the rotation, then puts the old key set back, for ever, resting a little in each
 # state: a cut falls in a write, in a verification, or in either resting state.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.micropython import run_micropython
+from tests.rigs.micropython import run_micropython
 
 # A stream that records what was written, and a value that counts how often it is formatted.
 PRELUDE = """

@@ -3,7 +3,7 @@ and fail-lit behaviour when the loop itself throws."""
 
 import time
 
-from tools.emulator.harness import run_on_board, running_world
+from tests.rigs.driver_harness import run_on_board, running_world
 from tools.emulator.launcher import NODE_HEAP_KB, Launcher
 from tools.emulator.scenario import DEFAULT_START_EPOCH, Scenario
 

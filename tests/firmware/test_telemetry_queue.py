@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tools.micropython import micropython_command, micropython_env
+from tests.rigs.micropython import micropython_command, micropython_env
 
 # Prints every queued record as [seq, payload text], then [len, next_seq, dropped, acked].
 DUMP = """

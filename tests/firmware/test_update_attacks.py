@@ -44,7 +44,7 @@ from test_updater_kit import (
 )
 
 from ota.keys import generate_private_key, key_id
-from tools.micropython import FIRMWARE_DIR
+from tools.firmware_tree import FIRMWARE_DIR
 
 TRUSTED = generate_private_key()
 Ed25519Key = type(TRUSTED)

@@ -24,7 +24,7 @@ from test_updater_kit import (
 )
 
 from ota.keys import generate_private_key
-from tools.micropython import micropython_command, micropython_env
+from tests.rigs.micropython import micropython_command, micropython_env
 
 KEY = generate_private_key()
 MIN_NODES = 24

@@ -19,7 +19,7 @@ from ota.keys import (
 )
 from ota.manifest import FileEntry, Manifest, sign_manifest
 from ota.signing import MANIFEST_TAG, ROTATION_TAG, sign_tagged
-from tools.micropython import FIRMWARE_LIB
+from tools.firmware_tree import FIRMWARE_LIB
 
 NOW = 1_800_000_000
 TRUSTED = generate_private_key()

@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ota.bundle import mpy_cross_compile
 from ota.keys import key_id, raw_public_key
 from ota.signing import sign_tagged
-from tools.micropython import FIRMWARE_DIR, FIRMWARE_LIB, micropython_command, micropython_env
+from tests.rigs.micropython import micropython_command, micropython_env
+from tools.firmware_tree import FIRMWARE_DIR, FIRMWARE_LIB
 
 FACTORY_VERSION = "1.0.0"
 FACTORY_SEQUENCE = 10

@@ -70,7 +70,7 @@ def test_node_with_a_wrong_key_is_refused_and_says_so(mpy, live_server):
 
 
 def test_unreachable_server_raises_a_clear_error_not_a_crash(mpy, live_server):
-    from tools.fleet_process import free_port
+    from tools.emulator.fleet_process import free_port
 
     creds = live_server.register("UP-4")
     out = mpy(_identity_script(creds, f"http://127.0.0.1:{free_port()}", 0,

@@ -14,8 +14,8 @@ from sqlmodel import Session, SQLModel
 from fleet.core import db as fleet_db
 from fleet.core import settings as fleet_settings
 from fleet.tokens import create_token
-from tools.device_signing import signed_headers
-from tools.scratch_postgres import scratch_postgres
+from tests.rigs.device_signing import signed_headers
+from tests.rigs.scratch_postgres import scratch_postgres
 
 
 @pytest.fixture(scope="session")

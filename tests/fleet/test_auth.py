@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tools.device_signing import signed_headers
+from tests.rigs.device_signing import signed_headers
 
 
 def test_signed_checkin_is_accepted(register, device_call):

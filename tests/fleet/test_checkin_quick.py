@@ -14,7 +14,7 @@ from fleet.auth import SignedHeaders
 from fleet.checkin_quick import QuickCheckin
 from fleet.core.settings import get_settings
 from fleet.schemas import CheckIn
-from tools.device_signing import signed_headers
+from tests.rigs.device_signing import signed_headers
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite: full path
 

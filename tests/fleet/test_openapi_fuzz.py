@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tools.device_signing import signed_headers
+from tests.rigs.device_signing import signed_headers
 
 EXAMPLES_PER_OPERATION = 30
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ota.keys import generate_private_key, raw_public_key
-from tools.device_signing import signed_headers
+from tests.rigs.device_signing import signed_headers
 
 
 def test_trusted_signed_bundle_is_stored(trusted, make_bundle, upload, client, tokens):

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from fleet.core import db as fleet_db
 from fleet.core import settings as fleet_settings
-from tools.cli import app as cli
+from tools.cli.main import app as cli
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from fleet.models import Reading
-from tools.device_signing import signed_headers
+from tests.rigs.device_signing import signed_headers
 
 PATH = "/device/v1/telemetry"
 

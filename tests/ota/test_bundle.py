@@ -33,7 +33,7 @@ from ota.errors import (
 from ota.keys import KeyRing, generate_private_key, raw_public_key
 from ota.manifest import sign_manifest
 from ota.signing import MANIFEST_TAG, signed_message
-from tools.micropython import run_micropython
+from tests.rigs.micropython import run_micropython
 
 KEY = generate_private_key()
 

@@ -15,7 +15,7 @@ from ota.keys import (
     load_private_key,
     load_public_key,
 )
-from tools.cli_release import release_app
+from tools.cli.release import release_app
 
 runner = CliRunner()
 

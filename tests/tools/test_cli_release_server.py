@@ -7,21 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from ota.bundle import stage_release, write_bundle
 from ota.keys import generate_private_key, key_id, make_revocation, make_rotation, raw_public_key
 from ota.manifest import sign_manifest
-from tools.cli_release_server import distrust, keys, publish, statements, trust, upload
-
-cli = typer.Typer()
-cli.command("upload")(upload)
-cli.command("trust")(trust)
-cli.command("distrust")(distrust)
-cli.command("publish")(publish)
-cli.command("statements")(statements)
-cli.command("keys")(keys)
+from tools.cli.release import release_app as cli
 
 
 def build(tmp_path: Path, key, sequence: int, name: str) -> Path:
@@ -107,7 +98,7 @@ def _trust(server, key) -> str:
 def _checkin(server, creds: dict, report: dict) -> dict:
     import json
 
-    from tools.device_signing import signed_headers
+    from tests.rigs.device_signing import signed_headers
 
     body = json.dumps(report).encode()
     headers = signed_headers(creds["device_id"], creds["secret"], "POST", "/device/v1/checkin",

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from ota.bundle import stage_release, write_bundle
 from ota.keys import generate_private_key, raw_public_key
 from ota.manifest import sign_manifest
-from tools.cli import app as cli
+from tools.cli.main import app as cli
 
 
 def _release(server, tmp_path) -> int:
@@ -63,7 +63,7 @@ def test_rollout_cli_explains_bad_input(live_server):
 
 def test_a_refusal_tells_the_operator_what_to_do():
     """A node's refusal detail starts with its reason code; the CLI turns it into an action."""
-    from tools.cli_rollout import refusal_hint
+    from tools.cli.rollout import refusal_hint
 
     hint = refusal_hint("unknown_key: 0123456789abcdef")
     assert "does not trust key 0123456789abcdef" in hint

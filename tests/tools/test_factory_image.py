@@ -18,12 +18,19 @@ from esptool.cmds import image_info
 from esptool.targets import CHIP_DEFS
 from typer.testing import CliRunner
 
-import tools.cli_device_tech  # noqa: F401  (attaches the device commands)
-from tools.cli import app
-from tools.factory_image import BLOCK_COUNT, BLOCK_SIZE, VFS_OFFSET, VFS_SIZE, read_filesystem
-from tools.fleet_process import FleetServer
-from tools.micropython import FIRMWARE_LIB, run_micropython
-from tools.provisioning import app_files
+import tools.cli.device  # noqa: F401  (attaches the device commands)
+from tests.rigs.micropython import run_micropython
+from tools.cli.main import app
+from tools.emulator.fleet_process import FleetServer
+from tools.firmware_tree import FIRMWARE_LIB
+from tools.technician.factory_image import (
+    BLOCK_COUNT,
+    BLOCK_SIZE,
+    VFS_OFFSET,
+    VFS_SIZE,
+    read_filesystem,
+)
+from tools.technician.provisioning import app_files
 
 BASE = 0x1000  # an ESP32 image (and so the factory file) starts at the bootloader offset
 

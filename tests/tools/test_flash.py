@@ -18,9 +18,9 @@ import pytest
 from esptool.bin_image import ELFSection
 from esptool.targets import CHIP_DEFS
 
-from tools.flashing import FlashError, flash, flash_offset, read_image_info
+from tools.technician.flashing import FlashError, flash, flash_offset, read_image_info
 
-CLI = [sys.executable, "-c", "import tools.cli_device_tech; from tools.cli import app; app()"]
+CLI = [sys.executable, "-c", "from tools.cli.main import app; app()"]
 
 
 def esp_image(chip: str, path: Path) -> Path:
@@ -71,8 +71,8 @@ def test_no_such_port_lists_the_ports_that_exist(tmp_path: Path) -> None:
 def test_permission_denied_gives_the_dialout_command(tmp_path: Path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    import tools.cli_device_tech  # noqa: F401  (attaches the command)
-    from tools.cli import app
+    import tools.cli.device  # noqa: F401  (attaches the command)
+    from tools.cli.main import app
 
     image = esp_image("esp32", tmp_path / "fw.bin")
     port = tmp_path / "ttyUSB0"

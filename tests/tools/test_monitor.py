@@ -11,9 +11,9 @@ from pathlib import Path
 
 from tools.emulator.serial_repl import SerialRepl
 from tools.emulator.world import World
-from tools.monitor import decode_reset, render
+from tools.technician.monitor import decode_reset, render
 
-CLI = [sys.executable, "-c", "import tools.cli_device_tech; from tools.cli import app; app()"]
+CLI = [sys.executable, "-c", "from tools.cli.main import app; app()"]
 
 BOOT_LOG = [
     "ets Jun  8 2016 00:22:57",
@@ -89,7 +89,7 @@ def test_monitor_on_a_missing_port() -> None:
 
 def test_selftest_on_an_emulated_lamppost_reports_a_dead_sensor(tmp_path: Path) -> None:
     from tools.emulator.scenario import Fault, Scenario
-    from tools.provisioning import app_files
+    from tools.technician.provisioning import app_files
 
     flash = tmp_path / "flash"
     for path, data in app_files().items():  # an app in slot a, as provisioning leaves it

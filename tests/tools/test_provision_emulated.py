@@ -17,12 +17,12 @@ from sqlmodel import Session
 from fleet.core.db import make_engine
 from fleet.tokens import create_token
 from ota.keys import generate_private_key, key_id, raw_public_key, save_public_key
+from tools.emulator.fleet_process import FleetServer
 from tools.emulator.serial_repl import SerialRepl
 from tools.emulator.world import World
-from tools.fleet_process import FleetServer
-from tools.provisioning import app_files
+from tools.technician.provisioning import app_files
 
-CLI = [sys.executable, "-c", "import tools.cli_device_tech; from tools.cli import app; app()"]
+CLI = [sys.executable, "-c", "from tools.cli.main import app; app()"]
 
 
 def technician_token(server: FleetServer) -> str:

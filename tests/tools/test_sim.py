@@ -8,8 +8,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tools.cli import app as cli
-from tools.sim import start_fleet
+from tools.cli.main import app as cli
+from tools.emulator.sim import start_fleet
 
 UNITS = {"temperature_c": "°C", "humidity_pct": "%RH", "pressure_hpa": "hPa", "lux": "lx"}
 

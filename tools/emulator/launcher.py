@@ -16,15 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ota.bundle import MPY_CROSS_FLAGS, mpy_cross_compile
+from tools.emulator.micropython import ESP32_HEAP_KB, micropython_executable
 from tools.emulator.power import Powered, PowerSupply
 from tools.emulator.scenario import Scenario
 from tools.emulator.world import World
-from tools.micropython import (
-    ESP32_HEAP_KB,
-    FIRMWARE_DIR,
-    STABLE_ROOT_FILES,
-    micropython_executable,
-)
+from tools.firmware_tree import FIRMWARE_DIR, STABLE_ROOT_FILES
 
 # The unix port is 64-bit: every object word and GC block is twice an ESP32's, so the ~100 KB an
 # ESP32 has free is modelled by a heap twice that size.

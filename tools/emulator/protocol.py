@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import struct
 
-from tools.micropython import FIRMWARE_DIR
+from tools.firmware_tree import FIRMWARE_DIR
 
 PROTOCOL_SOURCES = (FIRMWARE_DIR / "boards" / "emulated.py",
                     FIRMWARE_DIR / "boards" / "emulated_setup.py")

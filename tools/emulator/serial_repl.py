@@ -13,8 +13,8 @@ import tty
 from pathlib import Path
 
 from tools.emulator.launcher import NODE_HEAP_KB
+from tools.emulator.micropython import micropython_executable
 from tools.emulator.power import Powered, PowerSupply
-from tools.micropython import micropython_executable
 
 # Exit code of the console process when the code on it called machine.reset(): the host
 # starts a fresh interpreter on the same pty, as a board's USB serial survives a reset.

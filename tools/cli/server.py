@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,13 +16,13 @@ err = Console(stderr=True, soft_wrap=True)
 
 @server_app.command("run")
 def run(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
-    workers: int = typer.Option(1, min=1, help="Server processes (they share the database)."),
-    migrate_first: bool = typer.Option(
-        True, "--migrate/--no-migrate",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes (they share the database).")] = 1,
+    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate",
         help="Apply pending migrations before serving (production deployments usually say "
-             "--no-migrate and run `lamplighter server migrate` as a release step)."),
+             "--no-migrate and run `lamplighter server migrate` as a release step).")] = True,
 ) -> None:
     """Serve the fleet API (SQLite under ./var unless LAMPLIGHTER_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -57,8 +58,9 @@ def migrate_cmd() -> None:
 
 @server_app.command("create-token")
 def create_token_cmd(
-    name: str = typer.Option(..., help="Who or what holds the token, e.g. 'alice' or 'grafana'."),
-    role: str = typer.Option(..., help="operator, technician or reader."),
+    name: Annotated[str, typer.Option(
+        help="Who or what holds the token, e.g. 'alice' or 'grafana'.")],
+    role: Annotated[str, typer.Option(help="operator, technician or reader.")],
 ) -> None:
     """Create an API token (printed once; only its hash is stored)."""
     from sqlmodel import Session
@@ -76,7 +78,7 @@ def create_token_cmd(
 
 
 @server_app.command("revoke-token")
-def revoke_token_cmd(name: str = typer.Argument(..., help="The token's name.")) -> None:
+def revoke_token_cmd(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
     """Revoke every live token with this name."""
     from fastapi import HTTPException
     from sqlmodel import Session

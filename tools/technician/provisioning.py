@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.micropython import FIRMWARE_DIR, STABLE_ROOT_FILES
+from tools.firmware_tree import FIRMWARE_DIR, STABLE_ROOT_FILES
 
 MARKER = "provisioning.json"  # written first, removed last: its presence means "half done"
 IDENTITY = "identity.json"
@@ -347,7 +347,7 @@ class NodeLink:
 
 def check_port(port: str) -> None:
     """Fail with an actionable message when the serial port is missing or not ours to open."""
-    from tools.flashing import port_problem
+    from tools.technician.flashing import port_problem
 
     problem = port_problem(port)
     if problem:

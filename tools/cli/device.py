@@ -1,8 +1,10 @@
-"""Technician commands: `lamplighter device flash/provision/selftest/monitor/factory-image`."""
+"""`lamplighter device …`: flash, provision, self-test, monitor, factory image, emulate."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,9 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from tools.api_client import SERVER_OPTION, TOKEN_OPTION, ApiClient
-from tools.cli import device_app
+from tools.cli.api_client import ApiClient, ServerOption, TokenOption
 
+device_app = typer.Typer(help="Technician tools for one node: flash, provision, emulate, monitor.",
+                         no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -38,7 +41,7 @@ def flash_cmd(
         "--no-erase", help="Keep the rest of the flash (the filesystem survives).")] = False,
 ) -> None:
     """Write a firmware image: detect the chip, refuse a wrong image, erase, write, verify."""
-    from tools.flashing import FlashError, flash
+    from tools.technician.flashing import FlashError, flash
 
     try:
         image = flash(port, firmware, chip=chip, baud=baud, erase=not no_erase,
@@ -88,8 +91,8 @@ def provision_cmd(
     lat: Annotated[float | None, typer.Option(help="Latitude of the pole.")] = None,
     lon: Annotated[float | None, typer.Option(help="Longitude of the pole.")] = None,
     tags: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
-    server: str | None = SERVER_OPTION,
-    token: str | None = TOKEN_OPTION,
+    server: ServerOption = None,
+    token: TokenOption = None,
     release_keys: Annotated[Path | None, typer.Option(
         help="Release key ring (JSON from `lamplighter release`) or a public key file the "
              "node pins to verify updates.")] = None,
@@ -107,7 +110,7 @@ def provision_cmd(
     Re-running on the same node is safe: the registration is reused and files that match are
     not rewritten. A node cut off half-way is finished (or wiped with --clean).
     """
-    from tools.provisioning import (
+    from tools.technician.provisioning import (
         NodeLink,
         ProvisionError,
         Site,
@@ -161,7 +164,7 @@ def selftest_cmd(
     baud: Annotated[int, typer.Option(help="Serial baud rate.")] = 115200,
 ) -> None:
     """Import the board, read each sensor once and print the readings (exit 4 on a fault)."""
-    from tools.provisioning import NodeLink, ProvisionError
+    from tools.technician.provisioning import NodeLink, ProvisionError
 
     try:
         link = NodeLink(port, baud)
@@ -190,8 +193,8 @@ def monitor_cmd(
                                             "Ctrl-C).")] = 0,
 ) -> None:
     """Show the node's log with levels coloured and reset reasons decoded (Ctrl-C to stop)."""
-    from tools.flashing import port_problem
-    from tools.monitor import render, serial_lines
+    from tools.technician.flashing import port_problem
+    from tools.technician.monitor import render, serial_lines
 
     problem = port_problem(port)
     if problem:
@@ -219,8 +222,8 @@ def factory_image_cmd(
                       "group, lat, lon); the depot sheet is written next to the images.")] = None,
     district: Annotated[str, typer.Option(help="District (one node).")] = "",
     group: Annotated[str, typer.Option(help="Rollout group (one node).")] = "default",
-    server: str | None = SERVER_OPTION,
-    token: str | None = TOKEN_OPTION,
+    server: ServerOption = None,
+    token: TokenOption = None,
     release_keys: Annotated[Path | None, typer.Option(help="Release key ring to pin.")] = None,
     app: Annotated[Path | None, typer.Option(help="Firmware app directory.")] = None,
 ) -> None:
@@ -231,8 +234,8 @@ def factory_image_cmd(
     """
     import csv
 
-    from tools.factory_image import FactoryImageError, build_images, write_depot_csv
-    from tools.provisioning import ProvisionError, Site, load_key_ring
+    from tools.technician.factory_image import FactoryImageError, build_images, write_depot_csv
+    from tools.technician.provisioning import ProvisionError, Site, load_key_ring
 
     if batch:
         if csv_path is None:
@@ -285,3 +288,77 @@ def console_cmd(
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     serve(flash_dir, with_world=not no_world)
+
+
+FAULT_HELP = (
+    "Inject a sensor fault: SENSOR:KIND:START_MIN[:END_MIN] (minutes after the start). "
+    "Sensors: bme280, veml7700, pms5003, ld2410, pir. Kinds: missing, wrong_id, stuck, "
+    "garbage, bad_checksum, silent. Repeat for several faults."
+)
+
+
+def _parse_fault(text: str):
+    from tools.emulator.scenario import Fault
+
+    parts = text.split(":")
+    if len(parts) not in (3, 4):
+        raise typer.BadParameter(f"{text!r}: expected SENSOR:KIND:START_MIN[:END_MIN]")
+    try:
+        start = float(parts[2]) * 60
+        end = float(parts[3]) * 60 if len(parts) == 4 else float("inf")
+        return Fault(parts[0], parts[1], start, end)
+    except ValueError as e:
+        raise typer.BadParameter(f"{text!r}: {e}") from e
+
+
+@device_app.command("emulate")
+def emulate(
+    hours: Annotated[float, typer.Option(help="Virtual hours to run, then stop.", min=0.01)] = 1.0,
+    speed: Annotated[float, typer.Option(
+        help="Times faster than real time (600: an hour in 6 s). 0: as fast as possible.",
+        min=0.0)] = 60.0,
+    flash_dir: Annotated[Path | None, typer.Option(
+        help="Directory that holds the node's flash (config, telemetry queue). Reuse it to "
+             "resume a node; default: a fresh temporary directory.")] = None,
+    start_hour: Annotated[float, typer.Option(
+        help="Time of day (UTC) when the run starts, e.g. 16.5 for dusk.", min=0, max=24)] = 16.0,
+    weather: Annotated[str, typer.Option(help="clear, overcast or rain.")] = "overcast",
+    footfall: Annotated[float, typer.Option(
+        help="Scale of the pedestrian traffic (1 = a typical street, 0 = nobody).",
+        min=0.0)] = 1.0,
+    pollution: Annotated[float, typer.Option(
+        help="Peak PM2.5 (µg/m³) of a pollution episode in the middle of the run; 0: none.",
+        min=0.0)] = 0.0,
+    fault: Annotated[list[str] | None, typer.Option(help=FAULT_HELP)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the pedestrians and sensor noise.")] = 1,
+    log_lines: Annotated[int, typer.Option(help="Node log lines to show.", min=1)] = 14,
+) -> None:
+    """Run one emulated lamppost: the real firmware on MicroPython against a simulated street.
+
+    Shows the lamp level, the street's conditions and the node's log while it runs.
+    """
+    from tools.emulator.dashboard import summary, watch
+    from tools.emulator.launcher import Launcher
+    from tools.emulator.scenario import DEFAULT_START_EPOCH, WEATHER, Episode, Scenario
+
+    if weather not in WEATHER:
+        raise typer.BadParameter(f"choose from {', '.join(WEATHER)}", param_hint="--weather")
+    faults = [_parse_fault(f) for f in fault or []]
+    start_epoch = DEFAULT_START_EPOCH - 12 * 3600 + int(start_hour * 3600)
+    episodes = [Episode(hours / 2, max(hours / 6, 0.1), pollution)] if pollution > 0 else []
+    scenario = Scenario(start_epoch=start_epoch, seed=seed, weather=weather,
+                        footfall_scale=footfall, faults=faults, episodes=episodes)
+    console = Console()
+    log: deque[str] = deque(maxlen=log_lines)
+    tmp = None
+    if flash_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="lamplighter-node-")
+        flash_dir = Path(tmp.name) / "flash"
+    launcher = Launcher(flash_dir, scenario, speed=speed, end_ms=int(hours * 3600 * 1000),
+                        on_line=log.append)
+    try:
+        watch(launcher, log, hours, console)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    console.print("\n" + summary(launcher, hours))

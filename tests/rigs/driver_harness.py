@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.rigs.micropython import run_micropython
+from tools.emulator.micropython import ESP32_HEAP_KB
 from tools.emulator.scenario import Scenario
 from tools.emulator.world import World
-from tools.micropython import ESP32_HEAP_KB, FIRMWARE_DIR, FIRMWARE_LIB, run_micropython
+from tools.firmware_tree import FIRMWARE_DIR, FIRMWARE_LIB
 
 BOARD_DIRS = [FIRMWARE_LIB, FIRMWARE_DIR / "boards"]
 

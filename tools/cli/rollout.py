@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tools.api_client import SERVER_OPTION, TOKEN_OPTION, ApiClient
+from tools.cli.api_client import ApiClient, ServerOption, TokenOption
 
 rollout_app = typer.Typer(help="Roll a release out in waves, watch it, pause, resume or abort.",
                           no_args_is_help=True)
@@ -73,23 +73,27 @@ def print_rollout(r: dict[str, Any]) -> None:
 
 @rollout_app.command("create")
 def create(
-    release_id: int = typer.Argument(..., help="Release id (see `lamplighter rollout releases`)."),
-    waves: str = typer.Option("10,50,100", help="Cumulative percentages; the first is the canary."),
-    group: str | None = typer.Option(None, help="Only nodes in this group."),
-    district: str | None = typer.Option(None, help="Only nodes in this district."),
-    board: str | None = typer.Option(None, help="Only this board type."),
-    tag: str | None = typer.Option(None, help="Only nodes with this tag."),
-    from_version: str | None = typer.Option(None, help="Only nodes running this version."),
-    failure_threshold: float = typer.Option(20.0, help="Pause when this % of a wave fails."),
-    success_threshold: float | None = typer.Option(
-        90.0, help="Advance when this % of the wave committed; 0 = advance by hand."),
-    window: str | None = typer.Option(
-        None, help="Only offer the update between these local hours, e.g. 9-16 (daytime)."),
-    tz: str = typer.Option("UTC", help="Time zone of --window, e.g. Europe/London."),
-    downgrade: bool = typer.Option(False, help="Allow offering an older version (signed "
-                                               "downgrade with a higher sequence)."),
-    name: str = typer.Option("", help="A name for the dashboard."),
-    server: str | None = SERVER_OPTION, token: str | None = TOKEN_OPTION,
+    release_id: Annotated[int, typer.Argument(
+        help="Release id (see `lamplighter rollout releases`).")],
+    waves: Annotated[str, typer.Option(
+        help="Cumulative percentages; the first is the canary.")] = "10,50,100",
+    group: Annotated[str | None, typer.Option(help="Only nodes in this group.")] = None,
+    district: Annotated[str | None, typer.Option(help="Only nodes in this district.")] = None,
+    board: Annotated[str | None, typer.Option(help="Only this board type.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only nodes with this tag.")] = None,
+    from_version: Annotated[str | None, typer.Option(
+        help="Only nodes running this version.")] = None,
+    failure_threshold: Annotated[float, typer.Option(
+        help="Pause when this % of a wave fails.")] = 20.0,
+    success_threshold: Annotated[float | None, typer.Option(
+        help="Advance when this % of the wave committed; 0 = advance by hand.")] = 90.0,
+    window: Annotated[str | None, typer.Option(
+        help="Only offer the update between these local hours, e.g. 9-16 (daytime).")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of --window, e.g. Europe/London.")] = "UTC",
+    downgrade: Annotated[bool, typer.Option(help="Allow offering an older version (signed "
+                                               "downgrade with a higher sequence).")] = False,
+    name: Annotated[str, typer.Option(help="A name for the dashboard.")] = "",
+    server: ServerOption = None, token: TokenOption = None,
 ) -> None:
     """Start offering a release to the matching nodes, canary wave first."""
     body: dict[str, Any] = {
@@ -108,9 +112,11 @@ def create(
 
 
 @rollout_app.command("status")
-def status(rollout_id: int | None = typer.Argument(None, help="Rollout id; all when omitted."),
-           nodes: bool = typer.Option(False, help="Also list every node's update state."),
-           server: str | None = SERVER_OPTION, token: str | None = TOKEN_OPTION) -> None:
+def status(rollout_id: Annotated[int | None, typer.Argument(
+    help="Rollout id; all when omitted.")] = None,
+           nodes: Annotated[bool, typer.Option(
+               help="Also list every node's update state.")] = False,
+           server: ServerOption = None, token: TokenOption = None) -> None:
     """Show a rollout's waves and counts (or every rollout)."""
     api = ApiClient(server, token)
     if rollout_id is None:
@@ -132,8 +138,8 @@ def status(rollout_id: int | None = typer.Argument(None, help="Rollout id; all w
 
 
 def _action(action: str, help_text: str) -> None:
-    def command(rollout_id: int = typer.Argument(..., help="Rollout id."),
-                server: str | None = SERVER_OPTION, token: str | None = TOKEN_OPTION) -> None:
+    def command(rollout_id: Annotated[int, typer.Argument(help="Rollout id.")],
+                server: ServerOption = None, token: TokenOption = None) -> None:
         print_rollout(ApiClient(server, token).call("POST",
                                                     f"/api/v1/rollouts/{rollout_id}/{action}"))
 
@@ -148,7 +154,7 @@ _action("advance", "Move to the next wave now, without waiting for the success t
 
 
 @rollout_app.command("releases")
-def releases(server: str | None = SERVER_OPTION, token: str | None = TOKEN_OPTION) -> None:
+def releases(server: ServerOption = None, token: TokenOption = None) -> None:
     """List the releases the server holds."""
     table = Table("id", "version", "sequence", "kind", "boards", "key", "size", "uploaded")
     for r in ApiClient(server, token).call("GET", "/api/v1/releases"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -11,12 +11,13 @@ from rich.console import Console
 
 err = Console(stderr=True, soft_wrap=True)
 
-SERVER_OPTION = typer.Option(
-    None, "--server", envvar="LAMPLIGHTER_SERVER",
-    help="Fleet server URL [env LAMPLIGHTER_SERVER; default http://127.0.0.1:8000].")
-TOKEN_OPTION = typer.Option(
-    None, "--token", envvar="LAMPLIGHTER_TOKEN",
-    help="API token [env LAMPLIGHTER_TOKEN]; create one with `lamplighter server create-token`.")
+# Every command that talks to the fleet server takes these two options.
+ServerOption = Annotated[str | None, typer.Option(
+    "--server", envvar="LAMPLIGHTER_SERVER",
+    help="Fleet server URL [env LAMPLIGHTER_SERVER; default http://127.0.0.1:8000].")]
+TokenOption = Annotated[str | None, typer.Option(
+    "--token", envvar="LAMPLIGHTER_TOKEN",
+    help="API token [env LAMPLIGHTER_TOKEN]; create one with `lamplighter server create-token`.")]
 
 
 class ApiClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import typer
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from tools.api_client import SERVER_OPTION, TOKEN_OPTION
+from tools.cli.api_client import ServerOption, TokenOption
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -48,7 +49,7 @@ def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefi
             release_keys: list[Path] | None = None) -> None:
     """Boot the fleet and show it until Ctrl-C (or `duration_s`)."""
     from ota.errors import OtaError
-    from tools.sim import release_key_set, start_fleet
+    from tools.emulator.sim import release_key_set, start_fleet
 
     try:
         keys = release_key_set(release_keys) if release_keys else None
@@ -81,18 +82,20 @@ def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefi
 
 
 def sim(
-    nodes: int = typer.Option(3, "--nodes", "-n", min=1, max=200, help="How many lampposts."),
-    server: str | None = SERVER_OPTION,
-    token: str | None = TOKEN_OPTION,
-    root: Path = typer.Option(Path("var/sim"), help="Where each node's flash directory lives."),
-    speed: float = typer.Option(1.0, min=0.1, max=1000,
-                                help="Virtual time per real second (1 = real time)."),
-    prefix: str = typer.Option("SIM", help="Pole id prefix: SIM-0001, SIM-0002, …"),
-    checkin_interval_s: int = typer.Option(30, min=10, help="Nodes' check-in interval."),
-    duration_s: float | None = typer.Option(None, help="Stop after this many seconds."),
-    release_key: list[Path] | None = typer.Option(
-        None, "--release-key", help="Release public key (PEM, raw or hex) the lampposts trust; "
-        "repeat for several. Pinned when a lamppost's flash has no key set yet."),
+    nodes: Annotated[int, typer.Option(
+        "--nodes", "-n", min=1, max=200, help="How many lampposts.")] = 3,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    root: Annotated[Path, typer.Option(
+        help="Where each node's flash directory lives.")] = Path("var/sim"),
+    speed: Annotated[float, typer.Option(min=0.1, max=1000,
+                                help="Virtual time per real second (1 = real time).")] = 1.0,
+    prefix: Annotated[str, typer.Option(help="Pole id prefix: SIM-0001, SIM-0002, …")] = "SIM",
+    checkin_interval_s: Annotated[int, typer.Option(min=10, help="Nodes' check-in interval.")] = 30,
+    duration_s: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    release_key: Annotated[list[Path] | None, typer.Option(
+        "--release-key", help="Release public key (PEM, raw or hex) the lampposts trust; "
+        "repeat for several. Pinned when a lamppost's flash has no key set yet.")] = None,
 ) -> None:
     """Start N emulated lampposts (real MicroPython processes) reporting to a fleet server.
 
@@ -107,20 +110,21 @@ def sim(
 
 
 def demo(
-    nodes: int = typer.Option(3, "--nodes", "-n", min=0, max=50, help="Emulated lampposts."),
-    port: int = typer.Option(8000, help="Port of the fleet server."),
-    duration_s: float | None = typer.Option(None, help="Stop after this many seconds."),
-    release_key: Path | None = typer.Option(
-        None, help="Release public key the server and the lampposts trust (default: the "
-        "demo's own key, made on first run in <data dir>/keys/demo-release.pem)."),
+    nodes: Annotated[int, typer.Option(
+        "--nodes", "-n", min=0, max=50, help="Emulated lampposts.")] = 3,
+    port: Annotated[int, typer.Option(help="Port of the fleet server.")] = 8000,
+    duration_s: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    release_key: Annotated[Path | None, typer.Option(
+        help="Release public key the server and the lampposts trust (default: the "
+        "demo's own key, made on first run in <data dir>/keys/demo-release.pem).")] = None,
 ) -> None:
     """The fleet server on its embedded SQLite (./var) with emulated lampposts reporting to it.
 
     The server and the lampposts trust one release key: sign a release with it (or rotate from
     it to your own, `lamplighter release rotate`) and roll it out to group `sim`.
     """
-    from tools.fleet_process import start_fleet_server
-    from tools.sim import demo_release_key, trust_on_server
+    from tools.emulator.fleet_process import start_fleet_server
+    from tools.emulator.sim import demo_release_key, trust_on_server
 
     data_dir = Path(os.environ.get("LAMPLIGHTER_DATA_DIR", "var"))
     private = None

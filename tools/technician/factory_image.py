@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.flashing import FlashError, flash_offset, read_image_info
-from tools.provisioning import Site, app_files, slot_pointer
+from tools.technician.flashing import FlashError, flash_offset, read_image_info
+from tools.technician.provisioning import Site, app_files, slot_pointer
 
 # MicroPython's ESP32_GENERIC 4 MiB layout (ports/esp32/partitions-4MiB.csv):
 #   nvs 0x9000+0x6000, phy_init 0xf000+0x1000, factory app 0x10000+0x1F0000,

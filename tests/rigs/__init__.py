@@ -1,0 +1,1 @@
+"""Rigs only tests and benchmarks use: HIL fleets, fault proxies, scratch databases, signing."""

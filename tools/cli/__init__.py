@@ -1,0 +1,1 @@
+"""The `lamplighter` command line: one module per command group (parse, call, print)."""

@@ -1,0 +1,1 @@
+"""Tools for the technician at the pole: flashing, provisioning, factory images, monitor."""
