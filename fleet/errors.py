@@ -2,8 +2,9 @@
 
 Services and routers raise these instead of HTTP exceptions; the app registers one handler
 (fleet.app) that answers each with its status code and `{"detail": <the error's detail>}`.
-Authentication (fleet.auth) keeps FastAPI's HTTPException for its 401s and 403s: those are
-about the request's credentials, and a 401 may carry the X-Server-Time header.
+Authentication (fleet.auth, a dependency rather than a service) keeps FastAPI's HTTPException
+for its 401s and 403s: those are about the request's credentials, and a 401 may carry the
+X-Server-Time header.
 """
 
 from __future__ import annotations

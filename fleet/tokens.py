@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException
 from sqlalchemy import select
 from sqlmodel import Session
 
 from fleet.auth import ROLES
 from fleet.core.crypto import hash_token, new_api_token
+from fleet.errors import NotFound
 from fleet.models import ApiToken, utcnow
 
 
@@ -26,7 +26,7 @@ def revoke_token(session: Session, name: str) -> int:
     rows = session.execute(select(ApiToken).where(ApiToken.name == name,
                                                   ApiToken.revoked_at.is_(None))).scalars().all()
     if not rows:
-        raise HTTPException(404, f"no live token named {name}")
+        raise NotFound(f"no live token named {name}")
     for row in rows:
         row.revoked_at = utcnow()
         session.add(row)

@@ -64,6 +64,26 @@ def test_token_cli_creates_and_refuses_unknown_roles(fresh_env):
     assert bad.exit_code == 2 and "unknown role" in bad.output
 
 
+def test_a_revoked_token_is_refused_and_revoking_it_again_says_none_is_live(fresh_env):
+    from fastapi.testclient import TestClient
+
+    from fleet.app import create_app
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["server", "migrate"]).exit_code == 0
+    token = runner.invoke(cli, ["server", "create-token", "--name", "ops", "--role",
+                                "operator"]).output.strip()
+    fleet_db.get_engine.cache_clear()
+    api = TestClient(create_app())
+    auth = {"Authorization": f"Bearer {token}"}
+    assert api.get("/api/v1/devices", headers=auth).status_code == 200
+    revoked = runner.invoke(cli, ["server", "revoke-token", "ops"])
+    assert revoked.exit_code == 0 and "revoked 1 token(s) named ops" in revoked.output
+    assert api.get("/api/v1/devices", headers=auth).status_code == 401
+    again = runner.invoke(cli, ["server", "revoke-token", "ops"])
+    assert again.exit_code == 1 and "no live token named ops" in again.output
+
+
 def test_dashboard_page_is_served(client):
     resp = client.get("/")
     assert resp.status_code == 200 and "Lamplighter fleet" in resp.text

@@ -80,16 +80,16 @@ def create_token_cmd(
 @server_app.command("revoke-token")
 def revoke_token_cmd(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
     """Revoke every live token with this name."""
-    from fastapi import HTTPException
     from sqlmodel import Session
 
     from fleet.core.db import get_engine
+    from fleet.errors import NotFound
     from fleet.tokens import revoke_token
 
     try:
         with Session(get_engine()) as session:
             count = revoke_token(session, name)
-    except HTTPException as exc:
+    except NotFound as exc:
         err.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(1) from None
     console.print(f"revoked {count} token(s) named {name}")
