@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.report import Figure
-from ota.bundle import _app_sources, compile_app, stage_release, write_bundle
+from ota.board_manifest import board_files
+from ota.bundle import compile_app, stage_release, write_bundle
 from ota.keys import generate_private_key, key_id, raw_public_key
 from ota.manifest import sign_manifest
 from tests.rigs.micropython import run_micropython
@@ -106,10 +107,12 @@ def _build(tmp: Path, key) -> tuple[Path, Path, int]:
                         board=["emulated"], expires=now + 86400)
     app_bundle = tmp / "app.llb"
     write_bundle(tmp / "app-stage", sign_manifest(app, key), app_bundle)
-    sources = sum((FIRMWARE_DIR / p).stat().st_size for p in _app_sources(FIRMWARE_DIR))
+    sources = sum((FIRMWARE_DIR / p).stat().st_size
+                  for p in board_files(FIRMWARE_DIR, ["emulated"]))
 
     big = tmp / "big-src"
-    shutil.copytree(FIRMWARE_DIR, big, ignore=shutil.ignore_patterns("__pycache__"))
+    # without the board manifests every file is packed, the filler below included
+    shutil.copytree(FIRMWARE_DIR, big, ignore=shutil.ignore_patterns("__pycache__", "*.manifest"))
     filler = BUNDLE_BYTES - app.total_size
     for i in range(filler // 8192 + 1):
         (big / "lib" / f"data{i:02d}.bin").write_bytes(os.urandom(min(8192, filler)))

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ota.board_manifest import app_sources, board_files, has_manifests
 from ota.errors import (
     BadFileHash,
     BuildError,
@@ -77,15 +78,7 @@ def sha256_file(path: Path) -> str:
 
 def _app_sources(app_dir: Path) -> list[Path]:
     """Files of the app, relative to app_dir, in a stable order (no caches or hidden files)."""
-    found = []
-    for path in sorted(app_dir.rglob("*")):
-        rel = path.relative_to(app_dir)
-        if not path.is_file() or any(p.startswith(".") or p == "__pycache__" for p in rel.parts):
-            continue
-        if path.suffix in (".pyc", ".mpy") and path.with_suffix(".py").exists():
-            continue
-        found.append(rel)
-    return found
+    return app_sources(app_dir)
 
 
 def mpy_cross_compile(source: Path, output: Path, source_name: str,
@@ -102,13 +95,18 @@ def mpy_cross_compile(source: Path, output: Path, source_name: str,
 
 
 def compile_app(app_dir: Path, out_dir: Path, *, compile_py: bool = True,
-                march: str | None = None) -> list[str]:
-    """Copy the app into out_dir, compiling .py modules to .mpy; returns the packed paths."""
+                march: str | None = None, files: list[str] | None = None) -> list[str]:
+    """Copy the app into out_dir, compiling .py modules to .mpy; returns the packed paths.
+
+    `files` (relative paths, e.g. from ota.board_manifest.board_files) picks what is packed;
+    by default every file of the app is.
+    """
     app_dir = Path(app_dir)
     if not app_dir.is_dir():
         raise BuildError(f"app directory {app_dir} does not exist")
     packed = []
-    for rel in _app_sources(app_dir):
+    sources = _app_sources(app_dir) if files is None else [Path(name) for name in files]
+    for rel in sources:
         name = rel.as_posix()
         source = app_dir / rel
         if compile_py and rel.suffix == ".py" and name not in KEEP_AS_SOURCE:
@@ -133,10 +131,16 @@ def stage_release(source: Path, staging_dir: Path, *, version: str, sequence: in
     """Build an unsigned release in staging_dir (manifest.json + files/); returns its manifest.
 
     `source` is the app directory (kind "app") or the firmware image file (kind "firmware").
+    An app directory with board manifests (boards/<board>.manifest) packs the files of the
+    manifests of `board` (their union), so a slot gets no other board's files; one without
+    packs every file.
     """
     staging_dir = Path(staging_dir)
     if staging_dir.exists() and any(staging_dir.iterdir()):
         raise BuildError(f"staging directory {staging_dir} is not empty")
+    picked = None  # every file of the app
+    if kind != "firmware" and has_manifests(Path(source)):
+        picked = board_files(Path(source), board)  # checked before anything is written
     files_dir = staging_dir / STAGED_FILES
     files_dir.mkdir(parents=True, exist_ok=True)
     if kind == "firmware":
@@ -145,7 +149,8 @@ def stage_release(source: Path, staging_dir: Path, *, version: str, sequence: in
         shutil.copyfile(source, files_dir / FIRMWARE_IMAGE_NAME)
         names = [FIRMWARE_IMAGE_NAME]
     else:
-        names = compile_app(Path(source), files_dir, compile_py=compile_py, march=march)
+        names = compile_app(Path(source), files_dir, compile_py=compile_py, march=march,
+                            files=picked)
     entries = [FileEntry(path=n, size=(files_dir / n).stat().st_size,
                          sha256=sha256_file(files_dir / n)) for n in names]
     try:

@@ -111,7 +111,10 @@ def build(
     sequence: Annotated[int, typer.Option(
         help="Release sequence number; nodes only install a higher one than they run.")],
     board: Annotated[list[str], typer.Option(
-        help="Compatible board name; repeat for several (e.g. esp32_devkitc, emulated).")],
+        help="Compatible board name; repeat for several (e.g. esp32_devkitc, emulated). "
+             "An app directory with boards/<board>.manifest files (firmware/) packs only "
+             "the files those boards' manifests list: --board esp32_devkitc alone packs "
+             "no emulated-board files.")],
     expires_days: Annotated[float, typer.Option(
         help="Days until nodes refuse this release (freeze protection).")] = 90,
     hardware: Annotated[list[str] | None, typer.Option(
@@ -124,7 +127,11 @@ def build(
         help="mpy-cross -march for native code (e.g. xtensawin); default: bytecode only.")]
     = None,
 ) -> None:
-    """Compile and stage a release (unsigned manifest + files); sign it with `release sign`."""
+    """Compile and stage a release (unsigned manifest + files); sign it with `release sign`.
+
+    For an app directory with board manifests (firmware/boards/*.manifest) the release holds
+    the files of the named boards' manifests (their union), nothing else.
+    """
     now = int(time.time())
     try:
         manifest = stage_release(
