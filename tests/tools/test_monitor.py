@@ -92,7 +92,7 @@ def test_selftest_on_an_emulated_lamppost_reports_a_dead_sensor(tmp_path: Path) 
     from tools.technician.provisioning import app_files
 
     flash = tmp_path / "flash"
-    for path, data in app_files().items():  # an app in slot a, as provisioning leaves it
+    for path, data in app_files(board="emulated").items():  # slot a, as provisioning leaves it
         (flash / path).parent.mkdir(parents=True, exist_ok=True)
         (flash / path).write_bytes(data)
     world = World(Scenario(faults=[Fault("bme280", "missing", 0, float("inf"))]), speed=0).start()

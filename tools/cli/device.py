@@ -110,12 +110,14 @@ def provision_cmd(
     Re-running on the same node is safe: the registration is reused and files that match are
     not rewritten. A node cut off half-way is finished (or wiped with --clean).
     """
+    from ota.errors import OtaError
     from tools.technician.provisioning import (
         NodeLink,
         ProvisionError,
         Site,
         app_files,
         load_key_ring,
+        node_board,
         provision,
     )
 
@@ -127,9 +129,15 @@ def provision_cmd(
             err.print("[yellow]warning:[/yellow] no --release-keys: the node will refuse "
                       "every update until a key ring is provisioned")
         cfg = json.loads(config.read_text()) if config else None
-        files = app_files(app) if app else app_files()
         link = NodeLink(port, baud)
     except (ProvisionError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    try:
+        # the node's board picks its app: an ESP32 gets no emulated-board files
+        board = node_board(link)
+        files = app_files(app, board=board) if app else app_files(board=board)
+    except (ProvisionError, OtaError, OSError, ValueError) as exc:
+        link.close()
         raise _fail(str(exc)) from None
 
     def register(body: dict[str, Any]) -> dict[str, Any]:
@@ -234,6 +242,7 @@ def factory_image_cmd(
     """
     import csv
 
+    from ota.errors import OtaError
     from tools.technician.factory_image import FactoryImageError, build_images, write_depot_csv
     from tools.technician.provisioning import ProvisionError, Site, load_key_ring
 
@@ -265,7 +274,7 @@ def factory_image_cmd(
         images = build_images(firmware, sites, out_path, api.server, register, key_ring=ring,
                               app_dir=app,
                               on_image=lambda i: out.print(f"{i.pole_id}: {i.path}"))
-    except (FactoryImageError, ProvisionError) as exc:
+    except (FactoryImageError, ProvisionError, OtaError) as exc:  # OtaError: a board manifest
         raise _fail(str(exc)) from None
     if batch:
         sheet = out_path / "depot.csv"

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from ota.board_manifest import board_files, has_manifests
 from ota.bundle import MPY_CROSS_FLAGS, mpy_cross_compile
 from tools.emulator.micropython import ESP32_HEAP_KB, micropython_executable
 from tools.emulator.power import Powered, PowerSupply
@@ -32,6 +33,9 @@ BOOT_AND_MAIN = "exec(open('boot.py').read())\nexec(open('main.py').read())\n"
 
 BUILD_ROOT = Path(tempfile.gettempdir()) / "lamplighter-emulator-build"
 
+BOARD = "emulated"  # the emulator's board: its slot holds what boards/emulated.manifest lists
+SLOT_DIRS = ("lib", "boards")  # a slot's directories (boot.py puts them on sys.path)
+
 
 FACTORY_SEQUENCE = 1  # the app a node leaves the depot with; every release signs a higher one
 
@@ -43,8 +47,22 @@ def firmware_version(source: Path = FIRMWARE_DIR) -> str:
     return match.group(1) if match else "0.0.0"
 
 
-def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None) -> bool:
-    """Lay a node's flash out as a depot leaves it: root files, the app in slot a.
+def slot_files(app_dir: Path, board: str = BOARD) -> list[str]:
+    """The files of app_dir (a source tree or a build) that slot a holds on `board`: those of
+    the board's manifest when app_dir has manifests (a source tree), else all of lib/ and
+    boards/ (a build, which build_firmware made for one board)."""
+    if has_manifests(app_dir):
+        return [n for n in board_files(app_dir, [board]) if n.split("/", 1)[0] in SLOT_DIRS]
+    return sorted((p.relative_to(app_dir).as_posix() for sub in SLOT_DIRS
+                   for p in (app_dir / sub).rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts),
+                  key=lambda n: n.split("/"))
+
+
+def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None,
+                        board: str = BOARD) -> bool:
+    """Lay a node's flash out as a depot leaves it: root files, the app in slot a (only
+    `board`'s files: see slot_files).
 
     A node that already has slots keeps them (its app may have been updated since), unless
     slot a still holds an older factory build and no update was ever committed: then the
@@ -67,8 +85,9 @@ def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None) 
         shutil.copyfile(build / name, flash_dir / name)
     slot = flash_dir / "slots" / "a"
     shutil.rmtree(slot, ignore_errors=True)
-    for sub in ("lib", "boards"):
-        shutil.copytree(build / sub, slot / sub)
+    for name in slot_files(build, board):
+        (slot / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(build / name, slot / name)
     (slot / "app_version.json").write_text(json.dumps(
         {"version": firmware_version(), "sequence": FACTORY_SEQUENCE, "build": build.name}))
     return True
@@ -79,15 +98,24 @@ def mpy_cross_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("mpy-cross") or "mpy-cross")
 
 
-def build_firmware(source: Path = FIRMWARE_DIR, root: Path = BUILD_ROOT) -> Path:
+def build_firmware(source: Path = FIRMWARE_DIR, root: Path = BUILD_ROOT,
+                   board: str | None = BOARD) -> Path:
     """Compile firmware/ to .mpy the way a release bundle ships it (the same mpy-cross call and
     flags); return the build dir.
 
-    boot.py and main.py stay source (a device runs them as scripts). The build is cached by
-    the content of the sources.
+    The build holds the stable root files plus the files of `board`'s manifest
+    (boards/<board>.manifest) when the source has manifests; with `board` None, or a source
+    without manifests, every .py file. The root files (boot.py, main.py, bootsel.py) stay
+    source (a device runs them as scripts). The build is cached by the board and the content
+    of the sources.
     """
     files = sorted(p for p in source.rglob("*.py") if "__pycache__" not in p.parts)
+    if board is not None and has_manifests(source):
+        picked = set(board_files(source, [board]))
+        files = [p for p in files
+                 if p.parent == source or p.relative_to(source).as_posix() in picked]
     digest = hashlib.sha256(" ".join(MPY_CROSS_FLAGS).encode())
+    digest.update(f"board={board}".encode())
     for p in files:
         digest.update(str(p.relative_to(source)).encode() + b"\0" + p.read_bytes())
     dest = root / digest.hexdigest()[:16]
@@ -117,8 +145,7 @@ def app_image_kb(app_dir: Path) -> int:
     which the node reports apart from the app's heap. A quarter is added for a bigger
     release installed later in the same run.
     """
-    total = sum(p.stat().st_size for sub in ("lib", "boards")
-                for p in (app_dir / sub).rglob("*.mpy"))
+    total = sum(p.stat().st_size for sub in SLOT_DIRS for p in (app_dir / sub).rglob("*.mpy"))
     return (total * 5 // 4) // 1024 + 8 if total else 0
 
 

@@ -24,6 +24,7 @@ LFS_READ_SIZE = 32
 LFS_PROG_SIZE = 32
 LFS_LOOKAHEAD = 32
 SUPPORTED_CHIP = "esp32"
+BOARD = "esp32_devkitc"  # the board a factory image is for: its slot holds this board's files
 ENROLLMENT_FILE = "enrollment.json"
 
 
@@ -127,8 +128,8 @@ def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
     except OSError as exc:
         raise FactoryImageError(f"cannot read {firmware_path}: {exc.strerror}") from None
     check_firmware(firmware, str(firmware_path))
-    app = app_files(app_dir) if app_dir else app_files()
-    creds = register([s.registration("esp32_devkitc") for s in sites])
+    app = app_files(app_dir, board=BOARD) if app_dir else app_files(board=BOARD)
+    creds = register([s.registration(BOARD) for s in sites])
     built = []
     if len(sites) > 1:
         out.mkdir(parents=True, exist_ok=True)

@@ -197,34 +197,42 @@ def sha256_hex(data: bytes) -> str:
 
 
 def app_files(app_dir: Path = FIRMWARE_DIR, compiled: bool = True,
-              version: str = "factory") -> dict[str, bytes]:
-    """The app laid out as the node boots it: root scripts plus slot a (lib/, boards/).
+              version: str = "factory", *, board: str) -> dict[str, bytes]:
+    """The app laid out as `board` boots it: root scripts plus slot a (lib/, boards/).
 
-    With `compiled`, lib/ and boards/ ship as .mpy (an ESP32 has no heap to compile them).
+    Slot a holds the files of the board's manifest (boards/<board>.manifest) when the app has
+    manifests, so an ESP32 carries no emulated-board files; an app without manifests ships
+    all of lib/ and boards/. With `compiled`, they ship as .mpy (an ESP32 has no heap to
+    compile them).
     """
-    source = Path(app_dir)
-    if compiled:
-        from tools.emulator.launcher import build_firmware
+    from tools.emulator.launcher import build_firmware, slot_files
 
-        built = build_firmware(source)
-    else:
-        built = source
+    source = Path(app_dir)
+    built = build_firmware(source, board=board) if compiled else source
     files: dict[str, bytes] = {}
     for name in STABLE_ROOT_FILES:
         path = source / name
         if path.exists():
             files[name] = path.read_bytes()
-    for sub in APP_DIRS:
-        suffix = ".mpy" if compiled else ".py"
-        for path in sorted((built / sub).rglob(f"*{suffix}")):
-            if "__pycache__" in path.parts:
-                continue
-            files[f"{APP_SLOT}/{path.relative_to(built).as_posix()}"] = path.read_bytes()
+    suffix = ".mpy" if compiled else ".py"
+    for name in slot_files(built, board):
+        if name.endswith(suffix) and name.split("/", 1)[0] in APP_DIRS:
+            files[f"{APP_SLOT}/{name}"] = (built / name).read_bytes()
     if not any(p.startswith(f"{APP_SLOT}/lib/") for p in files):
         raise ProvisionError(f"{source} holds no app (expected lib/ and boards/ with the firmware)")
     files[f"{APP_SLOT}/app_version.json"] = json.dumps(
         {"version": version, "sequence": FACTORY_SEQUENCE}).encode()
     return files
+
+
+def board_of_platform(platform: str) -> str:
+    """The board a node is, from its sys.platform (as `provision` registers it)."""
+    return "emulated" if platform in ("linux", "darwin") else "esp32_devkitc"
+
+
+def node_board(link: NodeLink) -> str:
+    """Ask the node on `link` which board it is, to pick its app (app_files(board=...))."""
+    return board_of_platform(link.exec_json("import json, sys\nprint(json.dumps(sys.platform))"))
 
 
 def slot_pointer() -> bytes:
