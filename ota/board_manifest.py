@@ -16,7 +16,8 @@ unknown board: every problem is a `BuildError` naming the manifest and line.
 `board_files(app_dir, boards)` is the sorted union of the boards' files. Hidden files,
 `__pycache__`, compiled files beside their source and the manifests themselves are never
 candidates. The stable root files (boot.py, main.py, bootsel.py) are installed once at
-provisioning, never from a slot, so the manifests do not list them.
+provisioning, never from a slot, and service/ holds scripts the technician's tools send over
+the REPL, so the manifests list neither.
 """
 
 from __future__ import annotations

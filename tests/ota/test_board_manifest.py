@@ -92,6 +92,17 @@ def test_every_lib_file_is_claimed_and_only_the_known_drivers_are_board_only():
     assert partial == BOARD_ONLY
 
 
+def test_every_firmware_file_is_in_a_slot_or_known_to_stay_out():
+    """Besides the slots: the stable root files (provisioning installs them once) and service/
+    (scripts the technician's tools send over the REPL). A new folder must be one or the other."""
+    claimed = set(board_files(FIRMWARE_DIR, BOARDS))
+    outside = sorted(p.relative_to(FIRMWARE_DIR).as_posix() for p in FIRMWARE_DIR.rglob("*.py")
+                     if "__pycache__" not in p.parts)
+    outside = [p for p in outside if p not in claimed and p not in STABLE_ROOT_FILES
+               and not p.startswith("service/")]
+    assert outside == []
+
+
 def test_every_board_file_belongs_to_a_board():
     files = {p.relative_to(FIRMWARE_DIR).as_posix() for p in (FIRMWARE_DIR / "boards").glob("*.py")}
     claimed = set(board_files(FIRMWARE_DIR, BOARDS))
