@@ -15,6 +15,10 @@ NIGHT_FAULT = (10 * H, 10.5 * H)  # 22:00-22:30: the light sensor drops off the 
 DAY_FAULT = (22 * H, 22.3 * H)  # 10:00-10:18: the radar goes silent
 
 
+# A whole emulated day (about a minute and a half): CI runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     scenario = Scenario(seed=7, faults=[Fault("veml7700", "missing", *NIGHT_FAULT),

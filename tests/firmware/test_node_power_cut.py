@@ -4,12 +4,15 @@ import json
 import random
 import time
 
+import pytest
+
 from tools.emulator.launcher import Launcher
 from tools.emulator.scenario import Scenario
 
 FAST = {"sample_period_ms": {"occupancy": 1000, "light": 1000, "bme280": 1000, "pms5003": 1000}}
 
 
+@pytest.mark.slow
 def test_node_survives_power_cuts_and_delivers_every_queued_record_once(tmp_path):
     rng = random.Random(2026)
     launcher = Launcher(tmp_path / "flash", Scenario(seed=3), config=FAST)

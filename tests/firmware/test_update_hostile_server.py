@@ -201,8 +201,8 @@ def test_hostile_server_never_installs_unsigned_code_nor_freezes_the_node(plan) 
     run_example(plan)
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=8, **SETTINGS)
 @given(plan=plans)
 def test_hostile_server_quick(plan) -> None:
-    """The same property on 25 generated servers, for `make test-fast`."""
+    """The same property on 8 generated servers, for `make test-fast`."""
     run_example(plan)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
@@ -13,6 +14,7 @@ from tests.rigs.device_signing import signed_headers
 EXAMPLES_PER_OPERATION = 30
 
 
+@pytest.mark.slow
 def test_no_operation_answers_generated_input_with_a_server_error(client, tokens, register):
     creds = register()
     operator = tokens["operator"]

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from sqlalchemy import select
 
 from fleet.core import db as fleet_db
@@ -106,6 +107,7 @@ def _consume_peak(chunks) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_big_export_streams_in_bounded_memory(register, session):
     creds = register()
     device = session.execute(select(Device).where(Device.uid == creds["device_id"])).scalar_one()
