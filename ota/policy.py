@@ -1,7 +1,8 @@
 """What a node may install, on the host side: the node's policy checks and its whole-bundle order.
 
-The fleet server and the CLI use this to tell, before anything is sent, whether a node would take
-a release, and the conformance vectors (tests/conformance) hold both sides to the same verdicts.
+`lamplighter release verify --board` uses this to tell, before anything is sent, whether a node
+would take a release; the conformance vectors (tests/conformance) hold both sides to the same
+verdicts.
 The node's own copy is firmware/lib/updater/verify.py; docs/update-format.md has the rules.
 """
 

@@ -57,6 +57,26 @@ def test_keygen_build_sign_verify(tmp_path):
     assert "OK: app 1.4.0 (sequence 12)" in verified.output
 
 
+
+def test_verify_for_a_board_answers_whether_that_node_would_install(tmp_path):
+    private, public = keygen(tmp_path)
+    invoke("build", app_dir(tmp_path), "--out", tmp_path / "stage", "--version", "1.4.0",
+           "--sequence", "12", "--board", "emulated")
+    invoke("sign", tmp_path / "stage", "--key", private, "--out", tmp_path / "r.llb")
+    yes = invoke("verify", tmp_path / "r.llb", "--trusted", public, "--board", "emulated",
+                 "--installed-sequence", "11")
+    assert yes.exit_code == 0, yes.output
+    assert "a node on board emulated at sequence 11 would install it" in yes.output
+    other_board = invoke("verify", tmp_path / "r.llb", "--trusted", public,
+                         "--board", "esp32_devkitc")
+    assert other_board.exit_code == 1 and "REFUSED (wrong_board)" in other_board.output
+    same_sequence = invoke("verify", tmp_path / "r.llb", "--trusted", public,
+                           "--board", "emulated", "--installed-sequence", "12")
+    assert same_sequence.exit_code == 1 and "REFUSED (rollback)" in same_sequence.output
+    no_board = invoke("verify", tmp_path / "r.llb", "--trusted", public,
+                      "--installed-sequence", "3")
+    assert no_board.exit_code == 1 and "give its --board too" in no_board.output
+
 def test_keygen_refuses_to_overwrite(tmp_path):
     private, _ = keygen(tmp_path)
     before = private.read_bytes()

@@ -195,11 +195,35 @@ def verify(
         help="Key ring JSON (trusted keys and revoked key ids).")] = None,
     ignore_expiry: Annotated[bool, typer.Option(
         help="Accept an expired manifest (inspection only).")] = False,
+    board: Annotated[str | None, typer.Option(
+        help="Also check what a node of this board checks before installing: its board, its "
+             "hardware, the sequence it runs and the clock, in the node's order.")] = None,
+    installed_sequence: Annotated[int, typer.Option(
+        help="With --board: the sequence the node runs now (a bundle must be newer).",
+        min=0)] = 0,
+    hardware: Annotated[str | None, typer.Option(
+        help="With --board: the node's hardware revision, for a manifest that lists some.")] = None,
 ) -> None:
-    """Check a bundle as a node would: signature by a trusted key, expiry, every file's hash."""
+    """Check a bundle as a node would: signature by a trusted key, expiry, every file's hash.
+
+    With --board, the whole of what a node on that board, at --installed-sequence, checks before
+    it installs: the answer to "would this node take it?".
+    """
+    from ota.policy import check_bundle
+
+    if board is None and (installed_sequence or hardware):
+        raise _fail("--installed-sequence and --hardware describe a node: give its --board too")
+    if board is not None and ignore_expiry:
+        raise _fail("--ignore-expiry is for inspection; a node never ignores expiry, so it "
+                    "cannot be combined with --board")
     ring = _ring(trusted or [], keyring)
     try:
-        manifest = verify_bundle(bundle, ring, None if ignore_expiry else time.time())
+        if board is None:
+            manifest = verify_bundle(bundle, ring, None if ignore_expiry else time.time())
+        else:
+            with open(bundle, "rb") as stream:
+                manifest = check_bundle(stream, ring, installed_sequence=installed_sequence,
+                                        board=board, now=time.time(), hardware=hardware)
     except OSError as exc:
         raise _fail(f"cannot read {bundle}: {exc.strerror}") from None
     except OtaError as exc:
@@ -208,6 +232,8 @@ def verify(
     typer.echo(f"OK: {manifest.kind} {manifest.version} (sequence {manifest.sequence}) signed by "
                f"{manifest.key_id}, boards {', '.join(manifest.board)}, "
                f"{len(manifest.files)} files, {manifest.total_size} bytes, expires {expires}")
+    if board is not None:
+        typer.echo(f"a node on board {board} at sequence {installed_sequence} would install it")
 
 
 SERIAL_HELP = (

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.firmware_tree import FIRMWARE_DIR, STABLE_ROOT_FILES
+from tools.technician.node_scripts import node_script
 
 MARKER = "provisioning.json"  # written first, removed last: its presence means "half done"
 IDENTITY = "identity.json"
@@ -21,151 +22,6 @@ APP_SLOT = "slots/a"
 APP_DIRS = ("lib", "boards")
 FACTORY_SEQUENCE = 0
 CHUNK = 512
-
-# Device side: hashes of the given paths ({path: hex or None when missing}) in one round trip.
-_HASH_CODE = """
-import hashlib, binascii, json
-_b = bytearray(512)
-_out = {}
-for _p in %s:
-    try:
-        _f = open(_p, 'rb')
-    except OSError:
-        _out[_p] = None
-        continue
-    _h = hashlib.sha256()
-    _mv = memoryview(_b)
-    while True:
-        _n = _f.readinto(_b)
-        if not _n:
-            break
-        _h.update(_mv[:_n])
-    _f.close()
-    _out[_p] = binascii.hexlify(_h.digest()).decode()
-print(json.dumps(_out))
-"""
-
-# Device side: the node's own view of itself before anything is written.
-_STATE_CODE = """
-import json, sys
-def _rj(p):
-    try:
-        with open(p) as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-print(json.dumps({"platform": sys.platform, "identity": _rj(%r), "marker": _rj(%r)}))
-"""
-
-# Device side: everything on the filesystem goes (the REPL's --clean).
-_WIPE_CODE = """
-import os
-def _rm(p):
-    for e in list(os.ilistdir(p)):
-        c = (p + '/' if p else '') + e[0]
-        if e[1] == 0x4000:
-            _rm(c)
-            os.rmdir(c)
-        else:
-            os.remove(c)
-_rm(%r)
-"""
-
-# Device side: import the board from the active slot, read each sensor once, print JSON.
-SELFTEST_CODE = """
-import sys, json, gc
-_unix = sys.platform in ("linux", "darwin")
-_r = "." if _unix else ""
-try:
-    import bootsel
-    _p = bootsel.load_pointer(_r)
-    _app = bootsel.slot_dir(_p["active"], _r) if _p else _r
-except ImportError:
-    _app = _r
-for _s in ("/boards", "/lib"):
-    if _app + _s not in sys.path:
-        sys.path.insert(0, _app + _s)
-_out = {"app": _app or "/", "sensors": {}}
-try:
-    board = __import__("emulated" if _unix else "esp32_devkitc").Board()
-except Exception as e:
-    board = None
-    _out["error"] = "board: " + repr(e)
-
-def _main():
-    _out["board"] = board.name
-    _out["reset_cause"] = board.reset_cause()
-    _try("bme280", _bme)
-    _try("veml7700", _light)
-    _try("pms5003", _pms)
-    _try("ld2410", _radar)
-    _try("pir", _pir)
-
-try:
-    from core import config
-    _out["config_errors"] = config.load_with_errors(_r + "/config.json")[1]
-except Exception as e:
-    _out["config_errors"] = [repr(e)]
-
-def _try(name, fn):
-    try:
-        _out["sensors"][name] = fn()
-    except Exception as e:
-        _out["sensors"][name] = {"ok": False, "fault": repr(e)}
-
-def _until(fn, ms):
-    t = 0
-    while t <= ms:
-        if fn():
-            return True
-        board.sleep_ms(100)
-        t += 100
-    return False
-
-def _bme():
-    from drivers.bme280 import BME280
-    d = BME280(board.i2c)
-    ok = _until(d.read, 500)
-    return {"ok": ok, "fault": d.health.last, "temperature_c": d.temperature_c,
-            "humidity_pct": d.humidity_pct, "pressure_hpa": d.pressure_hpa}
-
-def _light():
-    from drivers.veml7700 import VEML7700
-    d = VEML7700(board.i2c)
-    ok = _until(d.read, 500)
-    return {"ok": ok, "fault": d.health.last, "lux": d.lux}
-
-def _pms():
-    from drivers.pms5003 import PMS5003
-    d = PMS5003(board.uart_pm)
-    ok = _until(lambda: d.poll(board.ticks_ms()), 3000)
-    return {"ok": ok, "fault": d.health.last, "pm25_ugm3": d.pm25_ugm3, "pm10_ugm3": d.pm10_ugm3}
-
-def _radar():
-    from drivers.ld2410 import LD2410
-    d = LD2410(board.uart_radar)
-    _until(lambda: d.poll(board.ticks_ms()) and False, 1000)
-    return {"ok": not d.health.failed, "fault": d.health.last, "presence": d.presence}
-
-def _pir():
-    from drivers.pir import PIR
-    d = PIR(board.pin_pir)
-    v = d.read(board.ticks_ms())
-    return {"ok": not d.health.failed, "fault": d.health.last, "motion": bool(v)}
-
-if board is not None:
-    try:
-        _main()
-    finally:
-        # an emulated board holds its street's only connection: hand it back
-        _link = getattr(board, "link", None)
-        if _link is not None:
-            _link.sock.close()
-gc.collect()
-_out["mem_free"] = gc.mem_free()
-print(json.dumps(_out))
-"""
-
 
 class ProvisionError(Exception):
     """Provisioning cannot go on; the message says what the technician should do."""
@@ -321,7 +177,8 @@ class NodeLink:
     def hashes(self, paths: list[str]) -> dict[str, str | None]:
         found: dict[str, str | None] = {}
         for i in range(0, len(paths), 40):  # bounded device-side dicts
-            found.update(self.exec_json(_HASH_CODE % json.dumps(paths[i:i + 40])))
+            found.update(self.exec_json(node_script("file_hashes",
+                                                     f"file_hashes({paths[i:i + 40]!r})")))
         return found
 
     def write_file(self, path: str, data: bytes) -> None:
@@ -341,10 +198,10 @@ class NodeLink:
         self.exec(f"import os\ntry:\n os.remove({path!r})\nexcept OSError:\n pass")
 
     def wipe(self) -> None:
-        self.exec(_WIPE_CODE % "", timeout=60)
+        self.exec(node_script("wipe", "wipe('')"), timeout=60)
 
     def selftest(self) -> dict[str, Any]:
-        return self.exec_json(SELFTEST_CODE, timeout=60)
+        return self.exec_json(node_script("selftest", "selftest()"), timeout=60)
 
     def close(self) -> None:
         try:
@@ -388,8 +245,8 @@ def provision(link: NodeLink, site: Site, server: str, register: Register,
     match are not rewritten. The marker is written before the first file and removed after
     everything was read back and matched.
     """
-    state = link.exec_json(_STATE_CODE % (IDENTITY, MARKER))
-    board = "emulated" if state["platform"] in ("linux", "darwin") else "esp32_devkitc"
+    state = link.exec_json(node_script("node_state", f"node_state({IDENTITY!r}, {MARKER!r})"))
+    board = board_of_platform(state["platform"])
     held = None
     resumed = False
     for source in (state.get("marker"), state.get("identity")):
