@@ -1,1 +1,0 @@
-"""Pure algorithms in MicroPython 1.9 syntax (the micro:bit runs them too)."""

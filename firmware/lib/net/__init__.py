@@ -1,1 +1,0 @@
-"""Talking to the fleet server: the link, signed exchanges, HTTP, enrollment."""

@@ -1,1 +1,0 @@
-"""Telemetry on flash: the queue, opening and recovering it, dropping refused records."""
