@@ -36,7 +36,7 @@ def make_updater(board, uplink, log):
     pointer = ondemand.call("bootsel", "load_pointer", root)
     if pointer is None:
         return None
-    from core.lazy_updater import LazyUpdater
+    from core.node import LazyUpdater
 
     state = read_json(root + UPDATE_STATE)
     return LazyUpdater(board, uplink, root, log,

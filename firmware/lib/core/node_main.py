@@ -6,8 +6,8 @@
 
 WATCHDOG_MS = 30000
 # what node_boot builds and the running node keeps: these modules stay loaded after it
-# (core.node's PARTS and UPDATE_CLIENT, its uplink and the update client's stand-in)
-RESIDENT = ("core.node", "core.lazy_updater", "net.uplink", "algorithms", "drivers",
+# (core.node's PARTS and UPDATE_CLIENT, with its LazyUpdater stand-in, and its uplink)
+RESIDENT = ("core.node", "net.uplink", "algorithms", "drivers",
             "store.telemetry_queue", "core.files", "core.log", "updater", "bootsel")
 FATAL_RETRY_MS = 5000
 
