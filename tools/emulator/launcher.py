@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ota.board_manifest import board_files, has_manifests
-from ota.bundle import MPY_CROSS_FLAGS, mpy_cross_compile
+from ota.bundle import MPY_CROSS_FLAGS, MPY_SOURCE_NAME, mpy_cross_compile
 from tools.emulator.micropython import ESP32_HEAP_KB, micropython_executable
 from tools.emulator.power import Powered, PowerSupply
 from tools.emulator.scenario import Scenario
@@ -114,7 +114,7 @@ def build_firmware(source: Path = FIRMWARE_DIR, root: Path = BUILD_ROOT,
         picked = set(board_files(source, [board]))
         files = [p for p in files
                  if p.parent == source or p.relative_to(source).as_posix() in picked]
-    digest = hashlib.sha256(" ".join(MPY_CROSS_FLAGS).encode())
+    digest = hashlib.sha256(" ".join((*MPY_CROSS_FLAGS, "-s", MPY_SOURCE_NAME)).encode())
     digest.update(f"board={board}".encode())
     for p in files:
         digest.update(str(p.relative_to(source)).encode() + b"\0" + p.read_bytes())
