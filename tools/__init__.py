@@ -1,1 +1,1 @@
-"""Technician and developer tools: the `lamplighter` CLI, flashing, provisioning, emulator."""
+"""What people run, by audience: cli/ (operators), technician/ (at the pole), emulator/."""

@@ -1,1 +1,1 @@
-"""Emulated lamppost: a CPython world with peripheral models that a MicroPython node talks to."""
+"""The emulated lamppost (a world with sensor models a MicroPython node talks to), sim, demo."""
