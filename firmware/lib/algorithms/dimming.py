@@ -90,7 +90,7 @@ class DimmingPolicy:
     def clear_override(self):
         self.override = None
 
-    def _target(self, now_ms, lux, occupied, fault, minute):
+    def target(self, now_ms, lux, occupied, fault, minute):
         if lux is None:
             fault = True
         else:
@@ -113,7 +113,7 @@ class DimmingPolicy:
         # Return (level_percent, ramp_ms) to drive the lamp with.
         # ramp_ms is ramp_up_ms for a rise, ramp_down_ms for a fall, and for an unchanged
         # level the ramp of the last change (so a caller may re-apply the pair every tick)
-        target = self._target(now_ms, lux, occupied, fault, minute_of_day)
+        target = self.target(now_ms, lux, occupied, fault, minute_of_day)
         if target > self.level:
             self.ramp_ms = self.ramp_up_ms
         elif target < self.level:

@@ -26,15 +26,15 @@ class SpikeFilter:
         self.k = k
         self.min_mad = min_mad
         self.rejected = 0
-        self._ring = [0.0] * window
+        self.ring = [0.0] * window
         if window > len(_WORK):
             _WORK.extend([0.0] * (window - len(_WORK)))
-        self._next = 0
-        self._count = 0
+        self.next = 0
+        self.count = 0
 
     def reset(self):
-        self._next = 0
-        self._count = 0
+        self.next = 0
+        self.count = 0
 
     def _median_of_work(self, n):
         work = _WORK
@@ -53,12 +53,12 @@ class SpikeFilter:
 
     def update(self, x):
         x = float(x)
-        ring = self._ring
-        ring[self._next] = x
-        self._next = (self._next + 1) % self.window
-        if self._count < self.window:
-            self._count += 1
-        n = self._count
+        ring = self.ring
+        ring[self.next] = x
+        self.next = (self.next + 1) % self.window
+        if self.count < self.window:
+            self.count += 1
+        n = self.count
         if n < 3:
             return x
         work = _WORK

@@ -21,10 +21,10 @@ import sys
 import vfs
 from micropython import const
 
-MOUNT = "/app"
-SUBDIRS = ("boards", "lib")  # each put first on sys.path in turn: /app/lib ends up first
-STAMP = "stamp"  # file in the image: the stamp of the slot it was packed from
-_MAGIC = b"\xd2\xcd\x31"
+_MOUNT = const("/app")
+_SUBDIRS = const(("boards", "lib"))  # each put first on sys.path in turn: /app/lib ends up first
+_STAMP = const("stamp")  # file in the image: the stamp of the slot it was packed from
+_MAGIC = const(b"\xd2\xcd\x31")
 _KIND_DATA = const(2)
 _KIND_DIR = const(4)
 _KIND_FILE = const(5)
@@ -41,7 +41,7 @@ def _ulen(value):
     return n
 
 
-def _uint(value):
+def uint(value):
     out = bytearray(_ulen(value))
     i = len(out) - 1
     out[i] = value & 0x7F
@@ -56,7 +56,7 @@ def _record_len(payload_len):
     return 1 + _ulen(payload_len) + payload_len  # kinds used here fit one byte
 
 
-def _scan(path):
+def scan(path):
     """[(name, size, path) for a file | (name, children, path) for a directory], sorted, names
     as bytes; only .mpy files, and only directories that hold some."""
     entries = []
@@ -64,7 +64,7 @@ def _scan(path):
         full = path + "/" + name
         st = os.stat(full)
         if st[0] & _DIR_BIT:
-            children = _scan(full)
+            children = scan(full)
             if children:
                 entries.append((name.encode(), children, full))
         elif name.endswith(".mpy"):
@@ -72,7 +72,7 @@ def _scan(path):
     return entries
 
 
-def _payload_len(entry):
+def payload_len(entry):
     """Length of the payload of the record for entry (a file's or a directory's)."""
     name, body = entry[0], entry[1]
     head = _ulen(len(name)) + len(name)
@@ -80,7 +80,7 @@ def _payload_len(entry):
         return head + _record_len(body)
     total = head
     for child in body:
-        total += _record_len(_payload_len(child))
+        total += _record_len(payload_len(child))
     return total
 
 
@@ -111,9 +111,9 @@ class _Writer:
             done += take
             self.pos += take
             if self.pos % _CHUNK == 0:
-                self._flush(self.pos - _CHUNK)
+                self.flush(self.pos - _CHUNK)
 
-    def _flush(self, offset):
+    def flush(self, offset):
         if offset == 0:
             self.first[:] = self.chunk
         else:
@@ -143,7 +143,7 @@ class _Writer:
             at = self.pos % _CHUNK
             for i in range(at, _CHUNK):
                 self.chunk[i] = 0
-            self._flush(self.pos - at)
+            self.flush(self.pos - at)
         vfs.rom_ioctl(4, self.segment, 0, self.first)  # the magic goes down last
         vfs.rom_ioctl(5, self.segment)
 
@@ -151,16 +151,16 @@ class _Writer:
 def _emit(writer, entry):
     name, body, source = entry
     file = isinstance(body, int)
-    writer.write(_uint(_KIND_FILE if file else _KIND_DIR))
-    writer.write(_uint(_payload_len(entry)))
-    writer.write(_uint(len(name)))
+    writer.write(uint(_KIND_FILE if file else _KIND_DIR))
+    writer.write(uint(payload_len(entry)))
+    writer.write(uint(len(name)))
     writer.write(name)
     if not file:
         for child in body:
             _emit(writer, child)
         return
-    writer.write(_uint(_KIND_DATA))
-    writer.write(_uint(body))
+    writer.write(uint(_KIND_DATA))
+    writer.write(uint(body))
     if isinstance(source, str):
         writer.copy_file(source, body)
     else:
@@ -173,9 +173,9 @@ def layout(app_root):
     The last entry is the stamp file: (name, size, the stamp's bytes)."""
     root = app_root.rstrip("/") or "."
     entries = []
-    for sub in SUBDIRS:
+    for sub in _SUBDIRS:
         try:
-            children = _scan(root + "/" + sub)
+            children = scan(root + "/" + sub)
         except OSError:
             continue
         if children:
@@ -183,7 +183,7 @@ def layout(app_root):
     if not entries:
         return None, 0
     stamp = stamp_of(app_root, entries)
-    entries.append((STAMP.encode(), len(stamp), stamp))
+    entries.append((_STAMP.encode(), len(stamp), stamp))
     body = _body_len(entries)
     head = len(_MAGIC) + _ulen(body)
     if (head + body) % 2:
@@ -194,7 +194,7 @@ def layout(app_root):
 def _body_len(entries):
     total = 0
     for entry in entries:
-        total += _record_len(_payload_len(entry))
+        total += _record_len(payload_len(entry))
     return total
 
 
@@ -225,7 +225,7 @@ def write_image(writer, entries):
     """Write the image of entries (from layout()) through writer."""
     body = _body_len(entries)
     writer.write(_MAGIC)
-    length = _uint(body)
+    length = uint(body)
     if (len(_MAGIC) + len(length) + body) % 2:
         writer.write(b"\x80")
     writer.write(length)
@@ -235,22 +235,18 @@ def write_image(writer, entries):
 
 
 def _mount(device):
-    vfs.mount(vfs.VfsRom(device), MOUNT)
-    for sub in SUBDIRS:
-        path = MOUNT + "/" + sub
+    vfs.mount(vfs.VfsRom(device), _MOUNT)
+    for sub in _SUBDIRS:
+        path = _MOUNT + "/" + sub
         if path not in sys.path:
             sys.path.insert(0, path)
-    _forget_file_packages()
-
-
-def _forget_file_packages():
-    """A package imported from the slot's files before the mount (`core`, whose node_main
-    mounts the image) finds its submodules through its own __path__, on the files: forget it
-    and the submodules it loaded, so that the next import takes them from the image (the
-    caller keeps no reference to them)."""
+    # A package imported from the slot's files before the mount (`core`, whose node_main
+    # mounts the image) finds its submodules through its own __path__, on the files: forget
+    # it and the submodules it loaded, so that the next import takes them from the image
+    # (the caller keeps no reference to them).
     for name in [n for n in sys.modules if "." not in n]:
         path = getattr(sys.modules[name], "__path__", None)
-        if path and not path.startswith(MOUNT) and path.endswith("/" + name):
+        if path and not path.startswith(_MOUNT) and path.endswith("/" + name):
             for sub in [n for n in sys.modules if n == name or n.startswith(name + ".")]:
                 del sys.modules[sub]
 
@@ -261,14 +257,14 @@ def _segment_holds(device, stamp):
         fs = vfs.VfsRom(device)
     except OSError:
         return False  # no valid image (erased, or a write cut short)
-    vfs.mount(fs, MOUNT)
+    vfs.mount(fs, _MOUNT)
     try:
-        with open(MOUNT + "/" + STAMP, "rb") as f:
+        with open(_MOUNT + "/" + _STAMP, "rb") as f:
             return f.read() == stamp
     except OSError:
         return False
     finally:
-        vfs.umount(MOUNT)
+        vfs.umount(_MOUNT)
 
 
 def _prepare(segment, size):
@@ -287,17 +283,6 @@ def _prepare(segment, size):
         raise OSError("ROMFS writes need %d-byte pieces" % least)
 
 
-def _release_auto_mount():
-    """MicroPython mounts the first ROMFS segment at /rom by itself; the image is ours."""
-    try:
-        vfs.umount("/rom")
-    except OSError:
-        pass
-    for path in ("/rom", "/rom/lib"):
-        while path in sys.path:
-            sys.path.remove(path)
-
-
 def mount(app_root):
     """Mount the slot's code image at /app and put its directories first on sys.path.
 
@@ -309,7 +294,14 @@ def mount(app_root):
     if entries is None:
         return None, 0, 0
     if hasattr(vfs, "rom_ioctl") and vfs.rom_ioctl(1) > 0:
-        _release_auto_mount()
+        # MicroPython mounts the first ROMFS segment at /rom by itself; the image is ours
+        try:
+            vfs.umount("/rom")
+        except OSError:
+            pass
+        for path in ("/rom", "/rom/lib"):
+            while path in sys.path:
+                sys.path.remove(path)
         device = vfs.rom_ioctl(2, 0)
         if len(device) < (size + _CHUNK - 1) // _CHUNK * _CHUNK:
             return None, size, 0

@@ -1,10 +1,11 @@
 """Operator commands from a check-in reply (identify, lamp_override, reboot), loaded on demand."""
 
+from micropython import const
 import os
 
 from core.files import read_json, write_json
 
-IDENTIFY_MS = 10000
+_IDENTIFY_MS = const(10000)
 
 
 def run(node, cmd, now):
@@ -14,7 +15,7 @@ def run(node, cmd, now):
     args = cmd.get("args") or {}
     node.log.info("command", id=cid, type=kind)
     if kind == "identify":
-        node._identify_until = now + IDENTIFY_MS
+        node._identify_until = now + _IDENTIFY_MS
     elif kind == "lamp_override":
         level = args.get("level_pct")
         if level is None:

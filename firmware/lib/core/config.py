@@ -1,11 +1,10 @@
 """Node configuration: safe defaults, validation with reasons, versioned atomic save/load."""
 
+from micropython import const
 import json
 
-METRICS = ("temperature_c", "humidity_pct", "pressure_hpa", "pm25_ugm3", "pm10_ugm3", "lux")
 
-
-def _metric(window, k, alpha, deadband, heartbeat_s, min_mad, deadband_rel=0.0):
+def metric(window, k, alpha, deadband, heartbeat_s, min_mad, deadband_rel=0.0):
     return {"window": window, "k": k, "alpha": alpha, "deadband": deadband,
             "deadband_rel": deadband_rel, "heartbeat_s": heartbeat_s, "min_mad": min_mad}
 
@@ -25,12 +24,12 @@ DEFAULTS = {
         "occupancy": 200,
     },
     "metrics": {  # filter settings per metric (see filters.pipeline_from_config)
-        "temperature_c": _metric(5, 3.0, 0.3, 0.2, 900, 0.05),
-        "humidity_pct": _metric(5, 3.0, 0.3, 1.0, 900, 0.2),
-        "pressure_hpa": _metric(5, 3.0, 0.3, 0.5, 900, 0.05),
-        "pm25_ugm3": _metric(5, 3.0, 0.3, 1.0, 900, 1.0, 0.05),
-        "pm10_ugm3": _metric(5, 3.0, 0.3, 1.0, 900, 1.0, 0.05),
-        "lux": _metric(5, 3.0, 0.5, 2.0, 900, 0.5, 0.1),
+        "temperature_c": metric(5, 3.0, 0.3, 0.2, 900, 0.05),
+        "humidity_pct": metric(5, 3.0, 0.3, 1.0, 900, 0.2),
+        "pressure_hpa": metric(5, 3.0, 0.3, 0.5, 900, 0.05),
+        "pm25_ugm3": metric(5, 3.0, 0.3, 1.0, 900, 1.0, 0.05),
+        "pm10_ugm3": metric(5, 3.0, 0.3, 1.0, 900, 1.0, 0.05),
+        "lux": metric(5, 3.0, 0.5, 2.0, 900, 0.5, 0.1),
     },
     "dimming": {
         "dusk_lux": 30.0,
@@ -49,45 +48,45 @@ DEFAULTS = {
     },
 }
 
-INT = "int"
-NUM = "number"
-STR = "str"
-# key -> (kind, minimum, maximum); for STR the "minimum" is the tuple of allowed values
+_INT = const("int")
+_NUM = const("number")
+_STR = const("str")
+# key -> (kind, minimum, maximum); for _STR the "minimum" is the tuple of allowed values
 _RULES = {
-    "version": (INT, 0, 2**30),
-    "checkin_interval_s": (INT, 10, 86400),
-    "telemetry_batch": (INT, 1, 200),
-    "queue_capacity": (INT, 10, 20000),
-    "log_level": (STR, ("debug", "info", "warn", "error"), None),
-    "lamp_rated_w": (NUM, 1, 2000),
-    "sample_period_ms.bme280": (INT, 1000, 3600000),
-    "sample_period_ms.light": (INT, 100, 3600000),
-    "sample_period_ms.pms5003": (INT, 1000, 3600000),
-    "sample_period_ms.occupancy": (INT, 20, 10000),
-    "metrics.*.window": (INT, 3, 15),
-    "metrics.*.k": (NUM, 1.0, 10.0),
-    "metrics.*.alpha": (NUM, 0.01, 1.0),
-    "metrics.*.deadband": (NUM, 0.0, 10000.0),
-    "metrics.*.deadband_rel": (NUM, 0.0, 1.0),
-    "metrics.*.heartbeat_s": (INT, 10, 86400),
-    "metrics.*.min_mad": (NUM, 0.0, 1000.0),
-    "dimming.dusk_lux": (NUM, 0.0, 1000.0),
-    "dimming.dawn_lux": (NUM, 0.0, 1000.0),
-    "dimming.confirm_ms": (INT, 0, 600000),
-    "dimming.dim_level": (INT, 0, 100),
-    "dimming.full_level": (INT, 1, 100),
-    "dimming.ramp_up_ms": (INT, 0, 60000),
-    "dimming.ramp_down_ms": (INT, 0, 600000),
-    "occupancy.debounce_ms": (INT, 0, 10000),
-    "occupancy.hold_ms": (INT, 0, 3600000),
+    "version": (_INT, 0, 2**30),
+    "checkin_interval_s": (_INT, 10, 86400),
+    "telemetry_batch": (_INT, 1, 200),
+    "queue_capacity": (_INT, 10, 20000),
+    "log_level": (_STR, ("debug", "info", "warn", "error"), None),
+    "lamp_rated_w": (_NUM, 1, 2000),
+    "sample_period_ms.bme280": (_INT, 1000, 3600000),
+    "sample_period_ms.light": (_INT, 100, 3600000),
+    "sample_period_ms.pms5003": (_INT, 1000, 3600000),
+    "sample_period_ms.occupancy": (_INT, 20, 10000),
+    "metrics.*.window": (_INT, 3, 15),
+    "metrics.*.k": (_NUM, 1.0, 10.0),
+    "metrics.*.alpha": (_NUM, 0.01, 1.0),
+    "metrics.*.deadband": (_NUM, 0.0, 10000.0),
+    "metrics.*.deadband_rel": (_NUM, 0.0, 1.0),
+    "metrics.*.heartbeat_s": (_INT, 10, 86400),
+    "metrics.*.min_mad": (_NUM, 0.0, 1000.0),
+    "dimming.dusk_lux": (_NUM, 0.0, 1000.0),
+    "dimming.dawn_lux": (_NUM, 0.0, 1000.0),
+    "dimming.confirm_ms": (_INT, 0, 600000),
+    "dimming.dim_level": (_INT, 0, 100),
+    "dimming.full_level": (_INT, 1, 100),
+    "dimming.ramp_up_ms": (_INT, 0, 60000),
+    "dimming.ramp_down_ms": (_INT, 0, 600000),
+    "occupancy.debounce_ms": (_INT, 0, 10000),
+    "occupancy.hold_ms": (_INT, 0, 3600000),
 }
 
 
-def _copy(value):
+def copy(value):
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [copy(v) for v in value]
     return value
 
 
@@ -102,13 +101,13 @@ def _rule_for(path):
 
 def _check_scalar(path, value, rule):
     kind, low, high = rule
-    if kind == STR:
+    if kind == _STR:
         if value not in low:
             return "must be one of " + ", ".join(low)
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "must be a number" if kind == NUM else "must be an integer"
-    if kind == INT and not isinstance(value, int):
+        return "must be a number" if kind == _NUM else "must be an integer"
+    if kind == _INT and not isinstance(value, int):
         return "must be an integer"
     if value < low or value > high:
         return "must be between %s and %s" % (low, high)
@@ -134,13 +133,13 @@ def _check_special(path, value):
     if path == "dimming.override_level":
         if value is None:
             return None
-        return _check_scalar(path, value, (INT, 0, 100))
+        return _check_scalar(path, value, (_INT, 0, 100))
     return "unknown key"
 
 
 def _merge(path, default, new, errors):
     """Merge `new` over a copy of `default` (both dicts); record refusals in `errors`."""
-    merged = _copy(default)
+    merged = copy(default)
     for key, value in new.items():
         full = path + key
         if key not in default:
@@ -157,7 +156,7 @@ def _merge(path, default, new, errors):
         if reason:
             errors.append(full + ": " + reason)
         else:
-            merged[key] = _copy(value)
+            merged[key] = copy(value)
     return merged
 
 
@@ -168,7 +167,7 @@ def validate(new_cfg, base=None):
     """
     errors = []
     if not isinstance(new_cfg, dict):
-        return _copy(base or DEFAULTS), ["config: must be an object"]
+        return copy(base or DEFAULTS), ["config: must be an object"]
     merged = _merge("", base or DEFAULTS, new_cfg, errors)
     dim = merged["dimming"]
     if dim["dusk_lux"] > dim["dawn_lux"]:
@@ -178,7 +177,7 @@ def validate(new_cfg, base=None):
     return merged, errors
 
 
-def _read_json(path):
+def read_json(path):
     """Parsed JSON of `path`; None if the file is missing; ValueError if it is not JSON."""
     try:
         f = open(path)
@@ -195,22 +194,22 @@ def _read_json(path):
 def load_with_errors(path):
     """Return (cfg, errors): the saved config, or DEFAULTS with the reason it was unusable."""
     try:
-        saved = _read_json(path)
+        saved = read_json(path)
     except ValueError:
-        return _copy(DEFAULTS), ["config file: corrupt (not JSON), using defaults"]
+        return copy(DEFAULTS), ["config file: corrupt (not JSON), using defaults"]
     if saved is None:
         # A file system whose rename cannot replace (FAT) lost power between removing the old
         # file and renaming the new one: the temp file is then complete and the newest. If
         # it is not valid either, the very first save was cut: never configured.
         try:
-            saved = _read_json(path + ".tmp")
+            saved = read_json(path + ".tmp")
         except ValueError:
             saved = None
         if saved is None or validate(saved)[1]:
-            return _copy(DEFAULTS), []
+            return copy(DEFAULTS), []
     cfg, errors = validate(saved)
     if errors:
-        return _copy(DEFAULTS), ["config file: invalid, using defaults: " + errors[0]]
+        return copy(DEFAULTS), ["config file: invalid, using defaults: " + errors[0]]
     return cfg, []
 
 
@@ -227,7 +226,7 @@ def save(path, cfg, version):
     """Write `cfg` with its `version` atomically: temp file, then rename over the old one."""
     from core.files import write_json  # here: the host loads this file alone (its DEFAULTS)
 
-    data = _copy(cfg)
+    data = copy(cfg)
     data["version"] = version
     write_json(path, data)  # on FAT, load() may find only the complete temp file
 

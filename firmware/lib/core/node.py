@@ -1,5 +1,7 @@
-"""The lamppost node: reads sensors on their schedules, filters, drives the lamp, queues telemetry."""
+"""The lamppost node: reads sensors on their schedules, filters, drives the lamp, queues
+telemetry."""
 
+from micropython import const
 import gc
 import json
 
@@ -8,16 +10,16 @@ from core import ondemand
 
 FW_VERSION = "0.1.0"
 REPORT_INTERVAL_S = 900  # presence_count, lamp_level_pct and energy_wh cover this long
-PMS_DRAIN_MS = 1000  # the sensor streams a frame a second; keep its UART buffer drained
-UPLOAD_RETRY_MS = 60000
-HOUSEKEEPING_MS = 3600000  # heap and stats line once an hour
-MAX_CONSECUTIVE_ERRORS = 10  # loop exceptions in a row before the node reboots itself
-UPLOAD_BATCHES_PER_ROUND = 10
+_PMS_DRAIN_MS = const(1000)  # the sensor streams a frame a second; keep its UART buffer drained
+_UPLOAD_RETRY_MS = const(60000)
+_HOUSEKEEPING_MS = const(3600000)  # heap and stats line once an hour
+_MAX_CONSECUTIVE_ERRORS = const(10)  # loop exceptions in a row before the node reboots itself
+_UPLOAD_BATCHES_PER_ROUND = const(10)
 
 SENSORS = ("bme280", "veml7700", "pms5003", "ld2410", "pir")
 
 # one telemetry record: time, metric and the value in its metric's format (units are in the names)
-RECORD = '{"ts":%d,"m":"%s","v":%s}'
+_RECORD = const('{"ts":%d,"m":"%s","v":%s}')
 VALUE_FORMATS = {
     "temperature_c": "%.2f", "humidity_pct": "%.1f", "pressure_hpa": "%.2f",
     "pm25_ugm3": "%.1f", "pm10_ugm3": "%.1f", "lux": "%.1f",
@@ -27,8 +29,8 @@ VALUE_FORMATS = {
 
 # modules whose objects outlive the call that loads them (core/ondemand.py): the parts
 # node_setup builds, and the update client when a check-in's offer loads it
-PARTS = ("algorithms", "drivers", "store.telemetry_queue", "core.files", "core.log")
-UPDATE_CLIENT = ("updater", "bootsel")
+_PARTS = const(("algorithms", "drivers", "store.telemetry_queue", "core.files", "core.log"))
+_UPDATE_CLIENT = const(("updater", "bootsel"))
 
 
 class Node:
@@ -43,11 +45,11 @@ class Node:
                  updater=None, fw_version=FW_VERSION):
         # construction code: needed at boot only
         ondemand.call("core.node_setup", "build", self, board, cfg, uplink, log, measure_raw,
-                      updater, fw_version, keep=PARTS)
+                      updater, fw_version, keep=_PARTS)
 
     # ------------------------------------------------------------------ telemetry
     def _queue(self, metric, value, ts):
-        payload = (RECORD % (ts, metric, VALUE_FORMATS[metric] % value)).encode()
+        payload = (_RECORD % (ts, metric, VALUE_FORMATS[metric] % value)).encode()
         try:
             self.queue.append(payload)
         except OSError as e:
@@ -60,7 +62,7 @@ class Node:
         """Feed one raw reading through its filter; queue it when it is worth reporting."""
         if self.measure_raw:
             # what raw 1 Hz reporting would send: every reading, encoded the same way
-            self.raw_bytes += len(RECORD % (ts, metric, VALUE_FORMATS[metric] % raw))
+            self.raw_bytes += len(_RECORD % (ts, metric, VALUE_FORMATS[metric] % raw))
             self.raw_records += 1
         value = self.pipelines[metric].push(now, raw)
         if value is not None:
@@ -106,7 +108,7 @@ class Node:
         return out
 
     def _log_sensor_changes(self):
-        failed = self._failed
+        failed = self.failed
         for i in range(len(SENSORS)):
             health = getattr(self, SENSORS[i]).health
             if health.failed != failed[i]:
@@ -142,10 +144,10 @@ class Node:
         """The status a check-in reports (built by node_checkin, loaded for the moment)."""
         return ondemand.call("core.node_checkin", "status", self)
 
-    def _upload(self):
+    def upload(self):
         """Send queued records in batches; stop at the first batch that is not acknowledged."""
         batch = self.cfg["telemetry_batch"]
-        for _ in range(UPLOAD_BATCHES_PER_ROUND):
+        for _ in range(_UPLOAD_BATCHES_PER_ROUND):
             records = self.queue.peek(batch)
             if not records:
                 return True
@@ -196,13 +198,13 @@ class Node:
             board.feed_watchdog()
             due["watchdog"] = now + 1000
         # accounting for the time since the previous tick, at the level the lamp had
-        dt = now - self._last_ms
+        dt = now - self.last_ms
         if dt > 0:
             wh = energy_wh(self.lamp.level, dt, self.cfg["lamp_rated_w"])
             self._interval_energy += wh
             self.energy_total_wh += wh
             self._interval_level_ms += self.lamp.level * dt
-            self._last_ms = now
+            self.last_ms = now
         if now >= due["occupancy"]:
             pir = self.pir.read(now)
             self.ld2410.poll(now)
@@ -214,7 +216,7 @@ class Node:
         if now >= due["pms_drain"]:
             if self.pms5003.poll(now):
                 self._pms_fresh = True
-            due["pms_drain"] = now + min(PMS_DRAIN_MS, periods["pms5003"])
+            due["pms_drain"] = now + min(_PMS_DRAIN_MS, periods["pms5003"])
         if now >= due["pms5003"]:
             self._report_pms(now, ts)
             due["pms5003"] = now + periods["pms5003"]
@@ -229,11 +231,11 @@ class Node:
             if now >= due["checkin"]:
                 interval = self._next_checkin_s or self.cfg["checkin_interval_s"]
                 due["checkin"] = now + interval * 1000
-                ondemand.call("core.node_checkin", "checkin", self, now, keep=UPDATE_CLIENT)
+                ondemand.call("core.node_checkin", "checkin", self, now, keep=_UPDATE_CLIENT)
                 due["upload"] = now
             if now >= due["upload"]:
-                self._upload()
-                due["upload"] = now + UPLOAD_RETRY_MS
+                self.upload()
+                due["upload"] = now + _UPLOAD_RETRY_MS
             updater = self.updater
             if updater is not None:
                 if updater.busy():
@@ -241,7 +243,7 @@ class Node:
                 updater.poll((now - self._boot_ms) // 1000)
         if now >= due["housekeeping"]:
             self._housekeeping(now)
-            due["housekeeping"] = now + HOUSEKEEPING_MS
+            due["housekeeping"] = now + _HOUSEKEEPING_MS
         self._log_sensor_changes()
         self._errors_in_row = 0
         nxt = due["occupancy"]
@@ -262,7 +264,7 @@ class Node:
         except Exception:  # noqa: the lamp output itself failing must not stop the loop
             pass
         self.log.error("loop_error", error=repr(exc), in_row=self._errors_in_row)
-        if self._errors_in_row >= MAX_CONSECUTIVE_ERRORS:
+        if self._errors_in_row >= _MAX_CONSECUTIVE_ERRORS:
             self.log.error("rebooting", reason="repeated loop errors")
             self.board.reset()
 
@@ -326,43 +328,43 @@ class LazyUpdater:
     under way or unreported (`load_now`), else when a check-in reply assigns one."""
 
     def __init__(self, board, uplink, root, log, load_now):
-        self._board = board
-        self._uplink = uplink
-        self._root = root
-        self._log = log
-        self._real = None
+        self.board = board
+        self.uplink = uplink
+        self.root = root
+        self.log = log
+        self.real = None
         if load_now:
-            self._load()
+            self.load()
 
-    def _load(self):
-        if self._real is None:
+    def load(self):
+        if self.real is None:
             from updater.client import Updater
 
-            board = self._board
-            self._real = Updater(self._uplink, board.name, board.epoch_s, board.reset,
-                                 root=self._root, ota=getattr(board, "ota", None),
-                                 feed=board.feed_watchdog, log=self._log)
-        return self._real
+            board = self.board
+            self.real = Updater(self.uplink, board.name, board.epoch_s, board.reset,
+                                 root=self.root, ota=getattr(board, "ota", None),
+                                 feed=board.feed_watchdog, log=self.log)
+        return self.real
 
     def report(self):
-        return self._real.report() if self._real is not None else None
+        return self.real.report() if self.real is not None else None
 
     def offer(self, assignment):
-        if self._real is not None or assignment is not None:
-            self._load().offer(assignment)
+        if self.real is not None or assignment is not None:
+            self.load().offer(assignment)
 
     def on_trial(self):
-        return self._real is not None and self._real.on_trial()
+        return self.real is not None and self.real.on_trial()
 
     def healthy(self):
-        return self._real is not None and self._real.healthy()
+        return self.real is not None and self.real.healthy()
 
     def busy(self):
-        return self._real is not None and self._real.busy()
+        return self.real is not None and self.real.busy()
 
     def step(self):
-        return self._real is not None and self._real.step()
+        return self.real is not None and self.real.step()
 
     def poll(self, uptime_s):
-        if self._real is not None:
-            self._real.poll(uptime_s)
+        if self.real is not None:
+            self.real.poll(uptime_s)

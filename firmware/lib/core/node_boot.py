@@ -1,10 +1,13 @@
 """Assemble the node at boot (enrollment, uplink, update client); unloaded once it runs."""
 
+from micropython import const
 from core import ondemand
 from core.files import read_json
 
-IDENTITY_FILE = "identity.json"  # {"device_id", "secret" (hex), "server" (URL)}, provisioned
-UPDATE_STATE = "/update/state.json"  # updater.client.STATE_FILE, read here without importing it
+# {"device_id", "secret" (hex), "server" (URL)}, provisioned
+_IDENTITY_FILE = const("identity.json")
+# updater.client.STATE_FILE, read here without importing it
+_UPDATE_STATE = const("/update/state.json")
 
 
 def make_uplink(board, log):
@@ -18,7 +21,7 @@ def make_uplink(board, log):
     if read_json(root + "/enrollment.json") is not None:
         # first boot only: neither enroll nor its HTTP client stays loaded
         log.info("enroll", result=ondemand.call("net.enroll", "redeem", root, None, log))
-    identity = read_json(root + "/" + IDENTITY_FILE)
+    identity = read_json(root + "/" + _IDENTITY_FILE)
     if identity is None:
         make = getattr(board, "world_uplink", None)
         return make() if make is not None else None
@@ -38,7 +41,7 @@ def make_updater(board, uplink, log):
         return None
     from core.node import LazyUpdater
 
-    state = read_json(root + UPDATE_STATE)
+    state = read_json(root + _UPDATE_STATE)
     return LazyUpdater(board, uplink, root, log,
                        load_now=state is not None and state.get("phase") != "idle")
 

@@ -13,7 +13,7 @@ def status(node):
         "fw_version": node.fw_version,
         "uptime_s": (node.board.ticks_ms() - node._boot_ms) // 1000,
         "mem_free": node.board.mem_free(),
-        "rssi": _rssi(node.board),
+        "rssi": rssi(node.board),
         "boot_reason": node.boot_reason,
         "sensor_faults": node.sensor_faults(),
         "config_version": node.cfg["version"],
@@ -24,31 +24,21 @@ def status(node):
     }
 
 
-def _rssi(board):
-    rssi = getattr(board, "rssi", None)
-    return rssi() if rssi else None
+def rssi(board):
+    read = getattr(board, "rssi", None)
+    return read() if read else None
 
 
-def _keyset(node):
+def keyset(node):
     """(serial, last refusal) of the node's release key set, read once and then kept."""
-    keyset = getattr(node, "keyset", None)
-    if keyset is None:
+    kept = getattr(node, "keyset", None)
+    if kept is None:
         from core.files import read_json
 
         keys = read_json(node.board.flash_dir.rstrip("/") + "/keys.json") or {}
         serial = keys.get("serial", keys.get("revocation_serial", 0))  # updater.verify.key_serial
-        keyset = node.keyset = [serial if isinstance(serial, int) else 0, ""]
-    return keyset
-
-
-def _apply_key_statements(node, statements):
-    """Rotations and revocations the server relays, each verified and saved before the next.
-
-    The key-set code is loaded for this and dropped again with what it imported.
-    """
-    keyset = _keyset(node)
-    keyset[0], keyset[1] = ondemand.call("updater.keyring", "apply_statements",
-                                         node.board.flash_dir.rstrip("/"), statements, node.log)
+        kept = node.keyset = [serial if isinstance(serial, int) else 0, ""]
+    return kept
 
 
 def checkin(node, now):
@@ -64,10 +54,10 @@ def checkin(node, now):
         update = updater.report()
         if update is not None:
             report["update"] = update
-        keyset = _keyset(node)
-        report["keyset"] = keyset[0]
-        if keyset[1]:
-            report["keyset_error"] = keyset[1]
+        kept = keyset(node)
+        report["keyset"] = kept[0]
+        if kept[1]:
+            report["keyset_error"] = kept[1]
     try:
         reply = node.uplink.checkin(report)
     except Exception as e:  # noqa: a network failure is not a node failure
@@ -79,13 +69,18 @@ def checkin(node, now):
         return
     if updater is not None:
         if reply.get("key_statements"):
-            _apply_key_statements(node, reply["key_statements"])
+            # rotations and revocations the server relays, each verified and saved before the
+            # next; the key-set code is loaded for this and dropped again with what it imported
+            kept = keyset(node)
+            kept[0], kept[1] = ondemand.call("updater.keyring", "apply_statements",
+                                             node.board.flash_dir.rstrip("/"),
+                                             reply["key_statements"], node.log)
         updater.offer(reply.get("update"))
         if updater.on_trial() and proved_healthy(node):
             updater.healthy()
             node.log.info("update_committed", fw=node.fw_version)
     if reply.get("config") is not None and reply.get("config_version") is not None:
-        _apply_config(node, reply["config"], reply["config_version"])  # null: nothing newer
+        apply_config(node, reply["config"], reply["config_version"])  # null: nothing newer
     cmds = reply.get("commands")
     if cmds:
         ondemand.call("core.commands", "run_all", node, cmds, now)
@@ -103,7 +98,7 @@ def proved_healthy(node):
     return node.loop_errors == 0 and node.lux is not None
 
 
-def _apply_config(node, new_cfg, version):
+def apply_config(node, new_cfg, version):
     if version == node.cfg["version"]:
         return
     ondemand.call("core.node_setup", "apply_reply_config", node, new_cfg, version)

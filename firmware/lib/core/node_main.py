@@ -4,19 +4,14 @@
 # the app only inside its functions, once the image is there (app_image forgets what `core`
 # had loaded from the files), and keeps no module of its own but this one.
 
-WATCHDOG_MS = 30000
+from micropython import const
+
+_WATCHDOG_MS = const(30000)
 # what node_boot builds and the running node keeps: these modules stay loaded after it
-# (core.node's PARTS and UPDATE_CLIENT, with its LazyUpdater stand-in, and its uplink)
-RESIDENT = ("core.node", "net.uplink", "algorithms", "drivers",
-            "store.telemetry_queue", "core.files", "core.log", "updater", "bootsel")
-FATAL_RETRY_MS = 5000
-
-
-def _assemble(board, log, version):
-    """The node, built by node_boot, whose code is then dropped (needed at boot only)."""
-    from core import ondemand
-
-    return ondemand.call("core.node_boot", "build", board, log, version, keep=RESIDENT)
+# (core.node's _PARTS and _UPDATE_CLIENT, with its LazyUpdater stand-in, and its uplink)
+_RESIDENT = const(("core.node", "net.uplink", "algorithms", "drivers",
+                   "store.telemetry_queue", "core.files", "core.log", "updater", "bootsel"))
+_FATAL_RETRY_MS = const(5000)
 
 
 def _mount_image(app_root):
@@ -47,12 +42,15 @@ def main(board_module, app_root):
         log.info("app_image", where=where, size=size)
     elif size:  # a ROMFS partition smaller than the image: modules load from the files
         log.warn("app_image_too_big", size=size)
-    board.start_watchdog(WATCHDOG_MS)
+    board.start_watchdog(_WATCHDOG_MS)
     try:
-        node = _assemble(board, log, version)
+        from core import ondemand
+
+        # the node, built by node_boot, whose code is then dropped (needed at boot only)
+        node = ondemand.call("core.node_boot", "build", board, log, version, keep=_RESIDENT)
         node.run()
     except Exception as e:  # noqa: the app itself failed: stay lit, then reboot
         board.pwm_lamp.duty_u16(65535)
         log.error("fatal", error=repr(e))
-        board.sleep_ms(FATAL_RETRY_MS)
+        board.sleep_ms(_FATAL_RETRY_MS)
         board.reset()

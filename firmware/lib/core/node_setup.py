@@ -1,5 +1,6 @@
 """Build a Node's parts and apply a configuration to it; loaded only for that, then dropped."""
 
+from micropython import const
 from algorithms.dimming import DimmingPolicy
 from drivers.bme280 import BME280
 from drivers.lamp import Lamp
@@ -14,12 +15,12 @@ from core import ondemand
 from algorithms.occupancy import Occupancy
 from store.telemetry_queue import TelemetryQueue
 
-FIRST_CHECKIN_MS = 5000
+_FIRST_CHECKIN_MS = const(5000)
 
 # the configuration keys the loop still reads once the parts are built (filter, dimming and
 # occupancy settings live on only in the objects made from them)
-LOOP_KEYS = ("version", "checkin_interval_s", "telemetry_batch", "queue_capacity", "log_level",
-             "lamp_rated_w", "sample_period_ms")
+_LOOP_KEYS = const(("version", "checkin_interval_s", "telemetry_batch", "queue_capacity",
+                   "log_level", "lamp_rated_w", "sample_period_ms"))
 
 
 def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
@@ -51,7 +52,7 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
     node.pms5003 = PMS5003(board.uart_pm)
     node.ld2410 = LD2410(board.uart_radar)
     node.pir = PIR(board.pin_pir)
-    node._failed = [False] * len(SENSORS)
+    node.failed = [False] * len(SENSORS)
     node.uplink_errors = 0  # check-ins and uploads that failed on the network
     node.rejected_records = 0  # records the server refused (dropped from the queue)
     node.loop_errors = 0  # exceptions caught in the loop (counted as "controller" faults)
@@ -73,7 +74,7 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
     cfg = None
     now = board.ticks_ms()
     node._boot_ms = now
-    node._last_ms = now
+    node.last_ms = now
     node._interval_start_ms = now
     node._interval_energy = 0.0
     node._interval_level_ms = 0.0
@@ -84,8 +85,8 @@ def build(node, board, cfg, uplink, log, measure_raw, updater, fw_version):
         "housekeeping": now, "watchdog": now,
     }
     if uplink is not None:
-        due["checkin"] = now + FIRST_CHECKIN_MS
-        due["upload"] = now + FIRST_CHECKIN_MS
+        due["checkin"] = now + _FIRST_CHECKIN_MS
+        due["upload"] = now + _FIRST_CHECKIN_MS
     node._due = due
     node.log.info("boot", fw=fw_version, board=board.name, reason=node.boot_reason,
                   config_version=version, queued=len(node.queue))
@@ -109,7 +110,7 @@ def apply_config(node, cfg):
     node.occupancy = Occupancy(o["debounce_ms"], o["hold_ms"])
     node.log.set_level(cfg["log_level"])
     kept = {}
-    for key in LOOP_KEYS:
+    for key in _LOOP_KEYS:
         kept[key] = cfg[key]
     node.cfg = kept
 

@@ -4,7 +4,7 @@ from micropython import const
 
 from drivers import Health, SensorFault
 
-CHIP_ID = const(0x60)
+_CHIP_ID = const(0x60)
 _REG_CHIP_ID = const(0xD0)
 _REG_DATA = const(0xF7)
 _SKIPPED = const(0x80000)  # the data registers' reset value: nothing measured yet
@@ -21,8 +21,8 @@ def _read_calibration(sensor):
     return _calibrate(sensor.i2c, sensor.addr, sensor._buf)
 
 
-def _s16(lo, hi):
-    v = lo | (hi << 8)
+def _s16(a, b):
+    v = a | (b << 8)
     return v - 65536 if v & 0x8000 else v
 
 
@@ -80,7 +80,7 @@ class BME280:
         self.pressure_hpa = None
         self.humidity_pct = None
         self._buf = bytearray(26)
-        self._data = bytearray(8)
+        self.data = bytearray(8)
         self._prev = bytearray(8)
         self._same = 0
         self._cal = None
@@ -88,7 +88,7 @@ class BME280:
 
     def _setup(self):
         self.i2c.readfrom_mem_into(self.addr, _REG_CHIP_ID, self._one)
-        if self._one[0] != CHIP_ID:
+        if self._one[0] != _CHIP_ID:
             raise SensorFault("wrong_id")
         self._cal = _read_calibration(self)
 
@@ -96,7 +96,7 @@ class BME280:
         try:
             if self._cal is None:
                 self._setup()
-            self.i2c.readfrom_mem_into(self.addr, _REG_DATA, self._data)
+            self.i2c.readfrom_mem_into(self.addr, _REG_DATA, self.data)
         except OSError:
             self._cal = None  # check the chip again when it answers
             self.health.fault("missing")
@@ -105,7 +105,7 @@ class BME280:
             self._cal = None
             self.health.fault(e.args[0])
             return False
-        d = self._data
+        d = self.data
         adc_p = (d[0] << 12) | (d[1] << 4) | (d[2] >> 4)
         adc_t = (d[3] << 12) | (d[4] << 4) | (d[5] >> 4)
         adc_h = (d[6] << 8) | d[7]
@@ -135,16 +135,16 @@ class BME280:
         self.health.ok()
         return True
 
-    def _temperature(self, adc_t):
+    def _temperature(self, raw):
         c = self._cal
         t1, t2, t3 = c[0], c[1], c[2]
-        var1 = (((adc_t >> 3) - (t1 << 1)) * t2) >> 11
-        x = (adc_t >> 4) - t1
+        var1 = (((raw >> 3) - (t1 << 1)) * t2) >> 11
+        x = (raw >> 4) - t1
         var2 = (((x * x) >> 12) * t3) >> 14
         t_fine = var1 + var2
         return t_fine, (t_fine * 5 + 128) >> 8
 
-    def _pressure(self, adc_p, t_fine):
+    def _pressure(self, raw, t_fine):
         c = self._cal
         var1 = t_fine - 128000
         var2 = var1 * var1 * c[8]
@@ -154,17 +154,17 @@ class BME280:
         var1 = (((1 << 47) + var1) * c[3]) >> 33
         if var1 == 0:
             return 0
-        p = 1048576 - adc_p
+        p = 1048576 - raw
         p = _tdiv(((p << 31) - var2) * 3125, var1)
         var1 = (c[11] * (p >> 13) * (p >> 13)) >> 25
         var2 = (c[10] * p) >> 19
         return ((p + var1 + var2) >> 8) + (c[9] << 4)
 
-    def _humidity(self, adc_h, t_fine):
+    def _humidity(self, raw, t_fine):
         c = self._cal
         h1, h2, h3, h4, h5, h6 = c[12], c[13], c[14], c[15], c[16], c[17]
         v = t_fine - 76800
-        v = ((((adc_h << 14) - (h4 << 20) - (h5 * v)) + 16384) >> 15) * (
+        v = ((((raw << 14) - (h4 << 20) - (h5 * v)) + 16384) >> 15) * (
             ((((((v * h6) >> 10) * (((v * h3) >> 11) + 32768)) >> 10) + 2097152) * h2
               + 8192) >> 14)
         v = v - (((((v >> 15) * (v >> 15)) >> 7) * h1) >> 4)

@@ -17,11 +17,11 @@ class Lamp:
         self.target = 100.0
         self._from = 100.0
         self._start_ms = 0
-        self._ramp_ms = 0
+        self.ramp_ms = 0
         self._duty = -1
-        self._write()
+        self.write()
 
-    def _write(self):
+    def write(self):
         duty = int(self.level * _FULL_DUTY / 100.0 + 0.5)
         if duty != self._duty:
             self.pwm.duty_u16(duty)
@@ -30,8 +30,8 @@ class Lamp:
     def full(self):
         self.level = 100.0
         self.target = 100.0
-        self._ramp_ms = 0
-        self._write()
+        self.ramp_ms = 0
+        self.write()
 
     def set(self, level, ramp_ms, now_ms):
         if level < 0:
@@ -43,16 +43,16 @@ class Lamp:
         self.target = float(level)
         self._from = self.level
         self._start_ms = now_ms
-        self._ramp_ms = ramp_ms
+        self.ramp_ms = ramp_ms
         self.update(now_ms)
 
     def update(self, now_ms):
         if self.level == self.target:
             return self.level
         elapsed = now_ms - self._start_ms
-        if self._ramp_ms <= 0 or elapsed >= self._ramp_ms:
+        if self.ramp_ms <= 0 or elapsed >= self.ramp_ms:
             self.level = self.target
         else:
-            self.level = self._from + (self.target - self._from) * elapsed / self._ramp_ms
-        self._write()
+            self.level = self._from + (self.target - self._from) * elapsed / self.ramp_ms
+        self.write()
         return self.level

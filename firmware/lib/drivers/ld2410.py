@@ -5,8 +5,8 @@ from micropython import const
 from drivers import Health, drain_uart
 
 _MAX_DATA = const(48)  # engineering-mode reports are the longest (about 35 bytes of data)
-_HEAD = b"\xf4\xf3\xf2\xf1"
-_TAIL = b"\xf8\xf7\xf6\xf5"
+_HEAD = const(b"\xf4\xf3\xf2\xf1")
+_TAIL = const(b"\xf8\xf7\xf6\xf5")
 
 
 class LD2410:
@@ -28,41 +28,41 @@ class LD2410:
         self.presence = None
         self.reports = 0
         self._chunk = bytearray(128)
-        self._feeder = self._feed  # bound once: no allocation per poll
+        self._feeder = self.feed  # bound once: no allocation per poll
         self._buf = bytearray(6 + _MAX_DATA + 4)
-        self._pos = 0
+        self.pos = 0
         self._need = 0
         self._last_ok_ms = None
-        self._new = False
+        self.new = False
         self._bad = 0
 
-    def _feed(self, b):
+    def feed(self, b):
         buf = self._buf
-        pos = self._pos
+        pos = self.pos
         if pos < 4:
             if b == _HEAD[pos]:
                 buf[pos] = b
-                self._pos = pos + 1
+                self.pos = pos + 1
             elif b == _HEAD[0]:
                 buf[0] = b
-                self._pos = 1
+                self.pos = 1
             else:
                 if pos:
                     self._bad += 1
-                self._pos = 0
+                self.pos = 0
             return
         buf[pos] = b
         pos += 1
-        self._pos = pos
+        self.pos = pos
         if pos == 6:
             n = buf[4] | (buf[5] << 8)
             if n < 13 or n > _MAX_DATA:
                 self._bad += 1
-                self._pos = 0
+                self.pos = 0
                 return
             self._need = 6 + n + 4
         elif pos > 6 and pos == self._need:
-            self._pos = 0
+            self.pos = 0
             self._complete(pos)
 
     def _complete(self, end):
@@ -79,16 +79,16 @@ class LD2410:
         self.still_cm = buf[12] | (buf[13] << 8)
         self.detect_cm = buf[15] | (buf[16] << 8)
         self.reports += 1
-        self._new = True
+        self.new = True
 
     def poll(self, now_ms):
         """Consume what the UART holds; return True if a valid report came in."""
-        self._new = False
+        self.new = False
         self._bad = 0
         drain_uart(self.uart, self._chunk, self._feeder)
         if self._bad:
             self.health.event("frame")
-        if self._new:
+        if self.new:
             self._last_ok_ms = now_ms
             self.presence = self.state != 0
             self.health.ok()

@@ -26,50 +26,50 @@ class PMS5003:
         self.pm10_ugm3 = None
         self.frames = 0
         self._chunk = bytearray(64)
-        self._feeder = self._feed  # bound once: no allocation per poll
-        self._frame = bytearray(_FRAME)
+        self._feeder = self.feed  # bound once: no allocation per poll
+        self.frame = bytearray(_FRAME)
         self._prev = bytearray(24)
-        self._pos = 0
+        self.pos = 0
         self._same = 0
         self._last_ok_ms = None
-        self._new = False
+        self.new = False
         self._heard = False
         self._skipped = 0
 
-    def _feed(self, b):
-        f = self._frame
-        pos = self._pos
+    def feed(self, b):
+        f = self.frame
+        pos = self.pos
         if pos == 0:
             if b == 0x42:
                 f[0] = b
-                self._pos = 1
+                self.pos = 1
             else:
                 self._skipped += 1
             return
         if pos == 1:
             if b == 0x4D:
                 f[1] = b
-                self._pos = 2
+                self.pos = 2
             elif b == 0x42:
                 self._skipped += 1  # the previous 0x42 was noise; this may be the start
             else:
                 self._skipped += 2
-                self._pos = 0
+                self.pos = 0
             return
         f[pos] = b
         pos += 1
-        self._pos = pos
+        self.pos = pos
         if pos == 4 and ((f[2] << 8) | f[3]) != _LEN:
             self._resync(1)
         elif pos == _FRAME:
-            self._pos = 0
+            self.pos = 0
             self._complete()
 
     def _resync(self, start):
         """Drop a false start: look for the next 0x42 in what was buffered and re-feed from it."""
-        f = self._frame
-        end = self._pos
-        self._pos = 0
+        f = self.frame
+        end = self.pos
+        self.pos = 0
         i = start
         while i < end and f[i] != 0x42:
             i += 1
@@ -77,16 +77,16 @@ class PMS5003:
         while i < end:
             b = f[i]
             i += 1
-            self._feed(b)
+            self.feed(b)
 
     def _complete(self):
-        f = self._frame
+        f = self.frame
         total = 0
         for i in range(30):
             total += f[i]
         if (total & 0xFFFF) != ((f[30] << 8) | f[31]):
             self.health.event("checksum")
-            self._pos = _FRAME
+            self.pos = _FRAME
             self._resync(1)
             return
         prev = self._prev
@@ -104,17 +104,17 @@ class PMS5003:
         self.pm25_ugm3 = (f[12] << 8) | f[13]
         self.pm10_ugm3 = (f[14] << 8) | f[15]
         self.frames += 1
-        self._new = True
+        self.new = True
 
     def poll(self, now_ms):
         """Consume what the UART holds; return True if a new valid frame came in."""
-        self._new = False
+        self.new = False
         self._heard = False
         self._skipped = 0
         drain_uart(self.uart, self._chunk, self._feeder)
         if self._skipped:
             self.health.event("garbage")
-        if self._new:
+        if self.new:
             self._last_ok_ms = now_ms
             if self._same < self.stuck_limit:
                 self.health.ok()

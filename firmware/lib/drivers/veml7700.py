@@ -33,14 +33,14 @@ class VEML7700:
         self.health = Health()
         self.lux = None
         self.counts = 0
-        self._range = 2
+        self.range = 2
         self._ready = False
         self._buf = bytearray(2)
         self._prev = -1
         self._same = 0
 
     def _write_conf(self):
-        conf = _RANGES[self._range][0]
+        conf = _RANGES[self.range][0]
         self._buf[0] = conf & 0xFF
         self._buf[1] = conf >> 8
         self.i2c.writeto_mem(self.addr, _REG_CONF, self._buf)
@@ -58,13 +58,13 @@ class VEML7700:
                 self._setup()
             self.i2c.readfrom_mem_into(self.addr, _REG_ALS, self._buf)
             counts = self._buf[0] | (self._buf[1] << 8)
-            measured = self._range
+            measured = self.range
             if counts > _HIGH and measured < len(_RANGES) - 1:
-                self._range = measured + 1
+                self.range = measured + 1
                 self._write_conf()
                 return False  # near saturation: read again at the new range
             if counts < _LOW and measured > 0:
-                self._range = measured - 1
+                self.range = measured - 1
                 self._write_conf()
         except OSError:
             self._ready = False

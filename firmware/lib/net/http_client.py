@@ -1,12 +1,13 @@
 """A small HTTP/1.1 client over sockets for the node: bounded reads, streaming bodies, Range."""
 
+from micropython import const
 import select
 import socket
 import time
 
-MAX_HEADER_LINE = 512  # also the body's read buffer
-MAX_HEADERS = 32
-MAX_BODY = 16384
+_MAX_HEADER_LINE = const(512)  # also the body's read buffer
+_MAX_HEADERS = const(32)
+_MAX_BODY = const(16384)
 
 
 class HttpError(OSError):
@@ -38,31 +39,31 @@ def parse_url(url):
 class HttpClient:
     """One request per connection (Connection: close): simple, and nothing to leak on failure."""
 
-    def __init__(self, base_url, timeout_s=10):
-        self.host, self.port, self.prefix = parse_url(base_url)
+    def __init__(self, url, timeout_s=10):
+        self.host, self.port, self.prefix = parse_url(url)
         self.timeout_s = timeout_s
-        self._addr = None
+        self.addr = None
         self._deadline = None
-        self._poll = None
+        self.poll = None
 
-    def _connect(self):
+    def connect(self):
         try:
-            if self._addr is None:
-                self._addr = socket.getaddrinfo(self.host, self.port, 0,
-                                                socket.SOCK_STREAM)[0][-1]
+            if self.addr is None:
+                self.addr = socket.getaddrinfo(self.host, self.port, 0,
+                                               socket.SOCK_STREAM)[0][-1]
         except OSError as exc:  # name resolution failed: a failed request like any other
             raise HttpError("cannot resolve %s (%s)" % (self.host, exc))
         sock = socket.socket()
         sock.settimeout(self._left_s())
         try:
-            sock.connect(self._addr)
+            sock.connect(self.addr)
         except OSError as exc:
             sock.close()
-            self._addr = None
+            self.addr = None
             raise HttpError("cannot connect to %s:%d (%s)" % (self.host, self.port, exc))
         return sock
 
-    def request(self, method, path, body=b"", headers=None, sink=None, max_body=MAX_BODY,
+    def request(self, method, path, body=b"", headers=None, sink=None, max_body=_MAX_BODY,
                 deadline_s=None):
         """Send one request. The body goes to `sink` when given, else into Response.body.
 
@@ -76,7 +77,7 @@ class HttpClient:
         self._deadline = None
         if deadline_s is not None:
             self._deadline = time.ticks_add(time.ticks_ms(), int(deadline_s * 1000))
-        sock = self._connect()
+        sock = self.connect()
         try:
             head = "%s %s%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: %d\r\n" % (
                 method, self.prefix, path, self.host, len(body))
@@ -88,15 +89,15 @@ class HttpClient:
             if body:
                 sock.write(body)
             sock.setblocking(False)
-            self._poll = select.poll()
-            self._poll.register(sock, select.POLLIN)
+            self.poll = select.poll()
+            self.poll.register(sock, select.POLLIN)
             return self._read_response(sock, sink, max_body)
         except OSError as exc:
             if isinstance(exc, HttpError):
                 raise
             raise HttpError("request %s %s failed: %s" % (method, path, exc))
         finally:
-            self._poll = None
+            self.poll = None
             sock.close()
 
     def _left_s(self):
@@ -108,26 +109,26 @@ class HttpClient:
             raise HttpError("stalled: no complete answer in time")
         return min(self.timeout_s, left / 1000)
 
-    def _read(self, sock, view):
-        """Read what has arrived into `view` (at least one byte), waiting at most _left_s();
+    def read(self, sock, buf):
+        """Read what has arrived into `buf` (at least one byte), waiting at most _left_s();
         0 at the end of the stream."""
         while True:
             ready = False
-            for _ in self._poll.ipoll(int(self._left_s() * 1000)):
+            for _ in self.poll.ipoll(int(self._left_s() * 1000)):
                 ready = True
             if not ready:
                 raise HttpError("timed out waiting for the server")
-            n = sock.readinto(view)
+            n = sock.readinto(buf)
             if n is not None:
                 return n
 
-    def _line(self, sock, buf):
+    def line(self, sock, buf):
         """One line (up to and with its LF) into `buf`, byte by byte so that neither a line
         without end nor a trickle can hold the node past its deadline; returns its length."""
         view = memoryview(buf)
         n = 0
         while n < len(buf):
-            if not self._read(sock, view[n:n + 1]):
+            if not self.read(sock, view[n:n + 1]):
                 return n
             n += 1
             if buf[n - 1] == 10:
@@ -135,8 +136,8 @@ class HttpClient:
         raise HttpError("header line too long")
 
     def _read_response(self, sock, sink, max_body):
-        buf = bytearray(MAX_HEADER_LINE)
-        n = self._line(sock, buf)
+        buf = bytearray(_MAX_HEADER_LINE)
+        n = self.line(sock, buf)
         parts = bytes(buf[:n]).split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise HttpError("not an HTTP response: %r" % bytes(buf[:min(n, 40)]))
@@ -147,11 +148,11 @@ class HttpClient:
         headers = {}
         count = 0
         while True:
-            n = self._line(sock, buf)
+            n = self.line(sock, buf)
             if n == 0 or (n <= 2 and buf[0] in (10, 13)):
                 break
             count += 1
-            if count > MAX_HEADERS:
+            if count > _MAX_HEADERS:
                 raise HttpError("too many header lines")
             try:
                 name, _, value = bytes(buf[:n]).decode().partition(":")
@@ -159,7 +160,7 @@ class HttpClient:
                 raise HttpError("a header line is not text")
             headers[name.strip().lower()] = value.strip()
         try:
-            length = int(headers.get("content-length", "-1"))
+            length = int(headers.get("content-length", -1))
         except ValueError:
             raise HttpError("bad Content-Length")
         if sink is None and length > max_body:
@@ -171,7 +172,7 @@ class HttpClient:
         view = memoryview(buf)
         while length < 0 or received < length:
             want = 512 if length < 0 else min(512, length - received)
-            n = self._read(sock, view[:want])
+            n = self.read(sock, view[:want])
             if not n:
                 break
             received += n

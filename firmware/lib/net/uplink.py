@@ -3,9 +3,6 @@ loaded for that exchange (uplink_exchange.py) and dropped again."""
 
 from core import ondemand
 
-CHECKIN_PATH = "/device/v1/checkin"
-TELEMETRY_PATH = "/device/v1/telemetry"
-
 
 class Uplink:
     """Signs every request with the device key (HMAC-SHA256 over method, path, time, nonce, body).
@@ -25,22 +22,19 @@ class Uplink:
         self.log = log
         self.last_status = None
 
-    def _exchange(self, name, *args):
-        # its code (signing, HTTP) is dropped afterwards unless something had loaded it before
-        return ondemand.call("net.uplink_exchange", name, self, *args)
-
     def checkin(self, status):
         """Send the node's status; return the server's reply dict, or None when refused."""
-        return self._exchange("checkin", status)
+        # the exchange's code (signing, HTTP) is dropped afterwards unless loaded before
+        return ondemand.call("net.uplink_exchange", "checkin", self, status)
 
     def post_telemetry(self, records):
         """Upload (seq, payload) records; return the highest seq the server holds.
 
         Raises uplink_exchange.Rejected on a 4xx about the records' content.
         """
-        return self._exchange("post_telemetry", records)
+        return ondemand.call("net.uplink_exchange", "post_telemetry", self, records)
 
     def get(self, path, headers, sink, deadline_s=None):
         """A signed GET whose body goes to `sink` (http_client.HttpClient.request); `headers`
         (or None) are added; `deadline_s` bounds the whole exchange."""
-        return self._exchange("get", path, headers, sink, deadline_s)
+        return ondemand.call("net.uplink_exchange", "get", self, path, headers, sink, deadline_s)

@@ -5,9 +5,13 @@ import json
 import os
 from binascii import hexlify, unhexlify
 
+from micropython import const
+
 from crypto.hmac_sha256 import HmacSha256
 from net.http_client import HttpClient
-from net.uplink import CHECKIN_PATH, TELEMETRY_PATH
+
+_CHECKIN_PATH = const("/device/v1/checkin")
+_TELEMETRY_PATH = const("/device/v1/telemetry")
 
 
 class Rejected(Exception):
@@ -22,11 +26,11 @@ class _Link:
         self.mac = HmacSha256(unhexlify(up.secret))
         self.http = up.http or HttpClient(up.server)
         if up.http is None:
-            self.http._addr = up.addr
+            self.http.addr = up.addr
 
     def done(self):
         if self.up.http is None:
-            self.up.addr = self.http._addr  # kept for the next exchange (None after a failure)
+            self.up.addr = self.http.addr  # kept for the next exchange (None after a failure)
 
     def headers(self, method, path, body):
         up = self.up
@@ -58,7 +62,7 @@ class _Link:
 
 def checkin(up, status):
     """Send the node's status; return the server's reply dict, or None when refused."""
-    resp = _Link(up).post(CHECKIN_PATH, json.dumps(status).encode())
+    resp = _Link(up).post(_CHECKIN_PATH, json.dumps(status).encode())
     if resp.status != 200:
         if up.log:
             up.log.error("checkin_refused", status=resp.status, detail=resp.body[:120])
@@ -82,7 +86,7 @@ def post_telemetry(up, records):
     parts.append(b"]}")
     body = b"".join(parts)
     parts = None
-    resp = _Link(up).post(TELEMETRY_PATH, body)
+    resp = _Link(up).post(_TELEMETRY_PATH, body)
     if resp.status == 200:
         return json.loads(resp.body)["acked_seq"]
     if 400 <= resp.status < 500 and resp.status not in (401, 403):
@@ -92,13 +96,14 @@ def post_telemetry(up, records):
     return None
 
 
-def get(up, path, extra, sink, deadline_s=None):
-    """A signed GET of `path` whose body goes to `sink`; returns the response."""
+def get(up, path, headers, sink, deadline_s=None):
+    """A signed GET of `path`, with `headers` (or None) added, whose body goes to `sink`;
+    returns the response."""
     link = _Link(up)
-    headers = link.headers("GET", path, b"")
-    if extra:
-        headers.update(extra)
+    signed = link.headers("GET", path, b"")
+    if headers:
+        signed.update(headers)
     try:
-        return link.http.request("GET", path, b"", headers, sink=sink, deadline_s=deadline_s)
+        return link.http.request("GET", path, b"", signed, sink=sink, deadline_s=deadline_s)
     finally:
         link.done()

@@ -19,15 +19,15 @@ from micropython import const
 
 from core.files import write_json
 
-MAX_PAYLOAD = const(240)
-HEADER_SIZE = const(10)
+_MAX_PAYLOAD = const(240)
+_HEADER_SIZE = const(10)
 _MAGIC = const(0xA5)
-_STATE = "state.json"
-_STATE_TMP = "state.tmp"
+_STATE = const("state.json")
+_STATE_TMP = const("state.tmp")
 
 
-def _segment_name(first_seq):
-    return "q%010d.seg" % first_seq
+def _segment_name(seq):
+    return "q%010d.seg" % seq
 
 
 def _open(q, dir_path, capacity, segment_records, max_payload):
@@ -45,15 +45,15 @@ def _open(q, dir_path, capacity, segment_records, max_payload):
     q.lost = 0  # records found unreadable inside the queue (persisted; never expected)
     q.next_seq = 1
     q.discarded_tail = False  # a half-written record was discarded when opening
-    q._head = 1  # oldest seq still queued
+    q.head = 1  # oldest seq still queued
     q._segments = []  # first seq of each segment file, oldest first
     q._tail_count = 0  # records in the newest segment
     q._tail_sealed = True  # the newest segment must not be appended to
     q._cursor = None  # (segment first seq, file offset, seq at that offset) for peek
-    q._header = bytearray(HEADER_SIZE)
+    q._header = bytearray(_HEADER_SIZE)
     q._header6 = memoryview(q._header)[0:6]
-    q._buf = bytearray(255)
-    q._bufview = memoryview(q._buf)
+    q.buf = bytearray(255)
+    q._bufview = memoryview(q.buf)
     try:
         os.mkdir(q.dir)
     except OSError:
@@ -63,7 +63,7 @@ def _open(q, dir_path, capacity, segment_records, max_payload):
 
 def _load_state(q, name):
     try:
-        with open(q._path(name)) as f:
+        with open(q.path(name)) as f:
             state = json.loads(f.read())
         return (state["head"], state["next"], state["dropped"], state["acked"],
                 state.get("lost", 0))
@@ -78,7 +78,7 @@ def _recover(q):
         # a file system whose rename cannot replace (FAT) lost power between removing
         # the old state and renaming the new one: the complete temp file is the newest
         state = _load_state(q, _STATE_TMP)
-    q._remove(_STATE_TMP)
+    q.remove(_STATE_TMP)
     segments = []
     for entry in os.ilistdir(q.dir):
         name = entry[0]
@@ -101,7 +101,7 @@ def _recover(q):
         q.discarded_tail = not clean
         if end_seq == last:
             # nothing readable in the newest segment (created, or torn in its first frame)
-            q._remove(_segment_name(last))
+            q.remove(_segment_name(last))
             segments.pop()
             next_seq = max(next_seq, last)
             q._tail_sealed = True
@@ -110,7 +110,7 @@ def _recover(q):
             q._tail_sealed = not clean or end_seq < next_seq
             next_seq = max(next_seq, end_seq)
     q.next_seq = next_seq
-    q._head = min(head, next_seq)
+    q.head = min(head, next_seq)
     q._delete_consumed()
     excess = len(q) - q.capacity
     if excess > 0:
@@ -123,23 +123,23 @@ class TelemetryQueue:
     RAM use is bounded: only the list of segment start seqs and one frame buffer are kept.
     """
 
-    def __init__(self, dir_path, capacity=2000, segment_records=100, max_payload=MAX_PAYLOAD):
+    def __init__(self, dir_path, capacity=2000, segment_records=100, max_payload=_MAX_PAYLOAD):
         _open(self, dir_path, capacity, segment_records, max_payload)
 
     # ---------------------------------------------------------------- paths and state
-    def _path(self, name):
+    def path(self, name):
         return self.dir + "/" + name
 
-    def _remove(self, name):
+    def remove(self, name):
         try:
-            os.remove(self._path(name))
+            os.remove(self.path(name))
         except OSError:
             pass
 
     def _save_state(self):
-        write_json(self._path(_STATE), {"head": self._head, "next": self.next_seq,
+        write_json(self.path(_STATE), {"head": self.head, "next": self.next_seq,
                                         "dropped": self.dropped, "acked": self.acked,
-                                        "lost": self.lost}, self._path(_STATE_TMP))
+                                        "lost": self.lost}, self.path(_STATE_TMP))
 
     # ---------------------------------------------------------------- reading frames
     def _read_frames(self, first, offset, seq, want_from, out, max_n):
@@ -151,7 +151,7 @@ class TelemetryQueue:
         """
         header = self._header
         try:
-            f = open(self._path(_segment_name(first)), "rb")
+            f = open(self.path(_segment_name(first)), "rb")
         except OSError:
             return offset, seq, False
         try:
@@ -162,7 +162,7 @@ class TelemetryQueue:
                 got = f.readinto(header)
                 if not got:
                     return offset, seq, True
-                if got < HEADER_SIZE:
+                if got < _HEADER_SIZE:
                     return offset, seq, False
                 magic, length, rec_seq, crc = struct.unpack("<BBII", header)
                 if magic != _MAGIC or rec_seq != seq:
@@ -174,19 +174,19 @@ class TelemetryQueue:
                     return offset, seq, False
                 if out is not None and seq >= want_from:
                     out.append((seq, bytes(payload)))
-                offset += HEADER_SIZE + length
+                offset += _HEADER_SIZE + length
                 seq += 1
         finally:
             f.close()
 
     # ---------------------------------------------------------------- public API
     def __len__(self):
-        return self.next_seq - self._head
+        return self.next_seq - self.head
 
     @property
     def head_seq(self):
         """Seq of the oldest queued record (equals next_seq when the queue is empty)."""
-        return self._head
+        return self.head
 
     def append(self, payload):
         """Store `payload` (bytes, at most max_payload long) durably; return its seq."""
@@ -198,7 +198,7 @@ class TelemetryQueue:
         seq = self.next_seq
         if not self._segments or self._tail_sealed or self._tail_count >= self.segment_records:
             # a file of that name can only hold an unfinished frame: start it afresh
-            self._remove(_segment_name(seq))
+            self.remove(_segment_name(seq))
             if not self._segments or self._segments[-1] != seq:
                 self._segments.append(seq)
             self._tail_count = 0
@@ -207,7 +207,7 @@ class TelemetryQueue:
         struct.pack_into("<BBI", header, 0, _MAGIC, length, seq)
         struct.pack_into("<I", header, 6, binascii.crc32(payload, binascii.crc32(self._header6)))
         try:
-            with open(self._path(_segment_name(self._segments[-1])), "ab") as f:
+            with open(self.path(_segment_name(self._segments[-1])), "ab") as f:
                 f.write(header)
                 f.write(payload)
         except OSError:
@@ -224,7 +224,7 @@ class TelemetryQueue:
         while an earlier one is still waiting for its ack).
         """
         out = []
-        head = self._head
+        head = self.head
         if from_seq is not None and from_seq > head:
             head = from_seq
         segments = self._segments
@@ -248,9 +248,9 @@ class TelemetryQueue:
                 # return what precedes them; once that is acked, skip them and count them
                 if out:
                     break
-                if head == self._head:
+                if head == self.head:
                     self.lost += end_seq - max(seq, head)
-                    self._head = end_seq
+                    self.head = end_seq
                     self._save_state()
             head = end_seq
             index += 1
@@ -259,18 +259,18 @@ class TelemetryQueue:
     def ack(self, upto_seq):
         """Remove every record with seq <= upto_seq; return how many were removed."""
         new_head = min(upto_seq + 1, self.next_seq)
-        if new_head <= self._head:
+        if new_head <= self.head:
             return 0
-        removed = new_head - self._head
+        removed = new_head - self.head
         self.acked += removed
-        self._head = new_head
+        self.head = new_head
         self._save_state()
         self._delete_consumed()
         return removed
 
     # ---------------------------------------------------------------- housekeeping
     def _drop_oldest(self, count):
-        self._head += count
+        self.head += count
         self.dropped += count
         self._save_state()
         self._delete_consumed()
@@ -280,12 +280,12 @@ class TelemetryQueue:
         segments = self._segments
         while segments:
             if len(segments) > 1:
-                if segments[1] > self._head:
+                if segments[1] > self.head:
                     return
-            elif self._head < self.next_seq:
+            elif self.head < self.next_seq:
                 return
             first = segments.pop(0)
-            self._remove(_segment_name(first))
+            self.remove(_segment_name(first))
             if self._cursor is not None and self._cursor[0] == first:
                 self._cursor = None
             if not segments:
