@@ -16,11 +16,6 @@ _REG_CTRL_MEAS = const(0xF4)
 _REG_CONFIG = const(0xF5)
 
 
-def _read_calibration(sensor):
-    """The chip's calibration words, read (and the chip configured) when it (re)appears."""
-    return _calibrate(sensor.i2c, sensor.addr, sensor._buf)
-
-
 def _s16(a, b):
     v = a | (b << 8)
     return v - 65536 if v & 0x8000 else v
@@ -79,7 +74,7 @@ class BME280:
         self.temperature_c = None
         self.pressure_hpa = None
         self.humidity_pct = None
-        self._buf = bytearray(26)
+        self.buf = bytearray(26)
         self.data = bytearray(8)
         self._prev = bytearray(8)
         self._same = 0
@@ -90,7 +85,8 @@ class BME280:
         self.i2c.readfrom_mem_into(self.addr, _REG_CHIP_ID, self._one)
         if self._one[0] != _CHIP_ID:
             raise SensorFault("wrong_id")
-        self._cal = _read_calibration(self)
+        # the chip's calibration words, read (and the chip configured) when it (re)appears
+        self._cal = _calibrate(self.i2c, self.addr, self.buf)
 
     def read(self):
         try:

@@ -29,7 +29,7 @@ class LD2410:
         self.reports = 0
         self._chunk = bytearray(128)
         self._feeder = self.feed  # bound once: no allocation per poll
-        self._buf = bytearray(6 + _MAX_DATA + 4)
+        self.buf = bytearray(6 + _MAX_DATA + 4)
         self.pos = 0
         self._need = 0
         self._last_ok_ms = None
@@ -37,7 +37,7 @@ class LD2410:
         self._bad = 0
 
     def feed(self, b):
-        buf = self._buf
+        buf = self.buf
         pos = self.pos
         if pos < 4:
             if b == _HEAD[pos]:
@@ -66,7 +66,7 @@ class LD2410:
             self._complete(pos)
 
     def _complete(self, end):
-        buf = self._buf
+        buf = self.buf
         n = end - 10
         ok = buf[end - 4] == 0xF8 and buf[end - 3] == 0xF7 and buf[end - 2] == 0xF6 \
             and buf[end - 1] == 0xF5 and buf[7] == 0xAA and buf[6 + n - 2] == 0x55 \

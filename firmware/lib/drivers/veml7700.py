@@ -35,19 +35,19 @@ class VEML7700:
         self.counts = 0
         self.range = 2
         self._ready = False
-        self._buf = bytearray(2)
+        self.buf = bytearray(2)
         self._prev = -1
         self._same = 0
 
     def _write_conf(self):
         conf = _RANGES[self.range][0]
-        self._buf[0] = conf & 0xFF
-        self._buf[1] = conf >> 8
-        self.i2c.writeto_mem(self.addr, _REG_CONF, self._buf)
+        self.buf[0] = conf & 0xFF
+        self.buf[1] = conf >> 8
+        self.i2c.writeto_mem(self.addr, _REG_CONF, self.buf)
 
     def _setup(self):
-        self.i2c.readfrom_mem_into(self.addr, _REG_ID, self._buf)
-        if self._buf[0] != _DEVICE_ID:
+        self.i2c.readfrom_mem_into(self.addr, _REG_ID, self.buf)
+        if self.buf[0] != _DEVICE_ID:
             raise SensorFault("wrong_id")
         self._write_conf()  # also clears the shutdown bit
         self._ready = True
@@ -56,8 +56,8 @@ class VEML7700:
         try:
             if not self._ready:
                 self._setup()
-            self.i2c.readfrom_mem_into(self.addr, _REG_ALS, self._buf)
-            counts = self._buf[0] | (self._buf[1] << 8)
+            self.i2c.readfrom_mem_into(self.addr, _REG_ALS, self.buf)
+            counts = self.buf[0] | (self.buf[1] << 8)
             measured = self.range
             if counts > _HIGH and measured < len(_RANGES) - 1:
                 self.range = measured + 1

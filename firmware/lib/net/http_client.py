@@ -63,13 +63,12 @@ class HttpClient:
             raise HttpError("cannot connect to %s:%d (%s)" % (self.host, self.port, exc))
         return sock
 
-    def request(self, method, path, body=b"", headers=None, sink=None, max_body=_MAX_BODY,
-                deadline_s=None):
+    def request(self, method, path, body=b"", headers=None, sink=None, deadline_s=None):
         """Send one request. The body goes to `sink` when given, else into Response.body.
 
         sink: an object whose head(status, headers) sees the status line and headers before
         the body, and whose write(chunk) takes each piece of the body; either may raise to stop
-        reading. A body larger than `max_body` without a sink is refused (HttpError), so a
+        reading. A body larger than 16 KB (_MAX_BODY) without a sink is refused (HttpError), so a
         confused or hostile server cannot exhaust the heap. With `deadline_s` the whole
         exchange must end within that many seconds (a server that trickles is cut off): the
         reply is read without blocking, each wait bounded by what is left of the deadline.
@@ -91,7 +90,7 @@ class HttpClient:
             sock.setblocking(False)
             self.poll = select.poll()
             self.poll.register(sock, select.POLLIN)
-            return self._read_response(sock, sink, max_body)
+            return self._read_response(sock, sink)
         except OSError as exc:
             if isinstance(exc, HttpError):
                 raise
@@ -135,7 +134,7 @@ class HttpClient:
                 return n
         raise HttpError("header line too long")
 
-    def _read_response(self, sock, sink, max_body):
+    def _read_response(self, sock, sink):
         buf = bytearray(_MAX_HEADER_LINE)
         n = self.line(sock, buf)
         parts = bytes(buf[:n]).split(None, 2)
@@ -163,8 +162,8 @@ class HttpClient:
             length = int(headers.get("content-length", -1))
         except ValueError:
             raise HttpError("bad Content-Length")
-        if sink is None and length > max_body:
-            raise HttpError("response body of %d bytes exceeds %d" % (length, max_body))
+        if sink is None and length > _MAX_BODY:
+            raise HttpError("response body of %d bytes exceeds %d" % (length, _MAX_BODY))
         if sink is not None:
             sink.head(status, headers)
         chunks = [] if sink is None else None
@@ -179,8 +178,8 @@ class HttpClient:
             if sink is not None:
                 sink.write(view[:n])
             else:
-                if received > max_body:
-                    raise HttpError("response body exceeds %d bytes" % max_body)
+                if received > _MAX_BODY:
+                    raise HttpError("response body exceeds %d bytes" % _MAX_BODY)
                 chunks.append(bytes(view[:n]))
         if 0 <= length != received:
             raise HttpError("connection closed after %d of %d body bytes" % (received, length))
