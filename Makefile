@@ -38,11 +38,11 @@ services:  ## make sure the local PostgreSQL the tests use is running (starts it
 run: install  ## start the fleet server on 127.0.0.1:8000 (SQLite under ./var) with emulated lampposts
 	$(BIN)/lamplighter demo
 
-test: install system-deps services  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL)
+test: install system-deps services lint  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL)
 	$(BIN)/pytest -q -rs -p no:cacheprovider
 
-test-fast: install services  ## the suite without the slow HIL cases
-	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow"
+test-fast: install services lint  ## the suite without the cases marked slow, three test files at a time
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow" -n 3 --dist loadfile
 
 hil: install system-deps services  ## the hardware-in-the-loop suite alone
 	$(BIN)/pytest -q -rs -p no:cacheprovider hil_tests
@@ -50,8 +50,9 @@ hil: install system-deps services  ## the hardware-in-the-loop suite alone
 bench: install services  ## run every benchmark and compare against its baseline
 	$(BIN)/python -m bench
 
-lint: install  ## ruff over the host code
+lint: install  ## ruff over the host code and the firmware (firmware/ruff.toml: pyflakes and pycodestyle)
 	$(BIN)/ruff check fleet ota tools tests hil_tests bench
+	$(BIN)/ruff check firmware
 
 clean:  ## remove the virtualenv and local data
 	rm -rf $(VENV) var

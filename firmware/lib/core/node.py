@@ -153,7 +153,7 @@ class Node:
                 return True
             try:
                 top = self.uplink.post_telemetry(records)
-            except Exception as e:  # noqa: never let the uplink stop the lamp
+            except Exception as e:  # never let the uplink stop the lamp
                 if type(e).__name__ != "Rejected":
                     self.uplink_errors += 1
                     self.log.warn("upload_failed", error=repr(e))
@@ -261,7 +261,7 @@ class Node:
         self._errors_in_row += 1
         try:
             self.lamp.full()
-        except Exception:  # noqa: the lamp output itself failing must not stop the loop
+        except Exception:  # the lamp output itself failing must not stop the loop
             pass
         self.log.error("loop_error", error=repr(exc), in_row=self._errors_in_row)
         if self._errors_in_row >= _MAX_CONSECUTIVE_ERRORS:
@@ -274,7 +274,7 @@ class Node:
         while until_ms is None or board.ticks_ms() < until_ms:
             try:
                 wait = self.step()
-            except Exception as e:  # noqa: fail lit, never crash
+            except Exception as e:  # fail lit, never crash
                 self._loop_failed(e)
                 wait = 1000
             if until_ms is not None:
@@ -298,7 +298,7 @@ def _drop_refused(node, records, refusal):
     if bad > 0:
         try:
             top = node.uplink.post_telemetry(records[:bad])
-        except Exception as e:  # noqa: the next round retries from the same place
+        except Exception as e:  # the next round retries from the same place
             node.log.warn("upload_failed", error=repr(e)[:120])
             return None
         if top is None:

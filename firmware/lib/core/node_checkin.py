@@ -60,7 +60,7 @@ def checkin(node, now):
             report["keyset_error"] = kept[1]
     try:
         reply = node.uplink.checkin(report)
-    except Exception as e:  # noqa: a network failure is not a node failure
+    except Exception as e:  # a network failure is not a node failure
         node.uplink_errors += 1
         node.log.warn("checkin_failed", error=repr(e))
         return

@@ -21,7 +21,7 @@ def _mount_image(app_root):
 
     try:
         return ondemand.call("core.app_image", "mount", app_root) + (None,)
-    except Exception as e:  # noqa: modules then load from the slot's files, as without ROMFS
+    except Exception as e:  # modules then load from the slot's files, as without ROMFS
         return None, 0, 0, e
 
 
@@ -49,7 +49,7 @@ def main(board_module, app_root):
         # the node, built by node_boot, whose code is then dropped (needed at boot only)
         node = ondemand.call("core.node_boot", "build", board, log, version, keep=_RESIDENT)
         node.run()
-    except Exception as e:  # noqa: the app itself failed: stay lit, then reboot
+    except Exception as e:  # the app itself failed: stay lit, then reboot
         board.pwm_lamp.duty_u16(65535)
         log.error("fatal", error=repr(e))
         board.sleep_ms(_FATAL_RETRY_MS)

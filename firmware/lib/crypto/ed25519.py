@@ -1,4 +1,4 @@
-"""Ed25519 signature verification (RFC 8032) in pure MicroPython, tuned for speed and bounded memory.
+"""Ed25519 signature verification (RFC 8032) in pure MicroPython, fast and in bounded memory.
 
 verify(public_key32, message, signature64) returns None or raises BadSignature.
 

@@ -1,4 +1,4 @@
-"""Sensor and lamp drivers; each takes its bus or pin in the constructor and keeps its own health."""
+"""Sensor and lamp drivers; each takes its bus or pin in the constructor and keeps its health."""
 
 
 class SensorFault(Exception):

@@ -1,4 +1,4 @@
-"""The update format on the node: constants, refusal reasons and the path rule (docs/update-format.md)."""
+"""The update format on the node: constants, refusal reasons, the path rule (update-format.md)."""
 
 from micropython import const
 
