@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
+import functools
+import json
 import math
 import random
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hil_tests import device_drivers as drv
@@ -37,14 +40,21 @@ class Scenario:
         self.samples.append([])
 
 
+_DEFAULTS_CODE = "import json\nfrom core import config\nprint(json.dumps(config.DEFAULTS))"
+
+
+@functools.cache
+def _firmware_defaults_json() -> str:
+    from tests.rigs.micropython import run_micropython
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run_micropython(_DEFAULTS_CODE, path_dirs=[FIRMWARE_LIB], cwd=Path(tmp))
+    return out.stdout.strip().splitlines()[-1]
+
+
 def firmware_defaults() -> dict[str, Any]:
-    """config.DEFAULTS from firmware/lib/core/config.py (the settings a node starts with)."""
-    spec = importlib.util.spec_from_file_location("_hil_config",
-                                                  FIRMWARE_LIB / "core" / "config.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.DEFAULTS
+    """config.DEFAULTS of firmware/lib/core/config.py, as MicroPython itself evaluates them."""
+    return json.loads(_firmware_defaults_json())
 
 
 def batch_args(batch: list[Any]) -> str:
