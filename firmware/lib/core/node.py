@@ -5,8 +5,18 @@ from micropython import const
 import gc
 import json
 
-from algorithms.dimming import energy_wh
+from algorithms.dimming import DimmingPolicy, energy_wh
+from algorithms.filters import pipeline_from_config
+from algorithms.occupancy import Occupancy
 from core import ondemand
+from core.log import Log
+from drivers.bme280 import BME280
+from drivers.lamp import Lamp
+from drivers.ld2410 import LD2410
+from drivers.pir import PIR
+from drivers.pms5003 import PMS5003
+from drivers.veml7700 import VEML7700
+from store.telemetry_queue import TelemetryQueue
 
 FW_VERSION = "0.1.0"
 REPORT_INTERVAL_S = 900  # presence_count, lamp_level_pct and energy_wh cover this long
@@ -15,6 +25,7 @@ _UPLOAD_RETRY_MS = const(60000)
 _HOUSEKEEPING_MS = const(3600000)  # heap and stats line once an hour
 _MAX_CONSECUTIVE_ERRORS = const(10)  # loop exceptions in a row before the node reboots itself
 _UPLOAD_BATCHES_PER_ROUND = const(10)
+_FIRST_CHECKIN_MS = const(5000)
 
 SENSORS = ("bme280", "veml7700", "pms5003", "ld2410", "pir")
 
@@ -27,9 +38,13 @@ VALUE_FORMATS = {
 }
 
 
-# modules whose objects outlive the call that loads them (core/ondemand.py): the parts
-# node_setup builds, and the update client when a check-in's offer loads it
-_PARTS = const(("algorithms", "drivers", "store.telemetry_queue", "core.files", "core.log"))
+# the configuration keys the loop still reads once the parts are built (filter, dimming and
+# occupancy settings live on only in the objects made from them)
+_LOOP_KEYS = const(("version", "checkin_interval_s", "telemetry_batch", "queue_capacity",
+                   "log_level", "lamp_rated_w", "sample_period_ms"))
+
+# modules whose objects outlive the call that loads them (core/ondemand.py): the update
+# client when a check-in's offer loads it
 _UPDATE_CLIENT = const(("updater", "bootsel"))
 
 
@@ -43,9 +58,114 @@ class Node:
 
     def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False,
                  updater=None, fw_version=FW_VERSION):
-        # construction code: needed at boot only
-        ondemand.call("core.node_setup", "build", self, board, cfg, uplink, log, measure_raw,
-                      updater, fw_version, keep=_PARTS)
+        """The lamp at full first, then configuration, queue, sensors, schedule."""
+        self.board = board
+        self.updater = updater  # the A/B update client (updater/client.py) on a node with slots
+        self.fw_version = fw_version
+        self.lamp = Lamp(board.pwm_lamp)  # full from the first instant
+        self.log = log or Log(clock_ms=board.ticks_ms)
+        self.uplink = uplink
+        self.measure_raw = measure_raw
+        root = board.flash_dir.rstrip("/")
+        self.config_path = root + "/config.json"
+        self.state_path = root + "/node_state.json"
+        cfg = self._read_config(cfg)
+        self.boot_reason = board.reset_cause()
+        self.queue = TelemetryQueue(root + "/queue", cfg["queue_capacity"])
+        if self.queue.discarded_tail:
+            self.log.warn("queue_tail_discarded")
+        self.bme280 = BME280(board.i2c)
+        self.veml7700 = VEML7700(board.i2c)
+        self.pms5003 = PMS5003(board.uart_pm)
+        self.ld2410 = LD2410(board.uart_radar)
+        self.pir = PIR(board.pin_pir)
+        self.failed = [False] * len(SENSORS)
+        self.uplink_errors = 0  # check-ins and uploads that failed on the network
+        self.rejected_records = 0  # records the server refused (dropped from the queue)
+        self.loop_errors = 0  # exceptions caught in the loop (counted as "controller" faults)
+        self._errors_in_row = 0
+        # counters for the benchmark and the status line
+        self.queued_bytes = 0
+        self.queued_records = 0
+        self.raw_bytes = 0
+        self.raw_records = 0
+        self.heap_peak = 0
+        self.lux = None
+        self._pms_fresh = False
+        self._identify_until = None
+        # acks owed from before a reboot
+        self._done_cmds = ondemand.call("core.commands", "load_done", self.state_path)
+        self._next_checkin_s = None
+        version = cfg["version"]
+        self.apply_config(cfg)
+        cfg = None
+        self._schedule(board.ticks_ms())
+        self.log.info("boot", fw=fw_version, board=board.name, reason=self.boot_reason,
+                      config_version=version, queued=len(self.queue))
+
+    # ------------------------------------------------------------------ configuration
+    def _read_config(self, cfg):
+        """The saved configuration, or `cfg` validated (refusals logged).
+
+        The configuration code (defaults, validation: about 11 KB) is loaded only to read or
+        apply a configuration, and dropped again.
+        """
+        if cfg is None:
+            return ondemand.call("core.config", "load", self.config_path, self.log)
+        cfg, errors = ondemand.call("core.config", "validate", cfg)
+        for reason in errors:
+            self.log.error("config_refused", reason=reason)
+        return cfg
+
+    def apply_config(self, cfg):
+        """Rebuild the filters, dimming policy and occupancy from a validated configuration."""
+        self.periods = cfg["sample_period_ms"]
+        pipelines = {}
+        metrics = cfg["metrics"]
+        for metric in metrics:
+            pipelines[metric] = pipeline_from_config(metrics[metric])
+        self.pipelines = pipelines
+        d = cfg["dimming"]
+        policy = DimmingPolicy(d["dusk_lux"], d["dawn_lux"], d["dim_level"], d["full_level"],
+                               d["ramp_up_ms"], d["ramp_down_ms"], d["schedule"], d["confirm_ms"])
+        if d["override_level"] is not None:
+            policy.set_override(d["override_level"])
+        self.policy = policy
+        o = cfg["occupancy"]
+        self.occupancy = Occupancy(o["debounce_ms"], o["hold_ms"])
+        self.log.set_level(cfg["log_level"])
+        kept = {}
+        for key in _LOOP_KEYS:
+            kept[key] = cfg[key]
+        self.cfg = kept
+
+    def apply_reply_config(self, new_cfg, version):
+        """Validate and save a configuration a check-in brought, then apply it."""
+        ok, errors = ondemand.call("core.config", "apply", self.config_path, new_cfg, version)
+        cfg = ondemand.call("core.config", "load", self.config_path, self.log) if ok else None
+        if not ok:
+            self.log.error("config_refused", version=version, reason=errors[0])
+            return
+        self.apply_config(cfg)
+        self.log.info("config_applied", version=version)
+
+    def _schedule(self, now):
+        """Start the clocks and the task schedule at `now` (board ticks)."""
+        self._boot_ms = now
+        self.last_ms = now
+        self._interval_start_ms = now
+        self._interval_energy = 0.0
+        self._interval_level_ms = 0.0
+        self.energy_total_wh = 0.0
+        due = {
+            "occupancy": now, "light": now, "bme280": now, "pms_drain": now,
+            "pms5003": now + self.periods["pms5003"], "report": now + REPORT_INTERVAL_S * 1000,
+            "housekeeping": now, "watchdog": now,
+        }
+        if self.uplink is not None:
+            due["checkin"] = now + _FIRST_CHECKIN_MS
+            due["upload"] = now + _FIRST_CHECKIN_MS
+        self._due = due
 
     # ------------------------------------------------------------------ telemetry
     def _queue(self, metric, value, ts):

@@ -101,4 +101,4 @@ def proved_healthy(node):
 def apply_config(node, new_cfg, version):
     if version == node.cfg["version"]:
         return
-    ondemand.call("core.node_setup", "apply_reply_config", node, new_cfg, version)
+    node.apply_reply_config(new_cfg, version)
