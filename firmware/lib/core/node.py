@@ -43,9 +43,6 @@ VALUE_FORMATS = {
 _LOOP_KEYS = const(("version", "checkin_interval_s", "telemetry_batch", "queue_capacity",
                    "log_level", "lamp_rated_w", "sample_period_ms"))
 
-# modules whose objects outlive the call that loads them (core/ondemand.py): the update
-# client when a check-in's offer loads it
-_UPDATE_CLIENT = const(("updater", "bootsel"))
 
 
 class Node:
@@ -140,7 +137,10 @@ class Node:
         self.cfg = kept
 
     def apply_reply_config(self, new_cfg, version):
-        """Validate and save a configuration a check-in brought, then apply it."""
+        """Validate and save a configuration a check-in brought, then apply it (unless it is
+        the version in force)."""
+        if version == self.cfg["version"]:
+            return
         ok, errors = ondemand.call("core.config", "apply", self.config_path, new_cfg, version)
         cfg = ondemand.call("core.config", "load", self.config_path, self.log) if ok else None
         if not ok:
@@ -261,8 +261,52 @@ class Node:
 
     # ------------------------------------------------------------------ uplink
     def status(self):
-        """The status a check-in reports (built by node_checkin, loaded for the moment)."""
-        return ondemand.call("core.node_checkin", "status", self)
+        """What the node reports at each check-in."""
+        board = self.board
+        return {
+            "fw_version": self.fw_version,
+            "uptime_s": (board.ticks_ms() - self._boot_ms) // 1000,
+            "mem_free": board.mem_free(),
+            "rssi": rssi(board),
+            "boot_reason": self.boot_reason,
+            "sensor_faults": self.sensor_faults(),
+            "config_version": self.cfg["version"],
+            "queue_len": len(self.queue),
+            "queue_dropped": self.queue.dropped,
+            "lamp_level_pct": round(self.lamp.level, 1),
+            "acks": [{"id": cid, "ok": True} for cid in self._done_cmds],
+        }
+
+    def checkin(self, now):
+        """Report the status (and the update client's report); act on what the server replies.
+
+        A node with an update client also reports its key set's serial; the reply's key
+        statements are applied before its update offer, so a release signed by a key that a
+        rotation just introduced is checked against the new key set.
+        """
+        report = self.status()
+        updater = self.updater
+        if updater is not None:
+            _report_update(self, updater, report)
+        try:
+            reply = self.uplink.checkin(report)
+        except Exception as e:  # a network failure is not a node failure
+            self.uplink_errors += 1
+            self.log.warn("checkin_failed", error=repr(e))
+            return
+        self._done_cmds = []
+        if not reply:
+            return
+        if updater is not None:
+            _follow_update(self, updater, reply)
+        if reply.get("config") is not None and reply.get("config_version") is not None:
+            self.apply_reply_config(reply["config"], reply["config_version"])  # null: nothing newer
+        cmds = reply.get("commands")
+        if cmds:
+            ondemand.call("core.commands", "run_all", self, cmds, now)
+        nxt = reply.get("next_checkin_s")
+        if isinstance(nxt, int) and 10 <= nxt <= 86400:
+            self._next_checkin_s = nxt
 
     def upload(self):
         """Send queued records in batches; stop at the first batch that is not acknowledged."""
@@ -351,7 +395,7 @@ class Node:
             if now >= due["checkin"]:
                 interval = self._next_checkin_s or self.cfg["checkin_interval_s"]
                 due["checkin"] = now + interval * 1000
-                ondemand.call("core.node_checkin", "checkin", self, now, keep=_UPDATE_CLIENT)
+                self.checkin(now)
                 due["upload"] = now
             if now >= due["upload"]:
                 self.upload()
@@ -402,6 +446,58 @@ class Node:
                 if wait > left:
                     wait = left
             board.sleep_ms(wait)
+
+
+def rssi(board):
+    read = getattr(board, "rssi", None)
+    return read() if read else None
+
+
+def keyset(node):
+    """(serial, last refusal) of the node's release key set, read once and then kept."""
+    kept = getattr(node, "keyset", None)
+    if kept is None:
+        from core.files import read_json
+
+        keys = read_json(node.board.flash_dir.rstrip("/") + "/keys.json") or {}
+        serial = keys.get("serial", keys.get("revocation_serial", 0))  # updater.verify.key_serial
+        kept = node.keyset = [serial if isinstance(serial, int) else 0, ""]
+    return kept
+
+
+def _report_update(node, updater, report):
+    """Add the update client's report and the key set's serial (and refusal) to `report`."""
+    update = updater.report()
+    if update is not None:
+        report["update"] = update
+    kept = keyset(node)
+    report["keyset"] = kept[0]
+    if kept[1]:
+        report["keyset_error"] = kept[1]
+
+
+def _follow_update(node, updater, reply):
+    """A check-in reply's key statements, then its update offer; commit a healthy trial."""
+    if reply.get("key_statements"):
+        # rotations and revocations the server relays, each verified and saved before the
+        # next; the key-set code is loaded for this and dropped again with what it imported
+        kept = keyset(node)
+        kept[0], kept[1] = ondemand.call("updater.keyring", "apply_statements",
+                                         node.board.flash_dir.rstrip("/"),
+                                         reply["key_statements"], node.log)
+    updater.offer(reply.get("update"))
+    if updater.on_trial() and proved_healthy(node):
+        updater.healthy()
+        node.log.info("update_committed", fw=node.fw_version)
+
+
+def proved_healthy(node):
+    """A release on trial is healthy once the loop runs clean and the light sensor reads.
+
+    Checked after a successful check-in. The light sensor is the one the lamp depends on;
+    an app that cannot read it, or whose loop throws, is rolled back by the trial timeout.
+    """
+    return node.loop_errors == 0 and node.lux is not None
 
 
 def _drop_refused(node, records, refusal):

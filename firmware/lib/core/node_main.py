@@ -8,7 +8,7 @@ from micropython import const
 
 _WATCHDOG_MS = const(30000)
 # what node_boot builds and the running node keeps: these modules stay loaded after it
-# (core.node with its parts, _UPDATE_CLIENT and LazyUpdater stand-in, and its uplink)
+# (core.node with its parts, the update client with its LazyUpdater stand-in, the uplink)
 _RESIDENT = const(("core.node", "net.uplink", "algorithms", "drivers",
                    "store.telemetry_queue", "core.files", "core.log", "updater", "bootsel"))
 _FATAL_RETRY_MS = const(5000)
