@@ -537,7 +537,7 @@ def _refused_index(refusal, count):
     return None
 
 
-# the update client's stand-in, resident on a node with slots and a server (node_boot makes it):
+# the update client's stand-in, resident on a node with slots and a server (node_main makes it):
 # the client itself (about 20 KB of code) is loaded only when there is work
 class LazyUpdater:
     """The update client, loaded only when there is an update to handle: at boot when one is

@@ -1,4 +1,4 @@
-"""The slot's entry point: mount its code image, build the board, start the watchdog, run."""
+"""The slot's entry point: mount its code image, build board and node, start the watchdog, run."""
 
 # Imported from the slot's files, before the code image is mounted: it imports the rest of
 # the app only inside its functions, once the image is there (app_image forgets what `core`
@@ -7,11 +7,11 @@
 from micropython import const
 
 _WATCHDOG_MS = const(30000)
-# what node_boot builds and the running node keeps: these modules stay loaded after it
-# (core.node with its parts, the update client with its LazyUpdater stand-in, the uplink)
-_RESIDENT = const(("core.node", "net.uplink", "algorithms", "drivers",
-                   "store.telemetry_queue", "core.files", "core.log", "updater", "bootsel"))
 _FATAL_RETRY_MS = const(5000)
+# {"device_id", "secret" (hex), "server" (URL)}, provisioned
+_IDENTITY_FILE = const("identity.json")
+# updater.client.STATE_FILE, read here without importing it
+_UPDATE_STATE = const("/update/state.json")
 
 
 def _mount_image(app_root):
@@ -23,6 +23,58 @@ def _mount_image(app_root):
         return ondemand.call("core.app_image", "mount", app_root) + (None,)
     except Exception as e:  # modules then load from the slot's files, as without ROMFS
         return None, 0, 0, e
+
+
+def make_uplink(board, log):
+    """The signed HTTP link to the fleet server when the node has an identity; otherwise the
+    board's own stand-in (an emulated board reports to its world) or nothing.
+
+    A factory-imaged node first redeems its one-time enrollment code for an identity; when
+    the server cannot be reached it tries again at the next boot.
+    """
+    from core import ondemand
+    from core.files import read_json
+
+    root = board.flash_dir.rstrip("/")
+    if read_json(root + "/enrollment.json") is not None:
+        # first boot only: neither enroll nor its HTTP client stays loaded
+        log.info("enroll", result=ondemand.call("net.enroll", "redeem", root, None, log))
+    identity = read_json(root + "/" + _IDENTITY_FILE)
+    if identity is None:
+        make = getattr(board, "world_uplink", None)
+        return make() if make is not None else None
+    from net.uplink import Uplink
+
+    return Uplink(identity, board.epoch_s, log)
+
+
+def make_updater(board, uplink, log):
+    """The A/B update client, for a node that has app slots and talks to a real server."""
+    if uplink is None or not hasattr(uplink, "device_id"):
+        return None
+    from core import ondemand
+    from core.files import read_json
+
+    root = board.flash_dir.rstrip("/")
+    # bootsel (at the flash root) stays loaded only if the update client loads now
+    pointer = ondemand.call("bootsel", "load_pointer", root)
+    if pointer is None:
+        return None
+    from core.node import LazyUpdater
+
+    state = read_json(root + _UPDATE_STATE)
+    return LazyUpdater(board, uplink, root, log,
+                       load_now=state is not None and state.get("phase") != "idle")
+
+
+def build(board, log, version):
+    """The node, wired to its uplink and update client, ready to run."""
+    from core.node import FW_VERSION, Node
+
+    uplink = make_uplink(board, log)
+    return Node(board, uplink=uplink, log=log, updater=make_updater(board, uplink, log),
+                measure_raw=getattr(board, "measure_raw", False),
+                fw_version=version.get("version", FW_VERSION))
 
 
 def main(board_module, app_root):
@@ -44,11 +96,7 @@ def main(board_module, app_root):
         log.warn("app_image_too_big", size=size)
     board.start_watchdog(_WATCHDOG_MS)
     try:
-        from core import ondemand
-
-        # the node, built by node_boot, whose code is then dropped (needed at boot only)
-        node = ondemand.call("core.node_boot", "build", board, log, version, keep=_RESIDENT)
-        node.run()
+        build(board, log, version).run()
     except Exception as e:  # the app itself failed: stay lit, then reboot
         board.pwm_lamp.duty_u16(65535)
         log.error("fatal", error=repr(e))
