@@ -1,15 +1,17 @@
 """Emulated board: machine-like buses and pins that talk to the world process over TCP."""
 
+import os
+import socket
 import struct
 import sys
 
 import gc
 from micropython import const
-from core import ondemand
 
-# The wire numbers of the emulated board's link to its world, defined here and in
-# emulated_setup.py only (private consts cost no heap); the host (tools/emulator/protocol.py)
-# reads these lines. Frames: docs/emulated-board.md.
+# The wire numbers of the emulated board's link to its world, defined here only (private
+# consts cost no heap); the host (tools/emulator/protocol.py) reads these lines. Frames:
+# docs/emulated-board.md.
+_OP_HELLO = const(0x48)  # "H" -> boot_ms u64, start_epoch u32, reset cause (ASCII)
 _OP_I2C_READ = const(0x72)  # "r" addr u8, reg u8, n u8 -> n bytes
 _OP_I2C_WRITE = const(0x77)  # "w" addr u8, reg u8, data -> ()
 _OP_I2C_SCAN = const(0x73)  # "s" () -> one byte per responding address
@@ -33,6 +35,10 @@ _STATUS_HALT = const(4)  # the run is over: the board exits and stays off
 
 _I2C_BME280 = const(0x76)  # the emulated board's sensors on its I2C bus
 _I2C_VEML7700 = const(0x10)
+_UART_PM = const(1)  # the board's UARTs, PIR pin and lamp PWM on the link
+_UART_RADAR = const(2)
+_PIN_PIR = const(0)
+_PWM_LAMP = const(0)
 
 _ENODEV = const(19)
 _EIO = const(5)
@@ -245,9 +251,40 @@ class WorldUplink:
         return struct.unpack_from("<I", link.rx, 0)[0]
 
 
+def _open_socket(port):
+    addr = socket.getaddrinfo("127.0.0.1", port)[0][-1]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.connect(addr)
+    try:
+        sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
+    except OSError:
+        pass
+    return sock
+
+
 def _connect(board, port, flash_dir):
-    """Connect `board` to its world with emulated_setup, whose code runs once per boot."""
-    ondemand.call("emulated_setup", "connect", board, port, flash_dir)
+    """Connect `board` to the world at `port` (default: $LAMPLIGHTER_WORLD), say hello and
+    set up its clock, reset cause, flash directory and machine-like buses."""
+    if port is None:
+        port = int(os.getenv("LAMPLIGHTER_WORLD") or "0")
+    if not port:
+        raise OSError("set LAMPLIGHTER_WORLD to the world's TCP port")
+    link = board.link = WorldLink(_open_socket(port))
+    link.call(_OP_HELLO, 0)
+    board._boot_ms, board._start_epoch = struct.unpack_from("<QI", link.rx, 0)
+    board._reset_cause = bytes(link.rx[12:link.rx_len]).decode()
+    board.flash_dir = flash_dir or os.getenv("LAMPLIGHTER_FLASH") or "flash"
+    try:
+        os.mkdir(board.flash_dir)
+    except OSError:
+        pass
+    board.i2c = EmuI2C(link)
+    board.uart_pm = EmuUART(link, _UART_PM)
+    board.uart_radar = EmuUART(link, _UART_RADAR)
+    board.pin_pir = EmuPin(link, _PIN_PIR)
+    board.pwm_lamp = EmuPWM(link, _PWM_LAMP)
+    # benchmark runs also count what raw 1 Hz reporting would have sent
+    board.measure_raw = os.getenv("LAMPLIGHTER_MEASURE_RAW") == "1"
 
 
 class Board:

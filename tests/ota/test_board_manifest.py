@@ -20,7 +20,7 @@ from tools.technician.provisioning import APP_SLOT, app_files
 BOARDS = ["emulated", "esp32_devkitc"]
 # lib/ files that only some boards carry, and which ones; every other lib/ file is portable
 BOARD_ONLY = {"lib/drivers/esp32_ota.py": {"esp32_devkitc"}}
-EMULATED_FILES = {"boards/emulated.py", "boards/emulated_setup.py"}
+EMULATED_FILES = {"boards/emulated.py"}
 
 
 def stage(tmp_path: Path, board: list[str], source: Path = FIRMWARE_DIR, name: str = "stage",
@@ -252,14 +252,14 @@ def test_an_esp32_factory_slot_has_no_emulated_files():
 
 def test_an_emulated_provisioned_slot_has_the_emulated_board_only():
     slot = set(app_files(board="emulated"))
-    assert {f"{APP_SLOT}/boards/emulated.mpy", f"{APP_SLOT}/boards/emulated_setup.mpy"} <= slot
+    assert f"{APP_SLOT}/boards/emulated.mpy" in slot
     assert not [p for p in slot if "esp32" in p]
 
 
 def test_the_emulator_builds_and_installs_the_emulated_board_only(tmp_path):
     build = build_firmware(root=tmp_path / "build")
     built = {p.relative_to(build).as_posix() for p in build.rglob("*") if p.is_file()}
-    assert {"boards/emulated.mpy", "boards/emulated_setup.mpy", *STABLE_ROOT_FILES} <= built
+    assert {"boards/emulated.mpy", *STABLE_ROOT_FILES} <= built
     assert not [p for p in built if "esp32" in p]
     flash = tmp_path / "flash"
     assert install_factory_app(flash, build)
