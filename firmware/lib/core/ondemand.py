@@ -16,26 +16,17 @@ def forget(name):
             pass
 
 
-def _kept(name, keep):
-    for k in keep:
-        if name == k or name.startswith(k + ".") or k.startswith(name + "."):
-            return True
-    return False
-
-
-def call(module, function, *args, keep=()):
+def call(module, function, *args):
     """Import `module`, return `function`(*args) of it, then drop every module that the call
     newly imported (`module` included).
 
-    `keep` names the modules whose objects outlive the call (a package name covers its
-    submodules; a kept module keeps its packages): they stay imported, so that nothing loads
-    a second copy of them later. Modules imported before the call are never dropped. The
-    module is referenced only in this frame, which has returned before anything collects.
+    Modules imported before the call are never dropped. The module is referenced only in
+    this frame, which has returned before anything collects.
     """
     before = list(sys.modules)
     try:
         __import__(module)
         return getattr(sys.modules[module], function)(*args)
     finally:
-        for name in [n for n in sys.modules if n not in before and not _kept(n, keep)]:
+        for name in [n for n in sys.modules if n not in before]:
             forget(name)
