@@ -206,3 +206,13 @@ def test_hostile_server_never_installs_unsigned_code_nor_freezes_the_node(plan) 
 def test_hostile_server_quick(plan) -> None:
     """The same property on 8 generated servers, for `make test-fast`."""
     run_example(plan)
+
+
+def test_a_fragmented_heap_after_a_hostile_download_does_not_stop_check_ins() -> None:
+    """Found by the property above: after these answers the node's 100 KB heap was too
+    fragmented to load the check-in's code; an on-demand load is now retried after a
+    collection, and the node goes on checking in."""
+    outcome = check_node_against(([("extend", 9914), ("header_flood",), ("honest",),
+                                   ("shift", -1002, True), ("garbled_header",), ("forever",)],
+                                  ("stall", 0.3, 541)))
+    assert outcome["state"] in ("refused", "failed", "committed")

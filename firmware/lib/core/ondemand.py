@@ -1,5 +1,6 @@
 """Code loaded for one call and dropped again, with every module that call newly imported."""
 
+import gc
 import sys
 
 
@@ -21,12 +22,23 @@ def call(module, function, *args):
     newly imported (`module` included).
 
     Modules imported before the call are never dropped. The module is referenced only in
-    this frame, which has returned before anything collects.
+    this frame, which has returned before anything collects. An import that runs out of memory
+    (a fragmented heap) is tried once more after a collection.
     """
     before = list(sys.modules)
     try:
-        __import__(module)
+        try:
+            __import__(module)
+        except MemoryError:
+            # A fragmented heap: drop what the failed import left, collect, and load once more.
+            _drop_new(before)
+            gc.collect()
+            __import__(module)
         return getattr(sys.modules[module], function)(*args)
     finally:
-        for name in [n for n in sys.modules if n not in before]:
-            forget(name)
+        _drop_new(before)
+
+
+def _drop_new(before):
+    for name in [n for n in sys.modules if n not in before]:
+        forget(name)
