@@ -28,7 +28,7 @@ from ota.keys import (
     save_public_key,
 )
 from ota.manifest import sign_manifest
-from tools.cli.api_client import ApiClient, ServerOption, TokenOption, err
+from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption, err
 
 release_app = typer.Typer(
     help="Release signing keys, bundle builds, offline signing and verification.",
@@ -245,13 +245,14 @@ UPLOAD_HELP = (
     "server first; LAMPLIGHTER_SERVER, LAMPLIGHTER_TOKEN); nodes receive it at check-in.")
 
 
-def _server_for(upload: bool, server: str | None, token: str | None, serial: int):
+def _server_for(upload: bool, server: str | None, token: str | None, serial: int,
+                ca: Path | None = None):
     """With --upload: the API client, once the server confirms `serial` is its next one."""
     if serial < 1:
         raise _fail("--serial is 1 or more: the key set is at serial 0 as provisioned")
     if not upload:
         return None
-    api = ApiClient(server, token)
+    api = ApiClient(server, token, ca)
     current = server_serial(api)
     if serial != current + 1:
         raise _fail(f"the server's key set is at serial {current}: sign this statement with "
@@ -272,13 +273,14 @@ def rotate(
     upload: Annotated[bool, typer.Option("--upload", help=UPLOAD_HELP)] = False,
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Write a rotation statement, signed by the old key, introducing the new key.
 
     Do not `release trust` the new key yourself: the server trusts it when the rotation is
     uploaded, and nodes when they apply it.
     """
-    api = _server_for(upload, server, token, serial)
+    api = _server_for(upload, server, token, serial, ca)
     private = _load_signing_key(old_key, password_env)
     try:
         new_raw = load_public_key(new_public)
@@ -305,6 +307,7 @@ def revoke(
     upload: Annotated[bool, typer.Option("--upload", help=UPLOAD_HELP)] = False,
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Write a signed revocation: nodes and the server refuse these key ids from then on."""
     key_ids = [key_id_argument(k) for k in key_ids]
@@ -314,7 +317,7 @@ def revoke(
     if len(set(key_ids)) > MAX_REVOKED:
         raise _fail(f"one statement revokes at most {MAX_REVOKED} keys: write several, one "
                     "serial each")
-    api = _server_for(upload, server, token, serial)
+    api = _server_for(upload, server, token, serial, ca)
     private = _load_signing_key(key, password_env)
     try:
         envelope = make_revocation(private, key_ids, serial=serial)
@@ -346,9 +349,10 @@ def upload(
         help="Release notes kept with the release (≤ 500 chars).")] = "",
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Upload a signed bundle; the server checks its signature against the trusted keys."""
-    api = ApiClient(server, token)
+    api = ApiClient(server, token, ca)
     size = bundle.stat().st_size
     release = api.call("POST", "/api/v1/releases", params={"notes": notes},
                        content=_chunks(bundle),
@@ -367,9 +371,10 @@ def trust(
     name: Annotated[str, typer.Option(help="A name to show beside the key id.")] = "",
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Make the server accept bundles signed by this key (it never needs the private key)."""
-    row = ApiClient(server, token).call("POST", "/api/v1/keys", json={
+    row = ApiClient(server, token, ca).call("POST", "/api/v1/keys", json={
         "public_key": public_key.read_text().strip(), "name": name})
     console.print(f"trusted release key {row['key_id']} {row['name']}".rstrip())
 
@@ -379,6 +384,7 @@ def distrust(
     key_id: Annotated[str, typer.Argument(help="Key id (16 hex digits) to revoke on the server.")],
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Revoke a release key on the server: bundles it signed are refused from now on, and the
     active rollouts of releases it signed pause.
@@ -386,7 +392,7 @@ def distrust(
     Nodes learn of a revoked key only from a signed revocation
     (`lamplighter release revoke <key id> --key <another key> --serial N --upload`).
     """
-    row = ApiClient(server, token).call("POST", f"/api/v1/keys/{key_id}/revoke")
+    row = ApiClient(server, token, ca).call("POST", f"/api/v1/keys/{key_id}/revoke")
     console.print(f"revoked release key {row['key_id']} at {row['revoked_at']}")
     if row.get("note"):
         typer.echo(row["note"])
@@ -422,21 +428,23 @@ def publish(
                                      help="Statement file from `release rotate` or `revoke`.")],
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Send a signed rotation or revocation to the server; nodes receive it at check-in.
 
     It must be the next serial of the server's chain (`lamplighter release statements`).
     """
-    publish_statement(ApiClient(server, token), statement.read_bytes(), statement)
+    publish_statement(ApiClient(server, token, ca), statement.read_bytes(), statement)
 
 
 @release_app.command()
 def statements(
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """List the server's key statement chain, and the serial the next statement needs."""
-    chain = ApiClient(server, token).call("GET", STATEMENTS)
+    chain = ApiClient(server, token, ca).call("GET", STATEMENTS)
     for row in chain:
         when = row["created_at"][:16].replace("T", " ")
         typer.echo(f"{row['serial']:>4}  {row['summary']}  signed by {row['key_id']}  "
@@ -470,9 +478,10 @@ def keys(
     )] = None,
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """List the release keys; for revoked ones, how many active nodes still trust them."""
-    api = ApiClient(server, token)
+    api = ApiClient(server, token, ca)
     if nodes:
         nodes = key_id_argument(nodes)
         rows = api.call("GET", f"/api/v1/keys/{nodes}/nodes")

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tools.cli.api_client import ApiClient, ServerOption, TokenOption
+from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption
 
 rollout_app = typer.Typer(help="Roll a release out in waves, watch it, pause, resume or abort.",
                           no_args_is_help=True)
@@ -93,7 +93,7 @@ def create(
     downgrade: Annotated[bool, typer.Option(help="Allow offering an older version (signed "
                                                "downgrade with a higher sequence).")] = False,
     name: Annotated[str, typer.Option(help="A name for the dashboard.")] = "",
-    server: ServerOption = None, token: TokenOption = None,
+    server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
 ) -> None:
     """Start offering a release to the matching nodes, canary wave first."""
     body: dict[str, Any] = {
@@ -108,7 +108,7 @@ def create(
         except ValueError:
             raise typer.BadParameter("--window is START-END in hours, e.g. 9-16") from None
         body["window"] = {"start_hour": start, "end_hour": end, "tz": tz}
-    print_rollout(ApiClient(server, token).call("POST", "/api/v1/rollouts", json=body))
+    print_rollout(ApiClient(server, token, ca).call("POST", "/api/v1/rollouts", json=body))
 
 
 @rollout_app.command("status")
@@ -116,9 +116,10 @@ def status(rollout_id: Annotated[int | None, typer.Argument(
     help="Rollout id; all when omitted.")] = None,
            nodes: Annotated[bool, typer.Option(
                help="Also list every node's update state.")] = False,
-           server: ServerOption = None, token: TokenOption = None) -> None:
+           server: ServerOption = None, token: TokenOption = None,
+                ca: CaOption = None) -> None:
     """Show a rollout's waves and counts (or every rollout)."""
-    api = ApiClient(server, token)
+    api = ApiClient(server, token, ca)
     if rollout_id is None:
         for r in api.call("GET", "/api/v1/rollouts"):
             print_rollout(r)
@@ -139,8 +140,9 @@ def status(rollout_id: Annotated[int | None, typer.Argument(
 
 def _action(action: str, help_text: str) -> None:
     def command(rollout_id: Annotated[int, typer.Argument(help="Rollout id.")],
-                server: ServerOption = None, token: TokenOption = None) -> None:
-        print_rollout(ApiClient(server, token).call("POST",
+                server: ServerOption = None, token: TokenOption = None,
+                ca: CaOption = None) -> None:
+        print_rollout(ApiClient(server, token, ca).call("POST",
                                                     f"/api/v1/rollouts/{rollout_id}/{action}"))
 
     command.__doc__ = help_text
@@ -154,10 +156,11 @@ _action("advance", "Move to the next wave now, without waiting for the success t
 
 
 @rollout_app.command("releases")
-def releases(server: ServerOption = None, token: TokenOption = None) -> None:
+def releases(server: ServerOption = None, token: TokenOption = None,
+                ca: CaOption = None) -> None:
     """List the releases the server holds."""
     table = Table("id", "version", "sequence", "kind", "boards", "key", "size", "uploaded")
-    for r in ApiClient(server, token).call("GET", "/api/v1/releases"):
+    for r in ApiClient(server, token, ca).call("GET", "/api/v1/releases"):
         table.add_row(str(r["id"]), r["version"], str(r["sequence"]), r["kind"],
                       ",".join(r["boards"]), r["key_id"], f"{r['bundle_size']:,}",
                       r["created_at"][:19])
