@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from fleet.api import dashboard
 from fleet.api.device.checkin import checkin
+from fleet.api.device.reply_signing import SignedReplies
 from fleet.api.main import api_router, device_router
 from fleet.checkin_quick import QuickCheckin
 from fleet.core.db import check_migrated, get_engine
@@ -26,6 +27,7 @@ from fleet.errors import (
     Invalid,
     NotFound,
     TooLarge,
+    TooMany,
 )
 
 log = logging.getLogger("fleet")
@@ -60,6 +62,7 @@ def create_app(check_schema: bool = True) -> FastAPI:
     app.include_router(device_router)
     app.include_router(api_router)
     app.include_router(dashboard.router)
+    app.add_middleware(SignedReplies)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(DataError, _refused_by_database)
     app.add_exception_handler(OverflowError, _refused_by_database)
@@ -78,6 +81,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 # The one place domain errors become HTTP: the status for each, the error's detail as the body.
 HTTP_STATUS: dict[type[DomainError], int] = {
     NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, TooLarge: 413, Invalid: 422,
+    TooMany: 429,
 }
 
 
@@ -85,7 +89,8 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     """A refusal raised by a service: its status code and `{"detail": ...}`, like HTTPException."""
     assert isinstance(exc, DomainError)
     status = next((HTTP_STATUS[cls] for cls in type(exc).__mro__ if cls in HTTP_STATUS), 400)
-    return JSONResponse(status_code=status, content={"detail": exc.detail})
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooMany) else None
+    return JSONResponse(status_code=status, content={"detail": exc.detail}, headers=headers)
 
 
 async def _refused_by_database(_: Request, exc: Exception) -> JSONResponse:

@@ -8,17 +8,26 @@ import time
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from fleet.core.crypto import decrypt_secret, hash_token, signature_matches
 from fleet.core.settings import get_settings
-from fleet.models import ApiToken, Device, DeviceNonce
+from fleet.models import ApiToken, Device, DeviceEvent, DeviceNonce
 
 ROLES = ("operator", "technician", "reader")
 _NONCE_RE = re.compile(r"^[0-9A-Za-z_-]{16,64}$")
 _PRUNE_PROBABILITY = 0.01
+
+
+REPLY_KEY_STATE = "reply_key"  # where a request keeps the key its reply is signed with
+
+
+def sign_replies_with(request: Request, key: bytes) -> None:
+    """Sign this request's reply, whatever its status, with `key` (fleet.api.device.reply_signing
+    does it as the reply leaves)."""
+    setattr(request.state, REPLY_KEY_STATE, key)
 
 
 def _unauthorized(reason: str) -> HTTPException:
@@ -40,6 +49,8 @@ class DeviceRow:
     fw_version: str
     keyset_serial: int | None
     keyset_error: str | None
+    key_version: int
+    next_secret_enc: bytes | None
 
 
 _DEVICE_COLUMNS = [getattr(Device, f) for f in DeviceRow.__dataclass_fields__]
@@ -47,9 +58,10 @@ _DEVICE_COLUMNS = [getattr(Device, f) for f in DeviceRow.__dataclass_fields__]
 
 @dataclass(frozen=True)
 class DeviceIdentity:
-    """The authenticated device behind a request."""
+    """The authenticated device behind a request, and the key that signed it."""
 
     device: DeviceRow
+    secret: bytes
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class SignedHeaders:
     nonce: str
     signature: str
     received_at: float
+    stale: bool  # the timestamp is outside the allowed skew: refused once the signature is known
 
 
 def signed_headers(request: Request) -> SignedHeaders:
@@ -84,18 +97,11 @@ def signed_headers(request: Request) -> SignedHeaders:
         ts = int(ts_text)
     except ValueError:
         raise _unauthorized("X-Timestamp must be whole Unix seconds") from None
-    skew = get_settings().clock_skew_s
     now = time.time()
-    if abs(now - ts) > skew:
-        raise HTTPException(
-            status_code=401,
-            detail=f"stale timestamp: {ts} is {ts - now:+.0f} s from server time "
-                   f"(allowed ±{skew} s); check the node's clock",
-            # Time is no secret: a node whose clock drifted corrects it and signs again.
-            headers={"X-Server-Time": str(int(now))})
     if not _NONCE_RE.match(nonce):
         raise _unauthorized("X-Nonce must be 16–64 characters of [A-Za-z0-9_-]")
-    return SignedHeaders(uid, ts_text, ts, nonce, signature, now)
+    stale = abs(now - ts) > get_settings().clock_skew_s
+    return SignedHeaders(uid, ts_text, ts, nonce, signature, now, stale)
 
 
 def signed_path(request: Request) -> str:
@@ -117,15 +123,48 @@ def authenticated_device(request: Request, body: bytes, session: Session) -> Dev
         raise _unauthorized("unknown device")
     device = DeviceRow(*row)
     settings = get_settings()
-    secret = decrypt_secret(settings.master_key_bytes(), device.secret_enc, device.uid)
-    if not signature_matches(secret, signed.signature, request.method, signed_path(request),
-                             signed.ts_text, signed.nonce, body):
+    secret = _signing_key(session, device, settings.master_key_bytes(), signed,
+                          request.method, signed_path(request), body)
+    if secret is None:
         raise _unauthorized("bad signature")
+    sign_replies_with(request, secret)
+    if signed.stale:
+        skew = settings.clock_skew_s
+        # Time is no secret, but only this signed reply may set it: the node corrects its
+        # clock from the reply's X-Server-Time and signs again.
+        raise _unauthorized(f"stale timestamp: {signed.ts} is {signed.ts - signed.received_at:+.0f}"
+                            f" s from server time (allowed ±{skew} s); check the node's clock")
     if device.status != "active":
         raise HTTPException(status_code=403, detail=f"device is {device.status}")
     _consume_nonce(session, device.id, signed.nonce, signed.ts,
                    signed.received_at - 2 * settings.clock_skew_s)
-    return DeviceIdentity(device=device)
+    return DeviceIdentity(device=device, secret=secret)
+
+
+def _signing_key(session: Session, device: DeviceRow, master_key: bytes, signed: SignedHeaders,
+                 method: str, path: str, body: bytes) -> bytes | None:
+    """The key that signed the request: the device's current key or, while a rotation awaits
+    its proof, the next one — which this request proves, so it becomes the current key (in the
+    request's transaction). None when neither signed it."""
+    secret = decrypt_secret(master_key, device.secret_enc, device.uid)
+    if signature_matches(secret, signed.signature, method, path, signed.ts_text, signed.nonce,
+                         body):
+        return secret
+    if device.next_secret_enc is None:
+        return None
+    nxt = decrypt_secret(master_key, device.next_secret_enc, device.uid)
+    if not signature_matches(nxt, signed.signature, method, path, signed.ts_text, signed.nonce,
+                             body):
+        return None
+    if not signed.stale:
+        device.key_version += 1
+        session.execute(update(Device).where(Device.id == device.id).values(
+            secret_enc=device.next_secret_enc, next_secret_enc=None,
+            key_version=device.key_version))
+        session.add(DeviceEvent(device_id=device.id, kind="key_rotated", detail={
+            "key_version": device.key_version, "proved": True}))
+        device.secret_enc, device.next_secret_enc = device.next_secret_enc, None
+    return nxt
 
 
 def _consume_nonce(session: Session, device_id: int, nonce: str, ts: int,

@@ -12,13 +12,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from fleet.auth import DeviceRow
+from fleet.auth import DeviceIdentity, DeviceRow
 from fleet.config_profiles import desired_config
+from fleet.core.crypto import decrypt_secret, rotation_pad, xor32
 from fleet.core.settings import get_settings
 from fleet.key_statements import statements_after
 from fleet.models import Command, Device, DeviceEvent, utcnow
 from fleet.rollouts import assignment_for, record_report
-from fleet.schemas import CheckIn, CheckInReply, PendingCommand
+from fleet.schemas import CheckIn, CheckInReply, NextKey, PendingCommand
 
 MAX_COMMANDS_PER_REPLY = 10
 
@@ -38,8 +39,19 @@ def keyset_values(report: CheckIn) -> dict[str, Any]:
     return values
 
 
-def handle_checkin(session: Session, device: DeviceRow, report: CheckIn) -> CheckInReply:
+def next_key_for(device: DeviceRow, current: bytes) -> NextKey | None:
+    """The pending next key, hidden under the current one, while a rotation awaits proof."""
+    if device.next_secret_enc is None:
+        return None
+    nxt = decrypt_secret(get_settings().master_key_bytes(), device.next_secret_enc, device.uid)
+    version = device.key_version + 1
+    pad = rotation_pad(current, device.uid, version)
+    return NextKey(version=version, key=xor32(nxt, pad).hex())
+
+
+def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> CheckInReply:
     """Apply one check-in in a single transaction and build the reply."""
+    device = ident.device
     now = utcnow()
     device.fw_version = report.fw_version
     keyset = keyset_values(report)
@@ -81,6 +93,7 @@ def handle_checkin(session: Session, device: DeviceRow, report: CheckIn) -> Chec
         commands=[PendingCommand(id=row.id, type=row.type, args=row.args) for row in pending],
         update=assignment_for(session, device, now),
     )
+    reply.next_key = next_key_for(device, ident.secret)
     if report.keyset is not None:
         reply.key_statements = statements_after(session, report.keyset)
     if version > report.config_version:

@@ -6,7 +6,8 @@ statement records the nonce and the state only for nodes that need nothing else,
 node it either does the whole check-in or writes nothing; anything it cannot settle (a command
 to deliver, a newer configuration, an active rollout, a key statement after the node's reported
 key set, a change of its key-set refusal (an event to record), acknowledgements, an update
-report, an unknown, rotated or decommissioned node, a replay, a bad signature) goes to the full
+report, an unknown, rotated or decommissioned node, a key rotation awaiting the node's proof,
+a stale timestamp, a replay, a bad signature) goes to the full
 path (fleet/checkin.py), which decides it alone.
 
 Check-ins that arrive while a statement is in flight wait for the next one, which then takes
@@ -64,7 +65,7 @@ WITH input AS (
              keyset_error)
 ), settled AS (
     SELECT i.* FROM input i JOIN device d ON d.id = i.id
-    WHERE d.status = 'active' AND d.key_version = i.key_version
+    WHERE d.status = 'active' AND d.key_version = i.key_version AND d.next_secret_enc IS NULL
       AND NOT EXISTS (SELECT 1 FROM command c WHERE c.device_id = d.id AND c.acked_at IS NULL)
       AND NOT EXISTS (SELECT 1 FROM rollout r WHERE r.state = 'active')
       AND (SELECT coalesce(sum(p.version), 0) FROM configprofile p
@@ -163,9 +164,10 @@ class QuickCheckin:
         return known
 
     async def attempt(self, method: str, path: str, signed: SignedHeaders, body: bytes,
-                      report: CheckIn) -> CheckInReply | None:
-        """Settle a plain check-in, or return None having written nothing for it."""
-        if report.acks or report.update is not None:
+                      report: CheckIn) -> tuple[CheckInReply, bytes] | None:
+        """Settle a plain check-in: its reply and the key that signed it (which signs the
+        reply), or None having written nothing for it."""
+        if report.acks or report.update is not None or signed.stale:
             return None
         pool = await self._connections()
         if pool is None:
@@ -186,7 +188,7 @@ class QuickCheckin:
         if not await self._settle(row):
             return None
         self.settled += 1
-        return CheckInReply(server_time=int(time.time()), next_checkin_s=self._interval)
+        return CheckInReply(server_time=int(time.time()), next_checkin_s=self._interval), secret
 
     async def _settle(self, row: tuple) -> bool:
         """Queue the row for the next statement; True once that statement settled it."""

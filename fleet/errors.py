@@ -40,5 +40,13 @@ class TooLarge(DomainError):
     """The request body is larger than the server accepts (HTTP 413)."""
 
 
+class TooMany(DomainError):
+    """Too many attempts in too short a time: try again later (HTTP 429, with Retry-After)."""
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 class Invalid(DomainError):
     """A well-formed request whose content is refused: bad bundle, filter, plan (HTTP 422)."""

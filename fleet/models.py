@@ -57,6 +57,10 @@ class Device(SQLModel, table=True):
     status: str = Field(default="active", max_length=16)  # active | decommissioned
     secret_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     key_version: int = 1
+    # The next key (version key_version + 1) while an over-the-air rotation awaits the node's
+    # proof: delivered in check-in replies; the first request signed with it makes it current.
+    next_secret_enc: bytes | None = Field(default=None,
+                                          sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = Field(default_factory=utcnow,
                                  sa_column=Column(DateTime(timezone=True), nullable=False))
     last_seen: datetime | None = _ts()  # not indexed: every check-in writes it
@@ -78,6 +82,14 @@ class Enrollment(SQLModel, table=True):
     device_id: int = Field(foreign_key="device.id", index=True)
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     used_at: datetime | None = _ts()
+
+
+class EnrollAttempt(SQLModel, table=True):
+    """Enrollment attempts counted per window, per code and per address (rate limiting)."""
+
+    bucket: str = Field(primary_key=True, max_length=80)  # "code:<hash>" or "addr:<address>"
+    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    count: int = 0
 
 
 class ApiToken(SQLModel, table=True):

@@ -6,6 +6,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from fleet.core.crypto import (
@@ -15,9 +16,9 @@ from fleet.core.crypto import (
     new_enrollment_code,
 )
 from fleet.core.settings import get_settings
-from fleet.errors import Conflict, Forbidden, Gone, NotFound
-from fleet.models import Device, DeviceEvent, Enrollment, utcnow
-from fleet.schemas import DeviceCredentials, DeviceRegistration
+from fleet.errors import Conflict, Forbidden, Gone, NotFound, TooMany
+from fleet.models import Device, DeviceEvent, EnrollAttempt, Enrollment, utcnow
+from fleet.schemas import DeviceCredentials, DeviceRegistration, KeyRotation
 
 
 def _new_uid() -> str:
@@ -66,16 +67,43 @@ def get_device(session: Session, uid: str) -> Device:
     return device
 
 
-def rotate_key(session: Session, uid: str, actor: str) -> DeviceCredentials:
-    """Give the node a new secret; the old one stops working at once."""
+def rotate_key(session: Session, uid: str, actor: str) -> KeyRotation:
+    """Start an over-the-air rotation: a next key, delivered in the node's check-in replies
+    (hidden under its current key); both keys are accepted until the node signs with the
+    next, which then becomes the only one. Refused while one is already pending."""
     device = get_device(session, uid)
     if device.status != "active":
         raise Conflict(f"device {uid} is {device.status}; its key cannot be rotated")
+    next_version = device.key_version + 1
+    if device.next_secret_enc is not None:
+        raise Conflict(f"device {uid} has a rotation to key version {next_version} pending "
+                       "(it is delivered at the node's next check-in and takes effect when the "
+                       "node signs with it); to cut the node off now, retire its key instead")
+    device.next_secret_enc = encrypt_secret(get_settings().master_key_bytes(),
+                                            new_device_secret(), uid)
+    assert device.id is not None
+    session.add(DeviceEvent(device_id=device.id, kind="key_rotation_started",
+                            detail={"by": actor, "next_key_version": next_version}))
+    session.commit()
+    return KeyRotation(device_id=uid, key_version=device.key_version,
+                       next_key_version=next_version,
+                       detail="the next key goes to the node at its next check-in; the current "
+                              "key stays valid until the node signs with the next")
+
+
+def retire_key(session: Session, uid: str, actor: str) -> DeviceCredentials:
+    """Give the node a new secret now; the old one (and any pending rotation) stops working
+    at once, so the node must be re-provisioned with the secret returned (a compromised
+    node, a lost identity)."""
+    device = get_device(session, uid)
+    if device.status != "active":
+        raise Conflict(f"device {uid} is {device.status}; its key cannot be retired")
     secret = new_device_secret()
     device.secret_enc = encrypt_secret(get_settings().master_key_bytes(), secret, uid)
+    device.next_secret_enc = None
     device.key_version += 1
     assert device.id is not None
-    session.add(DeviceEvent(device_id=device.id, kind="key_rotated",
+    session.add(DeviceEvent(device_id=device.id, kind="key_retired",
                             detail={"by": actor, "key_version": device.key_version}))
     session.commit()
     return DeviceCredentials(device_id=uid, pole_id=device.pole_id, secret=secret.hex(),
@@ -107,25 +135,69 @@ def issue_enrollment(session: Session, uid: str, ttl_days: int, actor: str) -> s
     return code
 
 
+# A node whose enrollment reply was lost (a power cut, a dropped connection) redeems its code
+# again: within this time, and while the identity it was given has not been used, it gets a
+# fresh one and the previous is retired.
+ENROLL_GRACE = timedelta(hours=1)
+# Redemption attempts allowed per window: per code (guessing one code) and per address.
+ENROLL_LIMITS = {"code": (10, 3600), "addr": (30, 600)}
+
+
+def count_enroll_attempt(session: Session, code: str, address: str) -> None:
+    """Count one redemption attempt against its code and its address, in its own committed
+    transaction (a refused attempt counts too); TooMany when either is over its limit."""
+    now = utcnow()
+    for kind, value in (("code", hash_token(code.strip().upper())), ("addr", address)):
+        limit, window_s = ENROLL_LIMITS[kind]
+        bucket = f"{kind}:{value}"[:80]
+        row = session.get(EnrollAttempt, bucket, with_for_update=True)
+        if row is None:
+            row = EnrollAttempt(bucket=bucket, window_start=now, count=0)
+        start = row.window_start if row.window_start.tzinfo else \
+            row.window_start.replace(tzinfo=UTC)
+        if (now - start).total_seconds() >= window_s:
+            row.window_start, row.count, start = now, 0, now
+        row.count += 1
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError:  # another request created the bucket first: count there
+            session.rollback()
+            return count_enroll_attempt(session, code, address)
+        if row.count > limit:
+            retry = int(window_s - (now - start).total_seconds()) + 1
+            what = "code" if kind == "code" else "address"
+            raise TooMany(f"too many enrollment attempts for this {what}; "
+                          f"try again in {retry} s", retry)
+
+
 def redeem_enrollment(session: Session, code: str) -> DeviceCredentials:
-    """Exchange a one-time code for the node's identity; issues a fresh secret (key rotation)."""
+    """Exchange a one-time code for the node's identity; issues a fresh secret (key rotation).
+
+    A code already redeemed is accepted again within ENROLL_GRACE while its identity has not
+    been used (the node never got the reply): a fresh identity, the previous one retired.
+    """
     row = session.execute(
         select(Enrollment).where(Enrollment.code_hash == hash_token(code.strip().upper()))
     ).scalar_one_or_none()
     now = datetime.now(UTC)
     if row is None:
         raise NotFound("unknown enrollment code")
-    if row.used_at is not None:
-        raise Conflict("enrollment code already used; ask an operator for a new one")
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
-    if expires < now:
-        raise Gone("enrollment code expired; ask an operator for a new one")
     device = session.get(Device, row.device_id)
     assert device is not None
+    if row.used_at is not None:
+        used = row.used_at if row.used_at.tzinfo else row.used_at.replace(tzinfo=UTC)
+        seen = device.last_seen
+        seen = seen if seen is None or seen.tzinfo else seen.replace(tzinfo=UTC)
+        if now - used > ENROLL_GRACE or (seen is not None and seen >= used):
+            raise Conflict("enrollment code already used; ask an operator for a new one")
+    elif expires < now:
+        raise Gone("enrollment code expired; ask an operator for a new one")
     if device.status != "active":
         raise Forbidden(f"device is {device.status}")
+    again = row.used_at is not None
     row.used_at = now
     session.add(row)
     session.flush()
-    creds = rotate_key(session, device.uid, actor="enrollment")
-    return creds
+    return retire_key(session, device.uid, actor="enrollment again" if again else "enrollment")

@@ -146,6 +146,24 @@ class PendingCommand(BaseModel):
     args: dict[str, Any]
 
 
+class NextKey(BaseModel):
+    """The node's next device key, delivered in a check-in reply while a rotation is pending."""
+
+    version: int = Field(description="the key version it becomes")
+    key: str = Field(description="hex of the 32-byte key XOR fleet.core.crypto.rotation_pad "
+                                 "(HMAC-SHA256 under the current key over 'rotate', the device "
+                                 "id and the version)")
+
+
+class KeyRotation(BaseModel):
+    """An over-the-air key rotation the server has started."""
+
+    device_id: str
+    key_version: int = Field(description="the version in use until the node proves the next")
+    next_key_version: int
+    detail: str
+
+
 class CheckInReply(BaseModel):
     server_time: int
     next_checkin_s: int
@@ -157,6 +175,9 @@ class CheckInReply(BaseModel):
         [], description="Signed key statements (envelopes, canonical JSON) with serials above "
                         "the node's reported keyset, in serial order, at most 8; empty when "
                         "none or when the node reported no keyset")
+    next_key: NextKey | None = Field(
+        None, description="a key rotation awaiting the node's proof: the node stores the key, "
+                          "switches to it and signs its next request with it")
 
 
 class TokenOut(BaseModel):

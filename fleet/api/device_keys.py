@@ -1,4 +1,4 @@
-"""A node's credentials: a new secret (key rotation) or a one-time enrollment code."""
+"""A node's credentials: key rotation over the air, retiring a key now, enrollment codes."""
 
 from __future__ import annotations
 
@@ -7,17 +7,30 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from fleet.api.deps import SessionDep, TechnicianDep
-from fleet.registry import issue_enrollment, rotate_key
-from fleet.schemas import DeviceCredentials
+from fleet.registry import issue_enrollment, retire_key, rotate_key
+from fleet.schemas import DeviceCredentials, KeyRotation
 
 router = APIRouter(tags=["devices"])
 
 
-@router.post("/devices/{device_id}/rotate-key", response_model=DeviceCredentials,
-             responses={404: {"description": "no such device"}, 409: {"description": "retired"}})
-def rotate(device_id: str, caller: TechnicianDep, session: SessionDep) -> DeviceCredentials:
-    """Issue a new secret for the node; the old one is refused from now on."""
+@router.post("/devices/{device_id}/rotate-key", response_model=KeyRotation, status_code=202,
+             responses={404: {"description": "no such device"},
+                        409: {"description": "decommissioned, or a rotation already pending"}})
+def rotate(device_id: str, caller: TechnicianDep, session: SessionDep) -> KeyRotation:
+    """Rotate the node's key over the air: the next key goes to the node in its next check-in
+    reply, hidden under the current key; both are accepted until the node signs with the next,
+    then only the next. No visit needed."""
     return rotate_key(session, device_id, caller.name)
+
+
+@router.post("/devices/{device_id}/retire-key", response_model=DeviceCredentials,
+             responses={404: {"description": "no such device"},
+                        409: {"description": "decommissioned"}})
+def retire(device_id: str, caller: TechnicianDep, session: SessionDep) -> DeviceCredentials:
+    """Retire the node's key now (a compromised node): a new secret is returned, the old one
+    and any pending rotation are refused from this moment, and the node needs a technician to
+    provision the new secret."""
+    return retire_key(session, device_id, caller.name)
 
 
 @router.post("/devices/{device_id}/enrollment", status_code=201,

@@ -69,3 +69,27 @@ def new_enrollment_code() -> str:
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     raw = "".join(secrets.choice(alphabet) for _ in range(16))
     return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+
+
+def sign_reply(key: bytes, nonce: str, status: int, server_time: str, digest_hex: str) -> str:
+    """Hex HMAC-SHA256 over a reply to a device request (what the node checks).
+
+    The string: "reply", the request's nonce, the status, X-Server-Time and the SHA-256 hex of
+    the body (for a bundle download, the bundle's X-Bundle-SHA256), one per line. The nonce
+    binds the reply to the one request; the key is the one that signed the request (for an
+    enrollment, the enrollment code).
+    """
+    text = "\n".join(("reply", nonce, str(status), server_time, digest_hex)).encode()
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
+
+
+def rotation_pad(current: bytes, device_uid: str, next_version: int) -> bytes:
+    """The 32 bytes that hide the next device key in a check-in reply: HMAC-SHA256 under the
+    current key over the device and the next key's version (one pad per key version)."""
+    text = f"rotate\n{device_uid}\n{next_version}".encode()
+    return hmac.new(current, text, hashlib.sha256).digest()
+
+
+def xor32(a: bytes, b: bytes) -> bytes:
+    """Two 32-byte strings XORed (a key and its pad)."""
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))

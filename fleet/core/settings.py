@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     telemetry_max_batch: int = Field(500, ge=1, le=5000, description="Readings per ingest batch")
     telemetry_max_age_days: int = Field(30, ge=1, description="Oldest reading timestamp accepted")
     artifact_dir: Path | None = Field(None, description="Bundle store; default DATA_DIR/artifacts")
-    tls_dir: Path | None = Field(None, description="CA and server certificate; default DATA_DIR/tls")
+    tls_dir: Path | None = Field(None, description="CA, server certificate; default DATA_DIR/tls")
     max_bundle_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest release bundle")
     log_level: str = Field("info", description="debug, info, warning or error")
     log_json: bool = Field(False, description="One JSON object per log line instead of text")

@@ -82,9 +82,9 @@ def test_decommissioned_node_is_refused(register, device_call, client, tokens):
     assert "decommissioned" in resp.json()["detail"]
 
 
-def test_rotated_key_replaces_the_old_one(register, device_call, client, tokens):
+def test_a_retired_key_is_refused_at_once(register, device_call, client, tokens):
     creds = register()
-    resp = client.post(f"/api/v1/devices/{creds['device_id']}/rotate-key",
+    resp = client.post(f"/api/v1/devices/{creds['device_id']}/retire-key",
                        headers=tokens["technician"])
     assert resp.status_code == 200
     new = resp.json()

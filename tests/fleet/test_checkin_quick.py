@@ -67,7 +67,7 @@ def test_rotation_and_decommission_apply_to_a_cached_node_at_once(quick, registe
                                                                   client, tokens):
     creds = register()
     assert device_call(creds, "/device/v1/checkin", REPORT).status_code == 200
-    rotated = client.post(f"/api/v1/devices/{creds['device_id']}/rotate-key",
+    rotated = client.post(f"/api/v1/devices/{creds['device_id']}/retire-key",
                           headers=tokens["technician"]).json()
     assert device_call(creds, "/device/v1/checkin", REPORT).status_code == 401
     assert device_call(rotated, "/device/v1/checkin", REPORT).status_code == 200
@@ -79,6 +79,18 @@ def test_rotation_and_decommission_apply_to_a_cached_node_at_once(quick, registe
     # the first check-in, and the second with the new key (the first one with it found the old
     # key cached, failed to verify there, and was answered by the full path)
     assert quick.settled == 2
+
+
+def test_a_pending_rotation_is_delivered_rather_than_settled_quickly(quick, register,
+                                                                    device_call, client, tokens):
+    creds = register()
+    assert device_call(creds, "/device/v1/checkin", REPORT).status_code == 200
+    started = client.post(f"/api/v1/devices/{creds['device_id']}/rotate-key",
+                          headers=tokens["technician"])
+    assert started.status_code == 202
+    reply = device_call(creds, "/device/v1/checkin", REPORT)
+    assert reply.status_code == 200 and reply.json()["next_key"]["version"] == 2
+    assert quick.settled == 1  # only the check-in before the rotation
 
 
 def test_a_bad_signature_from_a_cached_node_is_refused(quick, register, device_call):
@@ -93,7 +105,7 @@ def _signed(creds: dict, body: bytes) -> SignedHeaders:
                              body)
     return SignedHeaders(uid=headers["X-Device-Id"], ts_text=headers["X-Timestamp"],
                          ts=int(headers["X-Timestamp"]), nonce=headers["X-Nonce"],
-                         signature=headers["X-Signature"], received_at=time.time())
+                         signature=headers["X-Signature"], received_at=time.time(), stale=False)
 
 
 def _call(creds: dict, uptime_s: int) -> tuple[SignedHeaders, bytes, CheckIn]:

@@ -16,3 +16,19 @@ def signed_headers(device_id: str, secret_hex: str, method: str, path: str, body
     sig = sign_request(bytes.fromhex(secret_hex), method, path, ts_text, nonce, body)
     return {"X-Device-Id": device_id, "X-Timestamp": ts_text, "X-Nonce": nonce,
             "X-Signature": sig, "Content-Type": "application/json"}
+
+
+def reply_signed_by(resp, key: bytes, nonce: str) -> bool:
+    """True when an httpx response carries a valid X-Reply-Signature under `key` for `nonce`."""
+    import hashlib
+    import hmac
+
+    from fleet.core.crypto import sign_reply
+
+    mac = resp.headers.get("x-reply-signature")
+    if not mac:
+        return False
+    digest = resp.headers.get("x-bundle-sha256") or hashlib.sha256(resp.content).hexdigest()
+    expected = sign_reply(key, nonce, resp.status_code, resp.headers.get("x-server-time", ""),
+                          digest)
+    return hmac.compare_digest(expected, mac)

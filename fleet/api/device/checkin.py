@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from fleet.auth import authenticated_device, signed_headers, signed_path
+from fleet.auth import authenticated_device, sign_replies_with, signed_headers, signed_path
 from fleet.checkin import handle_checkin
 from fleet.core.db import get_engine
 from fleet.schemas import CheckIn, CheckInReply, inline_json_schema
@@ -38,7 +38,10 @@ async def checkin(request: Request) -> Response:
     quick = request.app.state.quick_checkin
     reply = None
     if quick is not None:
-        reply = await quick.attempt(request.method, signed_path(request), signed, raw, report)
+        settled = await quick.attempt(request.method, signed_path(request), signed, raw, report)
+        if settled is not None:
+            reply, secret = settled
+            sign_replies_with(request, secret)
     if reply is None:
         reply = await run_in_threadpool(_full_checkin, request, raw, report)
     return Response(reply.model_dump_json(), media_type="application/json")
@@ -48,4 +51,4 @@ def _full_checkin(request: Request, raw: bytes, report: CheckIn) -> CheckInReply
     """Every check-in the quick path leaves: authenticated and answered in one transaction."""
     with Session(get_engine(), expire_on_commit=False) as session:
         ident = authenticated_device(request, raw, session)
-        return handle_checkin(session, ident.device, report)
+        return handle_checkin(session, ident, report)

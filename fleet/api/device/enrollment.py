@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from fleet.api.deps import SessionDep
-from fleet.registry import redeem_enrollment
+from fleet.auth import sign_replies_with
+from fleet.registry import count_enroll_attempt, redeem_enrollment
 from fleet.schemas import DeviceCredentials, EnrollRequest
 
 router = APIRouter(tags=["device"])
 
 
 @router.post("/enroll", response_model=DeviceCredentials,
-             responses={404: {"description": "unknown code"}, 409: {"description": "code used"},
-                        410: {"description": "code expired"}})
-def enroll(body: EnrollRequest, session: SessionDep) -> DeviceCredentials:
-    """A factory-imaged node exchanges its one-time enrollment code for its identity."""
+             responses={404: {"description": "unknown code"},
+                        409: {"description": "code used (and its grace period over)"},
+                        410: {"description": "code expired"},
+                        429: {"description": "too many attempts for the code or the address"}})
+def enroll(body: EnrollRequest, request: Request, session: SessionDep) -> DeviceCredentials:
+    """A factory-imaged node exchanges its one-time enrollment code for its identity.
+
+    The reply is signed with the code (X-Reply-Signature over the request's X-Nonce), which
+    only the node and the server know. A node whose reply was lost redeems the same code again
+    within an hour and gets a fresh identity, as long as it never used the first.
+    """
+    sign_replies_with(request, body.code.encode())
+    count_enroll_attempt(session, body.code, request.client.host if request.client else "?")
     return redeem_enrollment(session, body.code)
