@@ -14,6 +14,7 @@ import contextlib
 import json
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -163,7 +164,9 @@ def test_3_a_dead_sensor_reaches_the_server_the_lamp_fails_lit_others_report(rig
 
 
 def test_4_an_hour_long_outage_loses_and_duplicates_nothing(rig, hil_record):
-    proxy = FaultProxy("127.0.0.1", int(rig.server.url.rsplit(":", 1)[1]))
+    # a TCP proxy: TLS passes through it, and the certificate covers 127.0.0.1
+    proxy = FaultProxy("127.0.0.1", int(rig.server.url.rsplit(":", 1)[1]),
+                       scheme=rig.server.url.split("://", 1)[0])
     try:
         rig.speed = 120.0
         [node] = rig.add_nodes(1, checkin_interval_s=60, node_url=proxy.url)
@@ -254,7 +257,7 @@ def test_7_power_cuts_during_an_update_brick_nothing(rig, hil_record):
     hil_record("power_cuts", cuts)
     hil_record("bricked", 0)
     hil_record("committed", committed)
-    httpx.get(rig.server.url + "/api/v1/healthz").raise_for_status()
+    httpx.get(rig.server.url + "/api/v1/healthz", verify=rig.server.ssl_context).raise_for_status()
 
 
 class _OfferInjector:
@@ -262,8 +265,11 @@ class _OfferInjector:
     offer into check-in replies: someone on the network offering a release the server never
     would. Every request and the rest of each reply pass unchanged."""
 
-    def __init__(self, server_url: str) -> None:
+    def __init__(self, server_url: str, verify: ssl.SSLContext | bool = True) -> None:
+        # The node reaches the injector over plain HTTP (with the fleet CA pinned, nobody on
+        # the path could answer for the server at all); the injector itself verifies the server.
         self.server_url = server_url
+        self.verify = verify
         self.offer: dict | None = None
         self.injected = 0
         outer = self
@@ -277,7 +283,7 @@ class _OfferInjector:
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "content-length", "connection")}
                 resp = httpx.request(method, outer.server_url + self.path, content=body,
-                                     headers=headers, timeout=30)
+                                     headers=headers, timeout=30, verify=outer.verify)
                 content = resp.content
                 if (outer.offer is not None and self.path.endswith("/device/v1/checkin")
                         and resp.status_code == 200):
@@ -318,7 +324,7 @@ def test_8_a_rotated_key_reaches_a_lamppost_and_a_revoked_one_is_refused(rig, hi
     """Key statements over the air: a lamppost provisioned with the rig's key alone installs a
     release signed only by a key a rotation introduced; after a revocation of that key the
     server refuses and never offers its releases, and the lamppost refuses one offered anyway."""
-    injector = _OfferInjector(rig.server.url)
+    injector = _OfferInjector(rig.server.url, verify=rig.server.ssl_context)
     try:
         [node] = rig.add_nodes(1, node_url=injector.url)
         rig.wait_until("the node online", lambda: _all_online(rig, 1))
@@ -344,11 +350,13 @@ def test_8_a_rotated_key_reaches_a_lamppost_and_a_revoked_one_is_refused(rig, hi
         # The server never offers what the revoked key signed, and no longer takes it.
         refused = httpx.post(f"{rig.server.url}/api/v1/releases",
                              content=rig.release("0.7.0", 7, key=second, upload=False)
-                             .read_bytes(), headers=rig.server.operator_headers, timeout=60)
+                             .read_bytes(), headers=rig.server.operator_headers, timeout=60,
+                             verify=rig.server.ssl_context)
         assert refused.status_code == 422 and "revoked" in refused.text
         offered = httpx.post(f"{rig.server.url}/api/v1/rollouts",
                              json={"release_id": late["id"], "waves": [100]},
-                             headers=rig.server.operator_headers, timeout=60)
+                             headers=rig.server.operator_headers, timeout=60,
+                             verify=rig.server.ssl_context)
         if offered.status_code == 201:
             late_rollout = offered.json()
             assert late_rollout["state"] == "paused" and "revoked" in late_rollout[

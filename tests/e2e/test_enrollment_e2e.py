@@ -16,7 +16,8 @@ from tools.emulator.scenario import Scenario
 def test_factory_node_redeems_its_code_at_boot_and_checks_in(live_server, tmp_path):
     resp = httpx.post(f"{live_server.url}/api/v1/devices/batch",
                       json={"devices": [{"pole_id": "FAC-1", "board": "emulated"}],
-                            "enrollment": True}, headers=live_server.operator_headers)
+                            "enrollment": True}, headers=live_server.operator_headers,
+                      verify=live_server.ssl_context)
     issued = resp.json()[0]
     flash = tmp_path / "flash"
     flash.mkdir()
@@ -29,7 +30,8 @@ def test_factory_node_redeems_its_code_at_boot_and_checks_in(live_server, tmp_pa
         shown: dict = {}
         while time.monotonic() < deadline:
             shown = httpx.get(f"{live_server.url}/api/v1/devices/{issued['device_id']}",
-                              headers=live_server.operator_headers).json()
+                              headers=live_server.operator_headers,
+                              verify=live_server.ssl_context).json()
             if shown["online"]:
                 break
             time.sleep(0.5)

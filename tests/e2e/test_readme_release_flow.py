@@ -50,11 +50,16 @@ def test_the_readme_release_flow_commits_on_the_demo_lampposts(tmp_path: Path) -
     fleet = None
     try:
         _, public = demo_release_key(data)
-        trust_on_server(server.url, server.operator_token, public, "demo release key")
+        trust_on_server(server.url, server.operator_token, public, "demo release key",
+                        verify=server.ssl_context)
         fleet = start_fleet(server.url, server.operator_token, 2, data / "sim", prefix="DEMO",
                             speed=10.0, start_epoch=int(time.time()) - 6 * 3600,
-                            keys=release_key_set([public]))
-        env = dict(os.environ, LAMPLIGHTER_SERVER=server.url,
+                            keys=release_key_set([public]), verify=server.ssl_context,
+                            ca_der=server.ca_der)
+        # as under `make run`: the CLI finds the server's CA in the data directory by itself
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LAMPLIGHTER_CA", "LAMPLIGHTER_TLS_DIR")}
+        env.update(LAMPLIGHTER_SERVER=server.url, LAMPLIGHTER_DATA_DIR=str(data),
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
         def run(commands: list[str]) -> None:
@@ -74,13 +79,15 @@ def test_the_readme_release_flow_commits_on_the_demo_lampposts(tmp_path: Path) -
         deadline = time.monotonic() + 300
         states: dict = {}
         while time.monotonic() < deadline:
-            rows = httpx.get(f"{server.url}/api/v1/rollouts/1/nodes", headers=headers).json()
+            rows = httpx.get(f"{server.url}/api/v1/rollouts/1/nodes", headers=headers,
+                             verify=server.ssl_context).json()
             states = {r["device_id"]: r["state"] for r in rows}
             if len(states) == 2 and set(states.values()) == {"committed"}:
                 break
             time.sleep(1)
         assert len(states) == 2 and set(states.values()) == {"committed"}, states
-        devices = httpx.get(f"{server.url}/api/v1/devices", headers=headers).json()
+        devices = httpx.get(f"{server.url}/api/v1/devices", headers=headers,
+                            verify=server.ssl_context).json()
         assert {d["fw_version"] for d in devices} == {"1.2.0"}
         assert {d["keyset"] for d in devices} == {1}  # the rotation reached both lampposts
 
@@ -88,7 +95,8 @@ def test_the_readme_release_flow_commits_on_the_demo_lampposts(tmp_path: Path) -
         run(key_commands)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            devices = httpx.get(f"{server.url}/api/v1/devices", headers=headers).json()
+            devices = httpx.get(f"{server.url}/api/v1/devices", headers=headers,
+                                verify=server.ssl_context).json()
             if {d["keyset"] for d in devices} == {3}:
                 break
             time.sleep(1)

@@ -25,16 +25,17 @@ def test_node_resumes_download_installs_and_commits_a_rollout(live_server, tmp_p
     key = generate_private_key()
     ops = live_server.operator_headers
     api = f"{live_server.url}/api/v1"
+    tls = live_server.ssl_context
     httpx.post(f"{api}/keys", json={"public_key": raw_public_key(key).hex()},
-               headers=ops).raise_for_status()
+               headers=ops, verify=tls).raise_for_status()
     files = app_files(NEW, pad=5000)
     bundle = pack_bundle(files, version=NEW, sequence=12, key=key)
-    release = httpx.post(f"{api}/releases", content=bundle, headers=ops)
+    release = httpx.post(f"{api}/releases", content=bundle, headers=ops, verify=tls)
     release.raise_for_status()
     release_id = release.json()["id"]
     creds = live_server.register("LIVE-1")
     rollout = httpx.post(f"{api}/rollouts", json={"release_id": release_id, "waves": [100]},
-                         headers=ops)
+                         headers=ops, verify=tls)
     rollout.raise_for_status()
     rollout_id = rollout.json()["id"]
 
@@ -62,11 +63,11 @@ def test_node_resumes_download_installs_and_commits_a_rollout(live_server, tmp_p
     assert outputs[0][0]["version"] == FACTORY_VERSION
     assert outputs[1][0] == {"event": "boot", "slot": "./slots/b", "version": NEW}
     assert slot_matches(flash, "b", files)
-    nodes = httpx.get(f"{api}/rollouts/{rollout_id}/nodes", headers=ops).json()
+    nodes = httpx.get(f"{api}/rollouts/{rollout_id}/nodes", headers=ops, verify=tls).json()
     assert [(n["device_id"], n["state"]) for n in nodes] == [(creds["device_id"], "committed")]
     history = [e["state"] for e in
-               httpx.get(f"{api}/rollouts/{rollout_id}/events", headers=ops).json()
+               httpx.get(f"{api}/rollouts/{rollout_id}/events", headers=ops, verify=tls).json()
                if e.get("device_id") == creds["device_id"]]
     assert history[0] == "offered" and history[-1] == "committed"
     assert "installed" in history
-    assert httpx.get(f"{api}/rollouts/{rollout_id}", headers=ops).json()["state"] == "completed"
+    assert httpx.get(f"{api}/rollouts/{rollout_id}", headers=ops, verify=tls).json()["state"] == "completed"

@@ -180,12 +180,14 @@ def test_keygen_writes_the_public_key_in_the_requested_format(tmp_path):
 def test_rotate_with_upload_publishes_the_statement(tmp_path, live_server):
     import httpx
 
-    env = {"LAMPLIGHTER_SERVER": live_server.url, "LAMPLIGHTER_TOKEN": live_server.operator_token}
+    env = {"LAMPLIGHTER_SERVER": live_server.url, "LAMPLIGHTER_TOKEN": live_server.operator_token,
+           "LAMPLIGHTER_CA": live_server.verify}
     old_private, old_public = keygen(tmp_path, "old.pem")
     _, new_public = keygen(tmp_path, "new.pem")
     httpx.post(f"{live_server.url}/api/v1/keys",
                json={"public_key": (old_public).read_text()},
-               headers=live_server.operator_headers).raise_for_status()
+               headers=live_server.operator_headers,
+               verify=live_server.ssl_context).raise_for_status()
     wrong = invoke("rotate", "--old-key", old_private, "--new-public", new_public,
                    "--out", tmp_path / "rot.json", "--serial", "2", "--upload", env=env)
     assert wrong.exit_code == 1
@@ -197,7 +199,7 @@ def test_rotate_with_upload_publishes_the_statement(tmp_path, live_server):
     assert done.exit_code == 0, done.output
     assert "server: statement 1 stored (rotation" in done.output
     chain = httpx.get(f"{live_server.url}/api/v1/keys/statements",
-                      headers=live_server.operator_headers).json()
+                      headers=live_server.operator_headers, verify=live_server.ssl_context).json()
     assert [s["envelope"] for s in chain] == [(tmp_path / "rot.json").read_text()]
     new_id = key_id(load_public_key(new_public))
     revoked = invoke("revoke", "0" * 16, "--key", tmp_path / "new.pem", "--serial", "2",

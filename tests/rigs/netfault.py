@@ -24,8 +24,9 @@ class FaultProxy:
     ones are reset. `cut_after(n)` drops a reply part-way (a download broken mid-transfer).
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, scheme: str = "http") -> None:
         self.target = (target_host, target_port)
+        self.scheme = scheme  # "https" in front of a TLS server: the bytes pass through as they are
         self.state = FaultState()
         self.connections = 0
         self.refused = 0
@@ -38,7 +39,7 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def outage(self, on: bool = True) -> None:
         self.state.outage = on

@@ -30,20 +30,23 @@ def build(tmp_path: Path, key, sequence: int, name: str) -> Path:
 @pytest.fixture
 def runner(live_server) -> CliRunner:
     return CliRunner(env={"LAMPLIGHTER_SERVER": live_server.url,
-                          "LAMPLIGHTER_TOKEN": live_server.operator_token})
+                          "LAMPLIGHTER_TOKEN": live_server.operator_token,
+                          "LAMPLIGHTER_CA": live_server.verify})
 
 
 def test_upload_stores_the_release_and_prints_it(live_server, runner, tmp_path) -> None:
     key = generate_private_key()
     httpx.post(f"{live_server.url}/api/v1/keys", json={"public_key": raw_public_key(key).hex()},
-               headers=live_server.operator_headers).raise_for_status()
+               headers=live_server.operator_headers,
+               verify=live_server.ssl_context).raise_for_status()
     bundle = build(tmp_path, key, 21, "good")
     assert bundle.stat().st_size > 200_000  # more than one 64 KB chunk on the wire
 
     result = runner.invoke(cli, ["upload", str(bundle), "--notes", "night dimming fix"])
     assert result.exit_code == 0, result.output
     releases = httpx.get(f"{live_server.url}/api/v1/releases",
-                         headers=live_server.operator_headers).json()
+                         headers=live_server.operator_headers,
+                         verify=live_server.ssl_context).json()
     assert [(r["version"], r["sequence"], r["notes"], r["bundle_size"]) for r in releases] == [
         ("2.0.21", 21, "night dimming fix", bundle.stat().st_size)]
     assert f"release {releases[0]['id']}: version 2.0.21 sequence 21" in result.output
@@ -59,7 +62,8 @@ def test_upload_signed_by_an_untrusted_key_is_refused(live_server, runner, tmp_p
     assert result.exit_code == 1
     assert "refused (422)" in result.output
     assert httpx.get(f"{live_server.url}/api/v1/releases",
-                     headers=live_server.operator_headers).json() == []
+                     headers=live_server.operator_headers,
+                     verify=live_server.ssl_context).json() == []
 
 
 def test_upload_without_a_token_says_how_to_get_one(live_server, tmp_path) -> None:
@@ -91,7 +95,7 @@ def test_trust_then_upload_then_distrust_from_the_cli(runner, tmp_path):
 
 def _trust(server, key) -> str:
     httpx.post(f"{server.url}/api/v1/keys", json={"public_key": raw_public_key(key).hex()},
-               headers=server.operator_headers).raise_for_status()
+               headers=server.operator_headers, verify=server.ssl_context).raise_for_status()
     return key_id(key)
 
 
@@ -103,7 +107,8 @@ def _checkin(server, creds: dict, report: dict) -> dict:
     body = json.dumps(report).encode()
     headers = signed_headers(creds["device_id"], creds["secret"], "POST", "/device/v1/checkin",
                              body)
-    resp = httpx.post(f"{server.url}/device/v1/checkin", content=body, headers=headers)
+    resp = httpx.post(f"{server.url}/device/v1/checkin", content=body, headers=headers,
+                      verify=server.ssl_context)
     resp.raise_for_status()
     return resp.json()
 
@@ -155,7 +160,8 @@ def test_keys_shows_the_nodes_still_trusting_a_revoked_key(live_server, runner):
     envelope = make_revocation(other, [kid], serial=1)
     httpx.post(f"{live_server.url}/api/v1/keys/statements", content=envelope,
                headers=dict(live_server.operator_headers,
-                            **{"Content-Type": "application/json"})).raise_for_status()
+                            **{"Content-Type": "application/json"}),
+               verify=live_server.ssl_context).raise_for_status()
     reply = _checkin(live_server, nodes[0], {"fw_version": "1.0.0", "keyset": 0})
     assert reply["key_statements"] == [envelope.decode()]
     _checkin(live_server, nodes[0], {"fw_version": "1.0.0", "keyset": 1})

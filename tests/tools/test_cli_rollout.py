@@ -16,7 +16,7 @@ from tools.cli.main import app as cli
 def _release(server, tmp_path) -> int:
     key = generate_private_key()
     httpx.post(f"{server.url}/api/v1/keys", json={"public_key": raw_public_key(key).hex()},
-               headers=server.operator_headers).raise_for_status()
+               headers=server.operator_headers, verify=server.ssl_context).raise_for_status()
     app = tmp_path / "app"
     app.mkdir()
     (app / "mod.py").write_text("X = 1\n")
@@ -25,7 +25,7 @@ def _release(server, tmp_path) -> int:
                              compile_py=False)
     write_bundle(tmp_path / "stage", sign_manifest(manifest, key), tmp_path / "b.llb")
     resp = httpx.post(f"{server.url}/api/v1/releases", content=(tmp_path / "b.llb").read_bytes(),
-                      headers=server.operator_headers)
+                      headers=server.operator_headers, verify=server.ssl_context)
     resp.raise_for_status()
     return resp.json()["id"]
 
@@ -34,7 +34,8 @@ def test_rollout_create_status_pause_from_the_cli(live_server, tmp_path):
     for i in range(4):
         live_server.register(f"CLI-{i}", group="harbour")
     release_id = _release(live_server, tmp_path)
-    env = {"LAMPLIGHTER_SERVER": live_server.url, "LAMPLIGHTER_TOKEN": live_server.operator_token}
+    env = {"LAMPLIGHTER_SERVER": live_server.url, "LAMPLIGHTER_TOKEN": live_server.operator_token,
+           "LAMPLIGHTER_CA": live_server.verify}
     runner = CliRunner(env=env)
     made = runner.invoke(cli, ["rollout", "create", str(release_id), "--waves", "25,100",
                                "--group", "harbour", "--window", "9-16", "--tz", "Europe/Oslo"])
@@ -51,7 +52,8 @@ def test_rollout_create_status_pause_from_the_cli(live_server, tmp_path):
 
 
 def test_rollout_cli_explains_bad_input(live_server):
-    env = {"LAMPLIGHTER_SERVER": live_server.url, "LAMPLIGHTER_TOKEN": live_server.operator_token}
+    env = {"LAMPLIGHTER_SERVER": live_server.url, "LAMPLIGHTER_TOKEN": live_server.operator_token,
+           "LAMPLIGHTER_CA": live_server.verify}
     runner = CliRunner(env=env)
     bad = runner.invoke(cli, ["rollout", "create", "1", "--waves", "ten"])
     assert bad.exit_code == 2 and "comma-separated percentages" in bad.output

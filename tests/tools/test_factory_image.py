@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 from esptool.bin_image import ELFSection
 from esptool.cmds import image_info
 from esptool.targets import CHIP_DEFS
@@ -45,13 +46,20 @@ def firmware(tmp_path: Path, chip: str = "esp32") -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def trust_the_server(live_server: FleetServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI (here and in its subprocesses) trusts the test server's CA, as LAMPLIGHTER_CA."""
+    monkeypatch.setenv("LAMPLIGHTER_CA", str(live_server.verify))
+
+
 def cli(server: FleetServer, *args: str):
     return CliRunner().invoke(app, ["device", "factory-image", *args, "--server", server.url,
                                     "--token", server.operator_token])
 
 
 def devices(server: FleetServer) -> list[dict]:
-    return httpx.get(f"{server.url}/api/v1/devices", headers=server.operator_headers).json()
+    return httpx.get(f"{server.url}/api/v1/devices", headers=server.operator_headers,
+                     verify=server.ssl_context).json()
 
 
 def test_one_image_reads_back(live_server: FleetServer, tmp_path: Path, capsys) -> None:

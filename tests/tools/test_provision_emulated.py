@@ -33,6 +33,12 @@ def technician_token(server: FleetServer) -> str:
     return token
 
 
+@pytest.fixture(autouse=True)
+def trust_the_server(live_server: FleetServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI (here and in its subprocesses) trusts the test server's CA, as LAMPLIGHTER_CA."""
+    monkeypatch.setenv("LAMPLIGHTER_CA", str(live_server.verify))
+
+
 @pytest.fixture
 def node(tmp_path: Path):
     """An emulated lamppost: its street (world) and its console on a pty."""
@@ -65,7 +71,8 @@ def run(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def devices_on_pole(server: FleetServer, pole: str) -> list[dict]:
-    rows = httpx.get(f"{server.url}/api/v1/devices", headers=server.operator_headers).json()
+    rows = httpx.get(f"{server.url}/api/v1/devices", headers=server.operator_headers,
+                     verify=server.ssl_context).json()
     return [d for d in rows if d["pole_id"] == pole]
 
 

@@ -18,14 +18,15 @@ UNITS = {"temperature_c": "°C", "humidity_pct": "%RH", "pressure_hpa": "hPa", "
 def test_sim_nodes_check_in_and_their_telemetry_comes_back_with_units(live_server, tmp_path):
     # Virtual time runs 30× real time from an hour ago, so every reading stays in the past.
     fleet = start_fleet(live_server.url, live_server.operator_token, 2, tmp_path / "sim",
-                        speed=30, checkin_interval_s=60, start_epoch=int(time.time()) - 3600)
+                        speed=30, checkin_interval_s=60, start_epoch=int(time.time()) - 3600,
+                        verify=live_server.ssl_context, ca_der=live_server.ca_der)
     headers = live_server.operator_headers
     try:
         deadline = time.monotonic() + 90
         seen: dict[str, set[str]] = {}
         while time.monotonic() < deadline:
             rows = httpx.get(f"{live_server.url}/api/v1/telemetry/readings?limit=5000",
-                             headers=headers).json()["readings"]
+                             headers=headers, verify=live_server.ssl_context).json()["readings"]
             seen = {}
             for r in rows:
                 seen.setdefault(r["device_id"], set()).add(r["metric"])
@@ -35,14 +36,16 @@ def test_sim_nodes_check_in_and_their_telemetry_comes_back_with_units(live_serve
             time.sleep(1)
         assert sorted(seen) == sorted(n.device_id for n in fleet.nodes)
         assert all(set(UNITS) <= metrics for metrics in seen.values())
-        nodes = httpx.get(f"{live_server.url}/api/v1/devices?group=sim", headers=headers).json()
+        nodes = httpx.get(f"{live_server.url}/api/v1/devices?group=sim", headers=headers,
+                          verify=live_server.ssl_context).json()
         assert [n["online"] for n in nodes] == [True, True]
         assert all(n["fw_version"] for n in nodes)
     finally:
         fleet.stop()
     # A second start reuses the identities kept on the nodes' flash: no new registrations.
     again = start_fleet(live_server.url, live_server.operator_token, 2, tmp_path / "sim",
-                        speed=30, start_epoch=int(time.time()) - 3600)
+                        speed=30, start_epoch=int(time.time()) - 3600,
+                        verify=live_server.ssl_context, ca_der=live_server.ca_der)
     again.stop()
     assert [n.device_id for n in again.nodes] == [n.device_id for n in fleet.nodes]
 

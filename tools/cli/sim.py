@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
@@ -13,17 +13,29 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from tools.cli.api_client import ServerOption, TokenOption
+from tools.cli.api_client import (
+    DEFAULT_SERVER,
+    CaOption,
+    ServerOption,
+    TokenOption,
+    certificate_refused,
+    resolve_ca,
+    ssl_context_for,
+    tls_refusal_message,
+)
+
+if TYPE_CHECKING:
+    from tools.emulator.sim import Verify
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _fleet_table(server: str, token: str, poles: list[str]) -> Table:
+def _fleet_table(server: str, token: str, poles: list[str], verify: Verify = True) -> Table:
     table = Table("pole", "node", "state", "firmware", "lamp", "queue", "faults", "last seen",
                   title=f"emulated lampposts → {server}")
     try:
-        resp = httpx.get(f"{server}/api/v1/devices?limit=10000",
+        resp = httpx.get(f"{server}/api/v1/devices?limit=10000", verify=verify,
                          headers={"Authorization": f"Bearer {token}"}, timeout=5)
         nodes = {n["pole_id"]: n for n in resp.json()} if resp.status_code == 200 else {}
     except httpx.HTTPError:
@@ -46,8 +58,12 @@ def _fleet_table(server: str, token: str, poles: list[str]) -> Table:
 
 def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefix: str,
             checkin_interval_s: int, duration_s: float | None,
-            release_keys: list[Path] | None = None) -> None:
-    """Boot the fleet and show it until Ctrl-C (or `duration_s`)."""
+            release_keys: list[Path] | None = None, *, verify: Verify = True,
+            ca_der: bytes | None = None) -> None:
+    """Boot the fleet and show it until Ctrl-C (or `duration_s`).
+
+    `verify` is what the server's certificate must chain to; `ca_der` the CA the lampposts pin.
+    """
     from ota.errors import OtaError
     from tools.emulator.sim import release_key_set, start_fleet
 
@@ -62,18 +78,19 @@ def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefi
     console.print(f"booting {nodes} emulated lamppost(s) (MicroPython unix port) in {root} …")
     try:
         fleet = start_fleet(server, token, nodes, root, prefix=prefix, speed=speed,
-                            checkin_interval_s=checkin_interval_s, keys=keys)
+                            checkin_interval_s=checkin_interval_s, keys=keys, verify=verify,
+                            ca_der=ca_der)
     except (httpx.HTTPError, RuntimeError) as exc:
         err.print(f"[red]cannot start the fleet:[/red] {exc}")
         raise typer.Exit(1) from None
     poles = [n.pole_id for n in fleet.nodes]
     started = time.monotonic()
     try:
-        with Live(_fleet_table(server, token, poles), console=console,
+        with Live(_fleet_table(server, token, poles, verify), console=console,
                   refresh_per_second=1) as live:
             while duration_s is None or time.monotonic() - started < duration_s:
                 time.sleep(2)
-                live.update(_fleet_table(server, token, poles))
+                live.update(_fleet_table(server, token, poles, verify))
     except KeyboardInterrupt:
         pass
     finally:
@@ -86,6 +103,7 @@ def sim(
         "--nodes", "-n", min=1, max=200, help="How many lampposts.")] = 3,
     server: ServerOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
     root: Annotated[Path, typer.Option(
         help="Where each node's flash directory lives.")] = Path("var/sim"),
     speed: Annotated[float, typer.Option(min=0.1, max=1000,
@@ -101,12 +119,42 @@ def sim(
 
     Each node is registered once (with an operator or technician token) and keeps its identity
     and its release key set in its flash directory, so a second run reuses the same nodes.
+    Against an https server the lampposts pin the CA of --ca (default ./var/tls/ca.pem).
     """
     if not token:
         err.print("[red]no API token:[/red] pass --token or set LAMPLIGHTER_TOKEN")
         raise typer.Exit(2)
-    run_sim((server or "http://127.0.0.1:8000").rstrip("/"), token, nodes, root, speed, prefix,
-            checkin_interval_s, duration_s, release_key)
+    url = (server or DEFAULT_SERVER).rstrip("/")
+    ca_path = resolve_ca(ca)
+    verify = ssl_context_for(ca_path)
+    ca_der = None
+    if url.startswith("https://"):
+        if ca_path is None:
+            err.print("[red]the lampposts need the CA that signed the server's certificate "
+                      "to pin:[/red] pass --ca (or LAMPLIGHTER_CA); on the server's host it is "
+                      "<data dir>/tls/ca.pem")
+            raise typer.Exit(2)
+        from fleet.core.tls import ca_der_of
+
+        try:
+            ca_der = ca_der_of(ca_path.read_bytes())
+        except ValueError as exc:
+            err.print(f"[red]cannot read the CA certificate {ca_path}:[/red] {exc}")
+            raise typer.Exit(2) from None
+        _check_server_certificate(url, verify, ca_path)
+    run_sim(url, token, nodes, root, speed, prefix, checkin_interval_s, duration_s, release_key,
+            verify=verify, ca_der=ca_der)
+
+
+def _check_server_certificate(url: str, verify: Verify, ca: Path | None) -> None:
+    """Exit with a message when the server's certificate does not chain to `ca`."""
+    try:
+        httpx.get(f"{url}/api/v1/healthz", verify=verify, timeout=10)
+    except httpx.HTTPError as exc:
+        reason = certificate_refused(exc)
+        if reason is not None:
+            err.print(tls_refusal_message(url, ca, reason))
+            raise typer.Exit(3) from None
 
 
 def demo(
@@ -120,6 +168,9 @@ def demo(
 ) -> None:
     """The fleet server on its embedded SQLite (./var) with emulated lampposts reporting to it.
 
+    The server speaks HTTPS with the CA and certificate in ./var/tls (made on the first run);
+    the lampposts pin that CA.
+
     The server and the lampposts trust one release key: sign a release with it (or rotate from
     it to your own, `lamplighter release rotate`) and roll it out to group `sim`.
     """
@@ -130,7 +181,7 @@ def demo(
     private = None
     if release_key is None:
         private, release_key = demo_release_key(data_dir)
-    console.print(f"starting the fleet server on http://127.0.0.1:{port} (data in {data_dir})")
+    console.print(f"starting the fleet server on https://127.0.0.1:{port} (data in {data_dir})")
     try:
         # the demo's lampposts check in every 30 s, so a rollout is seen through in minutes
         server = start_fleet_server(data_dir, port=port, extra_env={
@@ -139,10 +190,15 @@ def demo(
     except RuntimeError as exc:
         err.print(f"[red]the fleet server did not start:[/red] {exc}")
         raise typer.Exit(1) from None
+    assert server.tls is not None
     console.print(f"dashboard: {server.url}/dashboard   API docs: {server.url}/docs")
+    console.print(f"the server's CA: {server.tls.ca_cert} (the CLI trusts it when run from "
+                  f"here, or with --ca / LAMPLIGHTER_CA; browsers warn until you import it)",
+                  soft_wrap=True)
     console.print(f"operator token (for the dashboard and the CLI): {server.operator_token}")
     try:
-        kid = trust_on_server(server.url, server.operator_token, release_key, "demo release key")
+        kid = trust_on_server(server.url, server.operator_token, release_key, "demo release key",
+                              verify=server.ssl_context)
     except (RuntimeError, httpx.HTTPError, OSError) as exc:
         err.print(f"[red]{exc}[/red]")
         server.stop()
@@ -153,7 +209,7 @@ def demo(
     try:
         if nodes:
             run_sim(server.url, server.operator_token, nodes, data_dir / "sim", 1.0, "DEMO", 30,
-                    duration_s, [release_key])
+                    duration_s, [release_key], verify=server.ssl_context, ca_der=server.ca_der)
         else:
             while duration_s is None or duration_s > 0:
                 time.sleep(1)
