@@ -166,15 +166,13 @@ def init_tls_cmd(
             err.print(f"[red]cannot make the certificates:[/red] {exc}")
             raise typer.Exit(2) from None
     for path in written:
-        console.print(f"wrote {path}", soft_wrap=True)
+        typer.echo(f"wrote {path}")
     kept = "" if files.ca_cert in written else " (kept: provisioned nodes keep trusting it)"
-    console.print(f"CA certificate: {files.ca_cert}{kept}", soft_wrap=True)
-    console.print(f"CA SHA-256 fingerprint: {_fingerprint(files.ca_cert.read_bytes())}",
-                  soft_wrap=True)
-    console.print(
-        "next: start the server (`lamplighter server run`); nodes receive this CA when they "
-        "are provisioned; operators' tools trust it with --ca "
-        f"{files.ca_cert} (or LAMPLIGHTER_CA).")
+    typer.echo(f"CA certificate: {files.ca_cert}{kept}")
+    typer.echo(f"CA SHA-256 fingerprint: {_fingerprint(files.ca_cert.read_bytes())}")
+    typer.echo("next: start the server (`lamplighter server run`). Nodes receive this CA when "
+               "they are provisioned; operators' tools trust it with "
+               f"--ca {files.ca_cert} (or LAMPLIGHTER_CA).")
 
 
 def _fingerprint(cert: bytes) -> str:
