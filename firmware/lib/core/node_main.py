@@ -45,7 +45,7 @@ def make_uplink(board, log):
         return make() if make is not None else None
     from net.uplink import Uplink
 
-    return Uplink(identity, board.epoch_s, log)
+    return Uplink(identity, board.epoch_s, log, root=root)
 
 
 def make_updater(board, uplink, log):

@@ -1,4 +1,5 @@
-"""A small HTTP/1.1 client over sockets for the node: bounded reads, streaming bodies, Range."""
+"""A small HTTP/1.1 client over sockets for the node: bounded reads, streaming bodies, Range,
+and TLS to the fleet server checked against the fleet CA pinned on the node."""
 
 from micropython import const
 import select
@@ -8,6 +9,7 @@ import time
 _MAX_HEADER_LINE = const(512)  # also the body's read buffer
 _MAX_HEADERS = const(32)
 _MAX_BODY = const(16384)
+CA_FILE = "/fleet_ca.der"  # the fleet CA certificate (DER), written at provisioning
 
 
 class HttpError(OSError):
@@ -24,29 +26,47 @@ class Response:
 
 
 def parse_url(url):
-    """(host, port, path prefix) of an http:// URL; https is terminated by the board's stack."""
-    if not url.startswith("http://"):
-        raise ValueError("only http:// URLs are supported here: " + url)
-    rest = url[7:]
+    """(host, port, path prefix, tls) of an https:// (port 443) or http:// (port 80) URL."""
+    tls = url.startswith("https://")
+    if not tls and not url.startswith("http://"):
+        raise ValueError("not an http(s):// URL: " + url)
+    rest = url[8 if tls else 7:]
     slash = rest.find("/")
     hostport, prefix = (rest, "") if slash < 0 else (rest[:slash], rest[slash:].rstrip("/"))
     if ":" in hostport:
         host, port = hostport.split(":", 1)
-        return host, int(port), prefix
-    return hostport, 80, prefix
+        return host, int(port), prefix, tls
+    return hostport, 443 if tls else 80, prefix, tls
 
 
 class HttpClient:
-    """One request per connection (Connection: close): simple, and nothing to leak on failure."""
+    """One request per connection (Connection: close): simple, and nothing to leak on failure.
 
-    def __init__(self, url, timeout_s=10):
-        self.host, self.port, self.prefix = parse_url(url)
+    https: the server must present a certificate for the URL's host signed by the CA in
+    `ca_file` (DER, read at each connection). http:// is refused unless `allow_http` (a test
+    server, a lab): the node never falls back to plain HTTP by itself.
+    """
+
+    def __init__(self, url, timeout_s=10, allow_http=False, ca_file=CA_FILE):
+        self.host, self.port, self.prefix, self.tls = parse_url(url)
+        self.allow_http = allow_http
+        self.ca_file = ca_file
         self.timeout_s = timeout_s
         self.addr = None
         self._deadline = None
         self.poll = None
 
     def connect(self):
+        ca = None
+        if self.tls:
+            try:
+                with open(self.ca_file, "rb") as f:
+                    ca = f.read()
+            except OSError:
+                raise HttpError("the node has no pinned CA (%s): https refused" % self.ca_file)
+        elif not self.allow_http:
+            raise HttpError("plain http:// refused (the identity does not allow it): "
+                            + self.host)
         try:
             if self.addr is None:
                 self.addr = socket.getaddrinfo(self.host, self.port, 0,
@@ -61,7 +81,25 @@ class HttpClient:
             sock.close()
             self.addr = None
             raise HttpError("cannot connect to %s:%d (%s)" % (self.host, self.port, exc))
-        return sock
+        if ca is None:
+            return sock
+        # TLS: the server checked against the pinned fleet CA; the handshake blocks, each
+        # wait bounded by the deadline
+        import ssl
+
+        try:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cadata=ca)
+            ca = None
+            sock.settimeout(self._left_s())
+            return ctx.wrap_socket(sock, server_hostname=self.host)
+        except (OSError, ValueError) as exc:  # mbedTLS names a bad certificate in a ValueError
+            sock.close()
+            if isinstance(exc, HttpError):
+                raise
+            raise HttpError("TLS with %s:%d failed: %s" % (self.host, self.port,
+                                                            str(exc).strip() or repr(exc)))
 
     def request(self, method, path, body=b"", headers=None, sink=None, deadline_s=None):
         """Send one request. The body goes to `sink` when given, else into Response.body.
