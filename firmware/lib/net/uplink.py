@@ -9,12 +9,18 @@ class Uplink:
 
     Only the link's state stays resident; signing and HTTP are loaded per exchange. `http`
     is a client to use instead of a new http_client.HttpClient per exchange (for tests).
+    An https server must present a certificate the fleet CA pinned at `root`/fleet_ca.der
+    signed; an http:// server is refused unless the identity says "insecure_http": true.
     """
 
-    def __init__(self, identity, clock_s, log=None, http=None):
+    def __init__(self, identity, clock_s, log=None, http=None, root=""):
         self.device_id = identity["device_id"]
         self.secret = identity["secret"]  # hex
+        self.key_version = identity.get("key_version", 1)
+        self.identity_file = root + "/identity.json"  # rewritten when the key rotates
         self.server = identity["server"]
+        self.insecure_http = identity.get("insecure_http", False)
+        self.ca_file = root + "/fleet_ca.der"  # http_client.CA_FILE on this node's flash
         self.http = http
         self.addr = None  # the server's resolved address, kept between exchanges
         self.clock_s = clock_s
