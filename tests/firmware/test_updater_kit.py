@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ota.bundle import mpy_cross_compile
 from ota.keys import key_id, raw_public_key
 from ota.signing import sign_tagged
+from tests.rigs.device_signing import reply_headers
 from tests.rigs.micropython import micropython_command, micropython_env
 from tools.firmware_tree import FIRMWARE_DIR, FIRMWARE_LIB
 
@@ -193,7 +194,9 @@ def provision_flash(flash: Path, trusted: list[Ed25519PrivateKey], *, revoked: l
     keys = {key_id(k): raw_public_key(k).hex() for k in trusted}
     (flash / "keys.json").write_text(json.dumps(
         {"keys": keys, "revoked": list(revoked), "serial": 0}))
-    ident = identity or {"device_id": "node-test", "secret": "00" * 32, "server": server}
+    # a plain-HTTP test server (TLS is tests/firmware/test_tls_link.py's)
+    ident = identity or {"device_id": "node-test", "secret": "00" * 32, "server": server,
+                         "insecure_http": True}
     (flash / "identity.json").write_text(json.dumps(ident))
 
 
@@ -262,7 +265,7 @@ def feed():
     feeds[0] += 1
     if inside[0]:
         feeds[1] += 1
-up = Uplink(identity, time.time)  # requests are signed with the real time
+up = Uplink(identity, time.time, root=ROOT)  # requests signed with the real time
 _get = up.get
 gets = [0]
 def get(*args, **kw):
@@ -486,6 +489,7 @@ class FakeServer:
                  endless: bool = False, chunk_delay_s: float = 0.0,
                  script: Callable[[FakeServer, Request], Answer | None] | None = None):
         self.bundle = bundle
+        self.secret_hex = "00" * 32  # the key of the identities this kit writes
         self.endless = endless
         self.chunk_delay_s = chunk_delay_s  # pause per 4 KB sent: a slow link
         self.script = script
@@ -552,7 +556,16 @@ class FakeServer:
                 reply = json.dumps({"server_time": int(time.time()), "next_checkin_s": 60,
                                     "commands": [], "update": offer}).encode()
                 self._send(200, reply, {"Content-Type": "application/json",
-                                        "Content-Length": str(len(reply))})
+                                        "Content-Length": str(len(reply)),
+                                        **self._signed(200, reply)})
+
+            def _signed(self, status: int, body: bytes = b"",
+                        bundle: bytes | None = None) -> dict[str, str]:
+                """The reply signature the fleet server adds (the node refuses replies
+                without it), under the devices' test key."""
+                sha = None if bundle is None else hashlib.sha256(bundle).hexdigest()
+                return reply_headers(fake.secret_hex, self.headers.get("X-Nonce", ""), status,
+                                     body, sha)
 
             def do_GET(self) -> None:
                 header = self.headers.get("Range")
@@ -599,7 +612,8 @@ class FakeServer:
                     if request.start >= len(data) and a.status in (None, 416):
                         request.status = 416
                         self._send(416, b"", {"Content-Length": "0",
-                                              "Content-Range": f"bytes */{len(data)}"})
+                                              "Content-Range": f"bytes */{len(data)}",
+                                              **self._signed(416)})
                         return
                     last = len(data) - 1 if request.end is None else min(request.end,
                                                                          len(data) - 1)
@@ -626,6 +640,10 @@ class FakeServer:
                     self._headers_buffer.append(a.raw_header + b"\r\n")
                 if not a.forever and a.length == "exact":
                     self.send_header("Content-Length", str(len(body)))
+                signed = self._signed(status, body) if a.status == 416 else \
+                    self._signed(status, bundle=data)
+                for name, value in signed.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()

@@ -32,3 +32,21 @@ def reply_signed_by(resp, key: bytes, nonce: str) -> bool:
     expected = sign_reply(key, nonce, resp.status_code, resp.headers.get("x-server-time", ""),
                           digest)
     return hmac.compare_digest(expected, mac)
+
+
+def reply_headers(secret_hex: str, nonce: str, status: int, body: bytes = b"",
+                  bundle_sha256: str | None = None) -> dict[str, str]:
+    """The headers the fleet server adds to a device reply (fleet.api.device.reply_signing),
+    for test servers that stand in for it; a bundle reply signs its announced SHA-256."""
+    import hashlib
+
+    from fleet.core.crypto import sign_reply
+
+    server_time = str(int(time.time()))
+    digest = bundle_sha256 or hashlib.sha256(body).hexdigest()
+    headers = {"X-Server-Time": server_time,
+               "X-Reply-Signature": sign_reply(bytes.fromhex(secret_hex), nonce, status,
+                                               server_time, digest)}
+    if bundle_sha256:
+        headers["X-Bundle-SHA256"] = bundle_sha256
+    return headers

@@ -4,13 +4,19 @@ The factory image carries /enrollment.json {"code", "server", "pole_id"} instead
 redeem() posts the code to the fleet server, writes /identity.json atomically (temp file,
 then rename) and only then removes the enrollment file, so a power cut at any point leaves
 either the code (retried next boot) or the identity. A code the server refuses for good
-(unknown, used, expired) is kept and reported, never retried in a loop by this module.
+(unknown, used, expired) is kept and reported, never retried in a loop by this module. A reply
+not signed with the code for this request (an impostor, an altered reply) is refused and the
+code kept: a lost or refused reply is redeemed again, and the server's grace period gives
+the node a fresh identity then.
 """
 
+import hashlib
 import json
 import os
+from binascii import hexlify
 
 from core.files import read_json, write_json
+from crypto.hmac_sha256 import HmacSha256
 from net.http_client import HttpClient, HttpError
 
 ENROLL_PATH = "/device/v1/enroll"
@@ -18,7 +24,7 @@ ENROLLMENT_FILE = "/enrollment.json"
 IDENTITY_FILE = "/identity.json"
 # server answers that mean the code will never work: do not retry
 REFUSED = {403: "device retired", 404: "unknown code", 409: "code already used",
-           410: "code expired", 422: "bad code"}
+           410: "code expired", 422: "bad code"}  # 429 (too many attempts): retried later
 
 
 def pending(root=""):
@@ -33,14 +39,26 @@ def redeem(root="", http=None, log=None):
     doc = pending(root)
     if doc is None:
         return "already"
-    http = http or HttpClient(doc["server"])
-    body = json.dumps({"code": doc["code"]}).encode()
+    http = http or HttpClient(doc["server"], allow_http=doc.get("insecure_http", False),
+                              ca_file=root + "/fleet_ca.der")
+    code = doc["code"]
+    body = json.dumps({"code": code}).encode()
+    nonce = hexlify(os.urandom(12)).decode()
     try:
         resp = http.request("POST", ENROLL_PATH, body=body,
-                            headers={"Content-Type": "application/json"})
+                            headers={"Content-Type": "application/json", "X-Nonce": nonce})
     except (HttpError, OSError) as e:
         if log:
             log.warn("enroll_retry", error=repr(e))
+        return "retry"
+    # the reply must be signed with the code, for this request: else it is not the server's
+    mac = HmacSha256(code.encode()).digest(
+        b"reply\n", nonce.encode(), b"\n", str(resp.status).encode(), b"\n",
+        resp.headers.get("x-server-time", "").encode(), b"\n",
+        hexlify(hashlib.sha256(resp.body).digest()))
+    if hexlify(mac).decode() != resp.headers.get("x-reply-signature"):
+        if log:
+            log.error("reply_refused", path=ENROLL_PATH, status=resp.status, why="enrollment")
         return "retry"
     if resp.status != 200 and resp.status != 201:
         if log:

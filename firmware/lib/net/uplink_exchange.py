@@ -1,4 +1,9 @@
-"""One exchange with the fleet server: sign, send over HTTP, read the reply (loaded per use)."""
+"""One exchange with the fleet server: sign, send, check the reply's signature (loaded per use).
+
+Every reply must carry X-Reply-Signature, the server's HMAC under the device key over this
+request's nonce, the status, X-Server-Time and the body's SHA-256 (a download: the bundle's
+announced X-Bundle-SHA256); anything else is refused before a byte of it is used.
+"""
 
 import hashlib
 import json
@@ -7,8 +12,9 @@ from binascii import hexlify, unhexlify
 
 from micropython import const
 
+from core.files import read_json, write_json
 from crypto.hmac_sha256 import HmacSha256
-from net.http_client import HttpClient
+from net.http_client import HttpClient, HttpError
 
 _CHECKIN_PATH = const("/device/v1/checkin")
 _TELEMETRY_PATH = const("/device/v1/telemetry")
@@ -18,13 +24,19 @@ class Rejected(Exception):
     """The server refused a request for its content (4xx other than auth); args: status, detail."""
 
 
+class Untrusted(HttpError):
+    """A reply without the server's signature for this request: unsigned, for another
+    request, or altered on the way. Nothing in it is used; the exchange counts as failed."""
+
+
 class _Link:
     """An uplink's state with a signer and an HTTP client, for one exchange."""
 
     def __init__(self, up):
         self.up = up
         self.mac = HmacSha256(unhexlify(up.secret))
-        self.http = up.http or HttpClient(up.server)
+        self.http = up.http or HttpClient(up.server, allow_http=up.insecure_http,
+                                          ca_file=up.ca_file)
         if up.http is None:
             self.http.addr = up.addr
 
@@ -35,7 +47,7 @@ class _Link:
     def headers(self, method, path, body):
         up = self.up
         ts = str(int(up.clock_s()) + up.offset_s)
-        nonce = hexlify(os.urandom(12)).decode()
+        self.nonce = nonce = hexlify(os.urandom(12)).decode()
         digest = hexlify(hashlib.sha256(body).digest())
         full_path = self.http.prefix + path
         sig = self.mac.digest(method.encode(), b"\n", full_path.encode(), b"\n", ts.encode(),
@@ -43,31 +55,107 @@ class _Link:
         return {"X-Device-Id": up.device_id, "X-Timestamp": ts, "X-Nonce": nonce,
                 "X-Signature": hexlify(sig).decode(), "Content-Type": "application/json"}
 
+    def check(self, path, status, headers, digest):
+        """Raise Untrusted (logged) unless the reply is signed for this request's nonce:
+        HMAC under the device key over the nonce, status, X-Server-Time and `digest`."""
+        # (a plain comparison: each request has a fresh nonce, so timing teaches nothing)
+        mac = headers.get("x-reply-signature")
+        why = "unsigned"
+        if mac:
+            if mac == hexlify(self.mac.digest(
+                    b"reply\n", self.nonce.encode(), b"\n", str(status).encode(), b"\n",
+                    headers.get("x-server-time", "").encode(), b"\n", digest)).decode():
+                return
+            why = "bad signature"
+        if self.up.log:
+            self.up.log.error("reply_refused", path=path, status=status, why=why)
+        raise Untrusted("reply refused (%s) for %s" % (why, path))
+
+    def checked(self, method, path, body):
+        resp = self.http.request(method, path, body, self.headers(method, path, body))
+        self.check(path, resp.status, resp.headers, hexlify(hashlib.sha256(resp.body).digest()))
+        return resp
+
     def post(self, path, body):
-        """POST a signed body; corrects the clock once if the server says it is off."""
+        """POST a signed body and check the reply's signature; corrects the clock once from a
+        signed 401 that says the node's time is off."""
         up = self.up
         try:
-            resp = self.http.request("POST", path, body, self.headers("POST", path, body))
+            resp = self.checked("POST", path, body)
             server_time = resp.headers.get("x-server-time")
             if resp.status == 401 and server_time:
                 up.offset_s = int(server_time) - int(up.clock_s())
                 if up.log:
                     up.log.warn("clock_corrected", offset_s=up.offset_s)
-                resp = self.http.request("POST", path, body, self.headers("POST", path, body))
+                resp = self.checked("POST", path, body)
         finally:
             self.done()
         up.last_status = resp.status
         return resp
 
 
+class _CheckedSink:
+    """A download's sink behind the reply's signature check. Bundle data (a reply announcing
+    X-Bundle-SHA256, which the signature covers) is checked before a byte is kept; any other
+    answer (a 416, an error page) is only hashed, and passed on once its signature holds."""
+
+    def __init__(self, link, path, sink):
+        self.link, self.path, self.sink = link, path, sink
+        self.held = None
+
+    def head(self, status, headers):
+        bundle = headers.get("x-bundle-sha256")
+        if bundle is None:
+            self.held = (status, headers, hashlib.sha256())
+            return
+        self.link.check(self.path, status, headers, bundle.encode())
+        self.sink.head(status, headers)
+
+    def write(self, chunk):
+        if self.held is None:
+            self.sink.write(chunk)
+        else:
+            self.held[2].update(chunk)
+
+    def end(self):
+        if self.held is not None:
+            status, headers, h = self.held
+            self.link.check(self.path, status, headers, hexlify(h.digest()))
+            self.sink.head(status, headers)
+
+
+def _take_next_key(up, link, key):
+    """Store a next device key delivered in a signed reply (identity file: temp, rename), then
+    sign with it; the server keeps the current key until a request signed with the next."""
+    version = key.get("version")
+    if not isinstance(version, int) or version <= up.key_version:
+        return
+    pad = link.mac.digest(b"rotate\n", up.device_id.encode(), b"\n", str(version).encode())
+    hidden = unhexlify(key["key"])
+    if len(hidden) != 32:
+        return
+    nxt = bytes(hidden[i] ^ pad[i] for i in range(32))
+    identity = read_json(up.identity_file)
+    identity["secret"] = hexlify(nxt).decode()
+    identity["key_version"] = version
+    write_json(up.identity_file, identity)
+    up.secret, up.key_version = identity["secret"], version
+    if up.log:
+        up.log.info("key_rotated", key_version=version)
+
+
 def checkin(up, status):
     """Send the node's status; return the server's reply dict, or None when refused."""
-    resp = _Link(up).post(_CHECKIN_PATH, json.dumps(status).encode())
+    link = _Link(up)
+    resp = link.post(_CHECKIN_PATH, json.dumps(status).encode())
     if resp.status != 200:
         if up.log:
             up.log.error("checkin_refused", status=resp.status, detail=resp.body[:120])
         return None
-    return json.loads(resp.body)
+    reply = json.loads(resp.body)
+    if reply.get("next_key"):
+        _take_next_key(up, link, reply["next_key"])
+    return reply
 
 
 def post_telemetry(up, records):
@@ -88,7 +176,8 @@ def post_telemetry(up, records):
     parts = None
     resp = _Link(up).post(_TELEMETRY_PATH, body)
     if resp.status == 200:
-        return json.loads(resp.body)["acked_seq"]
+        # never more than was sent: what the server holds beyond it is not this batch's news
+        return min(json.loads(resp.body)["acked_seq"], records[-1][0])
     if 400 <= resp.status < 500 and resp.status not in (401, 403):
         raise Rejected(resp.status, resp.body)
     if up.log:
@@ -103,7 +192,10 @@ def get(up, path, headers, sink, deadline_s=None):
     signed = link.headers("GET", path, b"")
     if headers:
         signed.update(headers)
+    checked = _CheckedSink(link, path, sink)
     try:
-        return link.http.request("GET", path, b"", signed, sink=sink, deadline_s=deadline_s)
+        resp = link.http.request("GET", path, b"", signed, sink=checked, deadline_s=deadline_s)
     finally:
         link.done()
+    checked.end()
+    return resp

@@ -1,0 +1,220 @@
+"""The node's link attacked from the middle: the real firmware on MicroPython, a live fleet
+server over TLS, and a proxy between them that presents another certificate, or ends TLS and
+alters, replays or forges the server's replies (lamp off, configuration, acked_seq, server
+time). Whatever it sends, the node changes nothing, drops nothing, and its log names each
+refusal."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.rigs.driver_harness import run_on_board, running_world
+from tests.rigs.mitm import MitmProxy, Reply, certificate_files, fleet_ca
+from tools.emulator.fleet_process import FleetServer
+from tools.emulator.launcher import NODE_HEAP_KB
+from tools.emulator.scenario import DEFAULT_START_EPOCH, Scenario
+
+LAMP_OFF = {"id": 9001, "type": "lamp_override", "args": {"level_pct": 0, "minutes": 600}}
+
+
+def _proxy(server: FleetServer, tmp_path: Path, *, fleet_issued: bool, tamper=None) -> MitmProxy:
+    assert server.tls is not None
+    ca = fleet_ca(server.tls.directory) if fleet_issued else None
+    cert, key = certificate_files(tmp_path / "mitm", ca=ca)
+    return MitmProxy(server.url, server.ssl_context, cert, key, tamper=tamper)
+
+
+def _uplink_script(creds: dict, server: FleetServer, url: str, body: str,
+                   clock_offset: int = 0) -> str:
+    """A node script with an Uplink through `url`, the fleet CA pinned, a log kept in a list."""
+    ident = {"device_id": creds["device_id"], "secret": creds["secret"], "server": url,
+             "key_version": creds.get("key_version", 1)}
+    return (
+        "import json, time\nfrom net.uplink import Uplink\nfrom core.log import Log\n"
+        "lines = []\nclass Keep:\n    def write(self, s):\n        lines.append(s)\n"
+        "log = Log(stream=Keep())\n"
+        f"with open('fleet_ca.der', 'wb') as f:\n    f.write({server.ca_der!r})\n"
+        f"up = Uplink(json.loads({json.dumps(json.dumps(ident))}), "
+        f"lambda: time.time() + {clock_offset}, log=log, root='.')\n"
+        "def attempt(fn, *args):\n"
+        "    try:\n        return ['ok', fn(*args)]\n"
+        "    except Exception as e:\n        return ['failed', repr(e)]\n" + body)
+
+
+def test_a_proxy_with_a_certificate_from_another_ca_is_refused(mpy, live_server, tmp_path):
+    creds = live_server.register("MITM-1")
+    proxy = _proxy(live_server, tmp_path, fleet_issued=False)
+    try:
+        out = mpy(_uplink_script(creds, live_server, proxy.url,
+                                 "print(json.dumps(attempt(up.checkin, {'fw_version': '1'})))\n"))
+    finally:
+        proxy.stop()
+    outcome, error = out[-1]
+    assert outcome == "failed"
+    assert "certificate" in error.lower() or "verif" in error.lower(), error
+    assert proxy.handshake_failures >= 1
+    assert proxy.exchanges == [], "a request reached the impostor"
+
+
+def _altered_checkin(exchange, reply: Reply) -> Reply | None:
+    if not exchange.path.endswith("/checkin") or reply.status != 200:
+        return None
+    doc = json.loads(reply.body)
+    doc.update(commands=[LAMP_OFF], config={"dimming": {"dim_level": 0}}, config_version=99)
+    return Reply(reply.status, reply.headers, json.dumps(doc).encode())
+
+
+def test_an_altered_checkin_reply_is_refused_and_logged(mpy, live_server, tmp_path):
+    creds = live_server.register("MITM-2")
+    proxy = _proxy(live_server, tmp_path, fleet_issued=True, tamper=_altered_checkin)
+    try:
+        out = mpy(_uplink_script(creds, live_server, proxy.url,
+                                 "print(json.dumps(attempt(up.checkin, {'fw_version': '1'})))\n"
+                                 "print(json.dumps(lines))\n"))
+    finally:
+        proxy.stop()
+    (outcome, error), lines = out[-2], out[-1]
+    assert outcome == "failed" and "bad signature" in error
+    assert any("reply_refused" in line and "bad signature" in line for line in lines), lines
+    assert [e.tampered for e in proxy.exchanges] == [True]
+
+
+def test_a_replayed_checkin_reply_is_refused(mpy, live_server, tmp_path):
+    """The proxy keeps the first genuine reply (signed, lamp and all) and answers every later
+    check-in with it."""
+    creds = live_server.register("MITM-3")
+    recorded: list[Reply] = []
+
+    def replay(exchange, reply: Reply) -> Reply | None:
+        if not recorded:
+            recorded.append(reply)
+            return None
+        return recorded[0]
+
+    proxy = _proxy(live_server, tmp_path, fleet_issued=True, tamper=replay)
+    try:
+        out = mpy(_uplink_script(creds, live_server, proxy.url,
+                                 "print(json.dumps(attempt(up.checkin, {'fw_version': '1'})))\n"
+                                 "print(json.dumps(attempt(up.checkin, {'fw_version': '1'})))\n"
+                                 "print(json.dumps(lines))\n"))
+    finally:
+        proxy.stop()
+    first, second, lines = out[-3], out[-2], out[-1]
+    assert first[0] == "ok" and first[1]["next_checkin_s"] > 0
+    assert second[0] == "failed" and "bad signature" in second[1]
+    assert sum("reply_refused" in line for line in lines) == 1
+
+
+def test_a_forged_server_time_does_not_move_the_clock(mpy, live_server, tmp_path):
+    """A node two hours slow is told by the server's signed 401 what time it is; the proxy
+    moves that time a day on. The node refuses it and keeps its clock."""
+    creds = live_server.register("MITM-4")
+
+    def shift_time(exchange, reply: Reply) -> Reply | None:
+        headers = dict(reply.headers)
+        headers["x-server-time"] = str(int(headers["x-server-time"]) + 86400)
+        return Reply(reply.status, headers, reply.body)
+
+    proxy = _proxy(live_server, tmp_path, fleet_issued=True, tamper=shift_time)
+    try:
+        out = mpy(_uplink_script(creds, live_server, proxy.url,
+                                 "r = attempt(up.checkin, {'fw_version': '1'})\n"
+                                 "print(json.dumps([r, up.offset_s, lines]))\n",
+                                 clock_offset=-7200))
+    finally:
+        proxy.stop()
+    (outcome, error), offset, lines = out[-1]
+    assert outcome == "failed" and "bad signature" in error
+    assert offset == 0
+    assert not any("clock_corrected" in line for line in lines)
+    assert any("reply_refused" in line and "status=401" in line for line in lines), lines
+
+
+def test_a_forged_acked_seq_is_refused(mpy, live_server, tmp_path):
+    creds = live_server.register("MITM-5")
+
+    def claim_everything(exchange, reply: Reply) -> Reply | None:
+        if not exchange.path.endswith("/telemetry"):
+            return None
+        return Reply(reply.status, reply.headers, json.dumps(
+            {"stored": 0, "duplicates": 0, "acked_seq": 10 ** 9}).encode())
+
+    proxy = _proxy(live_server, tmp_path, fleet_issued=True, tamper=claim_everything)
+    now = int(time.time())
+    records = [(seq, json.dumps({"m": "lux", "v": seq, "ts": now})) for seq in (1, 2, 3)]
+    try:
+        out = mpy(_uplink_script(creds, live_server, proxy.url,
+                                 f"recs = [(s, p.encode()) for s, p in {records!r}]\n"
+                                 "print(json.dumps(attempt(up.post_telemetry, recs)))\n"))
+    finally:
+        proxy.stop()
+    outcome, error = out[-1]
+    assert outcome == "failed" and "bad signature" in error
+
+
+NODE_DAY = """
+import gc
+from core.node import Node
+from net.uplink import Uplink
+with open(board.flash_dir + '/fleet_ca.der', 'wb') as f:
+    f.write({ca!r})
+up = Uplink(json.loads({ident!r}), board.epoch_s, root=board.flash_dir)
+node = Node(board, uplink=up)
+up.log = node.log
+node.run(until_ms={until})
+gc.collect()
+print(json.dumps({{"queued": len(node.queue), "produced": node.queued_records,
+                   "errors": node.uplink_errors, "lamp": node.lamp.target,
+                   "config": node.cfg.get("version", 0),
+                   "log": [l for l in node.log.recent() if "refused" in l]}}))
+"""
+
+
+@pytest.mark.slow
+def test_a_hijacked_terminator_cannot_switch_off_the_lamp_or_drop_readings(live_server,
+                                                                           tmp_path):
+    """A whole node's night through a TLS terminator that has been taken over: every check-in
+    reply says "lamp off for ten hours, dim to 0", every telemetry reply claims all readings
+    held. The node keeps its lamp and its configuration and every reading; once the link is
+    honest again, every reading reaches the server."""
+    creds = live_server.register("MITM-6")
+    ident = json.dumps({"device_id": creds["device_id"], "secret": creds["secret"],
+                        "server": "", "key_version": creds["key_version"]})
+    tampering = {"on": True}
+
+    def hostile(exchange, reply: Reply) -> Reply | None:
+        if not tampering["on"] or reply.status != 200:
+            return None
+        if exchange.path.endswith("/telemetry"):
+            return Reply(200, reply.headers, json.dumps(
+                {"stored": 0, "duplicates": 0, "acked_seq": 10 ** 9}).encode())
+        return _altered_checkin(exchange, reply)
+
+    proxy = _proxy(live_server, tmp_path, fleet_issued=True, tamper=hostile)
+    ident = ident.replace('"server": ""', f'"server": "{proxy.url}"')
+    night = Scenario(start_epoch=DEFAULT_START_EPOCH + 10 * 3600, footfall_scale=0.0,
+                     bus_stop_per_h=0.0)
+    try:
+        with running_world(night) as world:
+            [first] = run_on_board(world, NODE_DAY.format(ca=live_server.ca_der, ident=ident,
+                                                          until=1_000_000),
+                                   tmp_path, heap_kb=NODE_HEAP_KB)
+            tampering["on"] = False
+            [second] = run_on_board(world, NODE_DAY.format(ca=live_server.ca_der, ident=ident,
+                                                           until=1_000_000),
+                                    tmp_path, heap_kb=NODE_HEAP_KB)
+    finally:
+        proxy.stop()
+    assert first["produced"] > 0 and first["queued"] == first["produced"]
+    assert first["errors"] > 0 and first["lamp"] > 0 and first["config"] == 0
+    assert any("reply_refused" in line for line in first["log"])
+    assert any(e.tampered for e in proxy.exchanges)
+    assert second["queued"] == 0
+    with live_server.client(headers=live_server.operator_headers) as api:
+        page = api.get("/api/v1/telemetry/readings",
+                       params={"device": creds["device_id"], "limit": 5000}).json()
+    assert len(page["readings"]) == first["produced"] + second["produced"]
