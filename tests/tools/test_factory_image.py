@@ -29,6 +29,7 @@ from tools.technician.factory_image import (
     BLOCK_SIZE,
     VFS_OFFSET,
     VFS_SIZE,
+    node_image_files,
     read_filesystem,
 )
 from tools.technician.provisioning import app_files
@@ -91,6 +92,11 @@ def test_one_image_reads_back(live_server: FleetServer, tmp_path: Path, capsys) 
     [device] = [d for d in devices(live_server) if d["pole_id"] == "P-0007"]
     assert device["district"] == "north"
     assert "identity.json" not in files  # the image carries a code, never a secret
+    # the fleet CA the node checks the server against, written before the enrollment
+    assert files["fleet_ca.der"] == live_server.tls.ca_der()
+    order = list(node_image_files({"lib/x.mpy": b""}, {"code": "c"}, None, b"ca"))
+    assert order.index("fleet_ca.der") < order.index("enrollment.json")
+    assert "insecure_http" not in enrollment
 
 
 def test_firmware_for_another_chip_is_refused(live_server: FleetServer, tmp_path: Path) -> None:
@@ -130,7 +136,7 @@ if r == "enrolled":
     from net.uplink import Uplink
     with open("identity.json") as f:
         ident = json.loads(f.read())
-    reply = Uplink(ident, time.time).checkin({"fw_version": "0.1.0"})
+    reply = Uplink(ident, time.time, root=".").checkin({"fw_version": "0.1.0"})
     out["checkin_ok"] = reply is not None
     out["device_id"] = ident["device_id"]
 print(json.dumps(out))
@@ -143,8 +149,10 @@ def test_node_redeems_its_code_on_first_boot(live_server: FleetServer, tmp_path:
                str(image)).exit_code == 0
     flash = tmp_path / "flash"
     flash.mkdir()
-    enrollment = read_filesystem(image.read_bytes()[VFS_OFFSET - BASE:])["enrollment.json"]
+    files = read_filesystem(image.read_bytes()[VFS_OFFSET - BASE:])
+    enrollment = files["enrollment.json"]
     (flash / "enrollment.json").write_bytes(enrollment)
+    (flash / "fleet_ca.der").write_bytes(files["fleet_ca.der"])  # redeemed over https
 
     def boot() -> dict:
         proc = run_micropython(ENROLL_RUN, path_dirs=[FIRMWARE_LIB], cwd=flash)
@@ -161,3 +169,52 @@ def test_node_redeems_its_code_on_first_boot(live_server: FleetServer, tmp_path:
     (flash / "enrollment.json").write_bytes(enrollment)
     assert boot() == {"result": "refused"}
     assert (flash / "enrollment.json").exists()
+
+
+def test_an_https_server_without_a_fleet_ca_is_refused(live_server: FleetServer, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import tools.technician.provisioning as provisioning
+
+    monkeypatch.delenv("LAMPLIGHTER_CA")
+    monkeypatch.setattr(provisioning, "default_fleet_ca", lambda: None)
+    monkeypatch.chdir(tmp_path)  # no ./var/tls/ca.pem either
+    result = CliRunner().invoke(app, [
+        "device", "factory-image", "--firmware", str(firmware(tmp_path)), "--pole", "T-1",
+        "--out", str(tmp_path / "x.bin"), "--server", live_server.url,
+        "--token", live_server.operator_token, "--insecure"])
+    assert result.exit_code != 0
+    said = " ".join(result.output.split())
+    assert "lamplighter server init-tls" in said and "--ca" in said
+    assert not (tmp_path / "x.bin").exists()
+
+
+def test_a_plain_http_server_is_refused_without_insecure(live_server: FleetServer,
+                                                         tmp_path: Path) -> None:
+    plain = "http://127.0.0.1:9"  # refused before anything talks to it
+    result = CliRunner().invoke(app, [
+        "device", "factory-image", "--firmware", str(firmware(tmp_path)), "--pole", "T-2",
+        "--out", str(tmp_path / "x.bin"), "--server", plain, "--token", "t"])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "refusing the plain http:// server" in said and "--insecure" in said
+    assert not (tmp_path / "x.bin").exists()
+
+
+def test_insecure_marks_the_enrollment_and_warns(tmp_path: Path) -> None:
+    from tools.emulator.fleet_process import start_fleet_server
+
+    plain = start_fleet_server(tmp_path / "plain", tls=False)
+    try:
+        out = tmp_path / "lab.bin"
+        result = CliRunner().invoke(app, [
+            "device", "factory-image", "--firmware", str(firmware(tmp_path)), "--pole", "L-1",
+            "--out", str(out), "--server", plain.url, "--token", plain.operator_token,
+            "--insecure"])
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.output.split())
+        assert "WARNING" in said and "unencrypted" in said
+        files = read_filesystem(out.read_bytes()[VFS_OFFSET - BASE:])
+        enrollment = json.loads(files["enrollment.json"])
+        assert enrollment["server"] == plain.url and enrollment["insecure_http"] is True
+    finally:
+        plain.stop()

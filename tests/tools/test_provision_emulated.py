@@ -105,6 +105,9 @@ def test_provision_reads_back_runs_the_selftest_and_is_idempotent(
     assert "temperature_c=" in first.stdout and "lux=" in first.stdout
     assert "fault" not in first.stdout
     assert_fully_provisioned(node.flash_dir, device["device_id"], keys[1])
+    # the fleet CA the node checks the server's certificate against, and no http allowed
+    assert (node.flash_dir / "fleet_ca.der").read_bytes() == live_server.tls.ca_der()
+    assert "insecure_http" not in json.loads((node.flash_dir / "identity.json").read_text())
 
     # the node's own modules import from the slot the pointer names
     check = subprocess.run([sys.executable, "-m", "mpremote", "connect", node.path, "exec",
@@ -179,3 +182,35 @@ def test_no_node_on_the_port(live_server: FleetServer, tmp_path: Path,
     assert proc.returncode == 1
     assert "no MicroPython REPL answers" in proc.stderr
     assert devices_on_pole(live_server, "P-1") == []
+
+
+def test_a_plain_http_server_is_refused_without_insecure(
+        live_server: FleetServer, node: SerialRepl, keys: tuple[Path, str]) -> None:
+    token = technician_token(live_server)
+    plain = live_server.url.replace("https://", "http://")
+    args = provision_args(node, live_server, token, keys[0])
+    refused = run([*args[:args.index("--server") + 1], plain, *args[args.index("--server") + 2:]])
+    assert refused.returncode == 1
+    said = " ".join(refused.stderr.split())
+    assert "refusing the plain http:// server" in said and "--insecure" in said
+    assert devices_on_pole(live_server, "P-0412") == []  # nothing registered
+    assert not (node.flash_dir / "identity.json").exists()
+
+
+def test_insecure_provisions_for_a_plain_http_server_with_a_warning(
+        node: SerialRepl, keys: tuple[Path, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tools.emulator.fleet_process import start_fleet_server
+
+    plain = start_fleet_server(tmp_path / "plain", tls=False)
+    monkeypatch.delenv("LAMPLIGHTER_CA")
+    try:
+        token = technician_token(plain)
+        done = run([*provision_args(node, plain, token, keys[0]), "--insecure", "--no-selftest"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        said = " ".join(done.stderr.split())
+        assert "WARNING" in said and "unencrypted" in said
+        identity = json.loads((node.flash_dir / "identity.json").read_text())
+        assert identity["server"] == plain.url and identity["insecure_http"] is True
+    finally:
+        plain.stop()

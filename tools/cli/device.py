@@ -25,9 +25,63 @@ PORT_OPTION = typer.Option(
                          "emulated node's /dev/pts/N (`lamplighter device console`).")
 
 
+FLEET_CA_OPTION = typer.Option(
+    "--ca", envvar="LAMPLIGHTER_CA", dir_okay=False,
+    help="The fleet CA certificate (PEM or DER): pinned on the node as /fleet_ca.der, which "
+         "it checks the server's certificate against, and checked by this tool too [env "
+         "LAMPLIGHTER_CA; default DATA_DIR/tls/ca.pem, made by `lamplighter server init-tls`]. "
+         "An https:// server without one is refused.")
+INSECURE_OPTION = typer.Option(
+    "--insecure", help="Allow a plain http:// --server (a lab or test server only): the node "
+                       "then talks to it unencrypted. Prints a warning and marks the node's "
+                       "identity \"insecure_http\": true; without it an http:// server is "
+                       "refused.")
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+def _fleet_link(server: str | None, token: str | None, ca: Path | None,
+                insecure: bool) -> tuple[ApiClient, bytes | None]:
+    """The API client and the fleet CA (DER) to pin, once the server URL and CA pass
+    provisioning.check_link; prints the warning for an allowed http:// server."""
+    import atexit
+    import os
+    import ssl
+
+    from tools.technician.provisioning import (
+        INSECURE_WARNING,
+        ProvisionError,
+        check_link,
+        default_fleet_ca,
+        load_fleet_ca,
+    )
+
+    ca_path = ca or default_fleet_ca()
+    pem = ca_path
+    try:
+        ca_der = load_fleet_ca(ca_path) if ca_path else None
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+    if ca_path is not None and b"-----BEGIN" not in ca_path.read_bytes():
+        # a DER CA: this tool's own TLS check takes PEM
+        fd, name = tempfile.mkstemp(suffix=".pem")
+        with os.fdopen(fd, "w") as f:
+            f.write(ssl.DER_cert_to_PEM_cert(ca_der))
+        atexit.register(os.unlink, name)
+        pem = Path(name)
+    api = ApiClient(server, token, ca=pem)
+    try:
+        if ca_der is None and api.ca is not None:
+            ca_der = load_fleet_ca(api.ca)
+        link = check_link(api.server, ca_der, insecure)
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+    if link.get("insecure_http"):
+        err.print(f"[bold red]{INSECURE_WARNING.format(server=api.server)}[/bold red]")
+    return api, ca_der
 
 
 @device_app.command("flash")
@@ -104,11 +158,16 @@ def provision_cmd(
                         "other pole's node).")] = False,
     no_selftest: Annotated[bool, typer.Option("--no-selftest")] = False,
     baud: Annotated[int, typer.Option(help="Serial baud rate.")] = 115200,
+    ca: Annotated[Path | None, FLEET_CA_OPTION] = None,
+    insecure: Annotated[bool, INSECURE_OPTION] = False,
 ) -> None:
-    """Register the node and write its identity, config, release keys and app; verify; self-test.
+    """Register the node and write its identity, config, release keys, fleet CA and app;
+    verify; self-test.
 
-    Re-running on the same node is safe: the registration is reused and files that match are
-    not rewritten. A node cut off half-way is finished (or wiped with --clean).
+    The node talks to the server over https, checking its certificate against the fleet CA
+    pinned here (--ca, default DATA_DIR/tls/ca.pem). Re-running on the same node is safe: the
+    registration is reused and files that match are not rewritten. A node cut off half-way is
+    finished (or wiped with --clean).
     """
     from ota.errors import OtaError
     from tools.technician.provisioning import (
@@ -121,7 +180,7 @@ def provision_cmd(
         provision,
     )
 
-    api = ApiClient(server, token)
+    api, ca_der = _fleet_link(server, token, ca, insecure)
     site = Site(pole, district, group, lat, lon, tags or [])
     try:
         ring = load_key_ring(release_keys) if release_keys else None
@@ -153,7 +212,8 @@ def provision_cmd(
         with progress:
             result = provision(link, site, api.server, register, files, key_ring=ring,
                                config=cfg, clean=clean, run_selftest=not no_selftest,
-                               on_file=on_file, say=lambda m: progress.console.print(m))
+                               on_file=on_file, say=lambda m: progress.console.print(m),
+                               ca_der=ca_der, insecure_http=insecure)
     except ProvisionError as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -234,11 +294,15 @@ def factory_image_cmd(
     token: TokenOption = None,
     release_keys: Annotated[Path | None, typer.Option(help="Release key ring to pin.")] = None,
     app: Annotated[Path | None, typer.Option(help="Firmware app directory.")] = None,
+    ca: Annotated[Path | None, FLEET_CA_OPTION] = None,
+    insecure: Annotated[bool, INSECURE_OPTION] = False,
 ) -> None:
-    """Firmware + littlefs filesystem (app, enrollment code) in one flashable file per node.
+    """Firmware + littlefs filesystem (app, fleet CA, enrollment code) in one flashable file
+    per node.
 
-    Each node is registered as an enrollment: the image holds a one-time code, not a secret;
-    the node redeems it on first boot.
+    Each node is registered as an enrollment: the image holds a one-time code, not a secret,
+    and the fleet CA (--ca, default DATA_DIR/tls/ca.pem) it checks the server against; the
+    node redeems the code over https on first boot.
     """
     import csv
 
@@ -260,7 +324,7 @@ def factory_image_cmd(
         sites = [Site(pole, district, group)]
     else:
         raise _fail("give --pole (one image) or --batch N --csv FILE")
-    api = ApiClient(server, token)
+    api, ca_der = _fleet_link(server, token, ca, insecure)
     try:
         ring = load_key_ring(release_keys) if release_keys else None
     except ProvisionError as exc:
@@ -273,7 +337,8 @@ def factory_image_cmd(
     try:
         images = build_images(firmware, sites, out_path, api.server, register, key_ring=ring,
                               app_dir=app,
-                              on_image=lambda i: out.print(f"{i.pole_id}: {i.path}"))
+                              on_image=lambda i: out.print(f"{i.pole_id}: {i.path}"),
+                              ca_der=ca_der, insecure_http=insecure)
     except (FactoryImageError, ProvisionError, OtaError) as exc:  # OtaError: a board manifest
         raise _fail(str(exc)) from None
     if batch:

@@ -1,4 +1,5 @@
-"""Factory images: MicroPython firmware + a littlefs2 filesystem (app, one node's enrollment)."""
+"""Factory images: MicroPython firmware + a littlefs2 filesystem (app, fleet CA, one node's
+enrollment)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from tools.technician.flashing import FlashError, flash_offset, read_image_info
-from tools.technician.provisioning import Site, app_files, slot_pointer
+from tools.technician.provisioning import (
+    FLEET_CA,
+    ProvisionError,
+    Site,
+    app_files,
+    check_link,
+    slot_pointer,
+)
 
 # MicroPython's ESP32_GENERIC 4 MiB layout (ports/esp32/partitions-4MiB.csv):
 #   nvs 0x9000+0x6000, phy_init 0xf000+0x1000, factory app 0x10000+0x1F0000,
@@ -65,11 +73,14 @@ def read_filesystem(image: bytes) -> dict[str, bytes]:
 
 
 def node_image_files(app: dict[str, bytes], enrollment: dict[str, Any],
-                     key_ring: dict[str, Any] | None) -> dict[str, bytes]:
+                     key_ring: dict[str, Any] | None,
+                     ca_der: bytes | None = None) -> dict[str, bytes]:
     files = dict(app)
     files["slot.json"] = slot_pointer()
     if key_ring is not None:
         files["keys.json"] = json.dumps(key_ring).encode()
+    if ca_der is not None:
+        files[FLEET_CA] = ca_der
     files[ENROLLMENT_FILE] = json.dumps(enrollment).encode()
     return files
 
@@ -117,12 +128,19 @@ Register = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
                  register: Register, key_ring: dict[str, Any] | None = None,
                  app_dir: Path | None = None,
-                 on_image: Callable[[BuiltImage], None] | None = None) -> list[BuiltImage]:
+                 on_image: Callable[[BuiltImage], None] | None = None,
+                 ca_der: bytes | None = None, insecure_http: bool = False) -> list[BuiltImage]:
     """Register `sites` as enrollments in one batch and write one merged image per node.
 
     With one site, `out` is the image file; with several, `out` is a directory that gets
-    <pole_id>.bin per node.
+    <pole_id>.bin per node. Each image pins `ca_der` (the fleet CA, DER) as /fleet_ca.der,
+    which an https:// `server` needs; an http:// `server` is refused unless `insecure_http`,
+    which the enrollment document then records.
     """
+    try:
+        link_fields = check_link(server, ca_der, insecure_http)
+    except ProvisionError as exc:
+        raise FactoryImageError(str(exc)) from None
     try:
         firmware = Path(firmware_path).read_bytes()
     except OSError as exc:
@@ -135,8 +153,8 @@ def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
         out.mkdir(parents=True, exist_ok=True)
     for site, cred in zip(sites, creds, strict=True):
         enrollment = {"code": cred["enrollment_code"], "server": server.rstrip("/"),
-                      "pole_id": site.pole_id}
-        fs = build_filesystem(node_image_files(app, enrollment, key_ring))
+                      "pole_id": site.pole_id, **link_fields}
+        fs = build_filesystem(node_image_files(app, enrollment, key_ring, ca_der))
         path = out / f"{site.pole_id}.bin" if len(sites) > 1 else out
         merge(firmware, fs, path)
         image = BuiltImage(site.pole_id, cred["device_id"], cred["enrollment_code"], path)

@@ -1,4 +1,5 @@
-"""Provision one node over its REPL (mpremote): identity, config, key ring, A/B app layout."""
+"""Provision one node over its REPL (mpremote): identity, config, key ring, fleet CA, A/B app
+layout."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ MARKER = "provisioning.json"  # written first, removed last: its presence means 
 IDENTITY = "identity.json"
 KEYS = "keys.json"
 CONFIG = "config.json"
+FLEET_CA = "fleet_ca.der"  # the fleet CA (DER) the node checks its server against (http_client)
 SLOT_POINTER = "slot.json"
 APP_SLOT = "slots/a"
 APP_DIRS = ("lib", "boards")
@@ -121,15 +123,72 @@ def load_key_ring(path: Path) -> dict[str, Any]:
     return ring.to_json()
 
 
+INSECURE_WARNING = (
+    "WARNING: {server} is plain http://: this node will send its readings, its signed requests "
+    "and (for a factory image) its one-time enrollment code unencrypted, to whoever answers at "
+    "that address. Use this only for a lab or test server, never on a street.")
+
+
+def load_fleet_ca(path: Path) -> bytes:
+    """The fleet CA certificate at `path` (PEM or DER), in DER as the node pins it."""
+    from fleet.core.tls import ca_der_of
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ProvisionError(f"cannot read the fleet CA {path}: {exc.strerror}") from None
+    try:
+        return ca_der_of(raw)
+    except ValueError as exc:
+        raise ProvisionError(f"the fleet CA {path}: {exc}") from None
+
+
+def default_fleet_ca() -> Path | None:
+    """This machine's fleet CA (DATA_DIR/tls/ca.pem, `lamplighter server init-tls`), if made."""
+    from fleet.core.tls import default_tls_files
+
+    path = default_tls_files().ca_cert
+    return path if path.is_file() else None
+
+
+def check_link(server: str, ca_der: bytes | None, insecure: bool) -> dict[str, Any]:
+    """What the node's identity (or enrollment) says about its link to `server`.
+
+    An https:// server needs the fleet CA to pin; an http:// server is refused unless
+    `insecure` (then the document says "insecure_http": true, and the caller warns).
+    """
+    if server.startswith("https://"):
+        if ca_der is None:
+            raise ProvisionError(
+                f"the node must pin the fleet CA to check {server}'s certificate, and there is "
+                "none: run `lamplighter server init-tls` on the fleet server (it makes "
+                "DATA_DIR/tls/ca.pem) or pass --ca PATH (the CA certificate, PEM or DER)")
+        return {}
+    if server.startswith("http://"):
+        if not insecure:
+            raise ProvisionError(
+                f"refusing the plain http:// server {server}: the node would talk to it "
+                "unencrypted and could not tell it from an impostor. Give the https:// URL "
+                "(`lamplighter server init-tls`, then `server run`), or pass --insecure for a "
+                "lab or test server")
+        return {"insecure_http": True}
+    raise ProvisionError(f"the server URL must start with https:// (or http:// with "
+                         f"--insecure): {server}")
+
+
 def node_files(identity: dict[str, Any], key_ring: dict[str, Any] | None,
-               config: dict[str, Any] | None, app: dict[str, bytes]) -> dict[str, bytes]:
-    """Every file provisioning writes, in write order: app first, identity last."""
+               config: dict[str, Any] | None, app: dict[str, bytes],
+               ca_der: bytes | None = None) -> dict[str, bytes]:
+    """Every file provisioning writes, in write order: app first, then the key ring, config
+    and fleet CA, identity last (a node with an identity has all it needs to use it)."""
     files = dict(app)
     files[SLOT_POINTER] = slot_pointer()
     if key_ring is not None:
         files[KEYS] = json.dumps(key_ring).encode()
     if config is not None:
         files[CONFIG] = json.dumps(config).encode()
+    if ca_der is not None:
+        files[FLEET_CA] = ca_der
     files[IDENTITY] = json.dumps(identity).encode()
     return files
 
@@ -235,7 +294,8 @@ Register = Callable[[dict[str, Any]], dict[str, Any]]
 def provision(link: NodeLink, site: Site, server: str, register: Register,
               app: dict[str, bytes], key_ring: dict[str, Any] | None = None,
               config: dict[str, Any] | None = None, clean: bool = False,
-              run_selftest: bool = True,
+              run_selftest: bool = True, ca_der: bytes | None = None,
+              insecure_http: bool = False,
               on_file: Callable[[str, int, int], None] | None = None,
               say: Callable[[str], None] = print) -> ProvisionResult:
     """Bring the node on `link` to a verified, provisioned state for `site`.
@@ -244,7 +304,11 @@ def provision(link: NodeLink, site: Site, server: str, register: Register,
     identity for this pole; only otherwise is `register(body)` called. Files that already
     match are not rewritten. The marker is written before the first file and removed after
     everything was read back and matched.
+
+    `ca_der` (the fleet CA, DER) is pinned as /fleet_ca.der: an https:// `server` needs it.
+    An http:// `server` is refused unless `insecure_http`, which the identity then records.
     """
+    link_fields = check_link(server, ca_der, insecure_http)
     state = link.exec_json(node_script("node_state", f"node_state({IDENTITY!r}, {MARKER!r})"))
     board = board_of_platform(state["platform"])
     held = None
@@ -278,8 +342,8 @@ def provision(link: NodeLink, site: Site, server: str, register: Register,
                     "key_version": creds.get("key_version", 1), "pole_id": site.pole_id}
         say(f"registered pole {site.pole_id} as device {identity['device_id']}")
     identity.update(server=server.rstrip("/"), district=site.district, group=site.group,
-                    lat=site.lat, lon=site.lon, tags=site.tags)
-    files = node_files(identity, key_ring, config, app)
+                    lat=site.lat, lon=site.lon, tags=site.tags, **link_fields)
+    files = node_files(identity, key_ring, config, app, ca_der)
     marker = dict(identity, started=int(time.time()), files=sorted(files))
     link.write_file(MARKER, json.dumps(marker).encode())
     on_node = link.hashes(list(files))
