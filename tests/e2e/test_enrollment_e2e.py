@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from tests.rigs.netfault import FaultProxy
 from tools.emulator.launcher import Launcher
 from tools.emulator.scenario import Scenario
 
@@ -23,8 +24,13 @@ def test_factory_node_redeems_its_code_at_boot_and_checks_in(live_server, tmp_pa
     flash.mkdir()
     (flash / "enrollment.json").write_text(json.dumps(
         {"code": issued["enrollment_code"], "server": live_server.url, "pole_id": "FAC-1"}))
+    if live_server.tls is None:  # a plain-HTTP test server: the enrollment says so
+        enrollment = json.loads((flash / "enrollment.json").read_text())
+        (flash / "enrollment.json").write_text(json.dumps(dict(enrollment, insecure_http=True)))
+    # the factory image pins the fleet CA beside the enrollment code
     launcher = Launcher(flash, Scenario(start_epoch=int(time.time()) - 3600), speed=20,
-                        config={"checkin_interval_s": 30})
+                        config={"checkin_interval_s": 30},
+                        ca_der=live_server.tls.ca_der() if live_server.tls else None)
     with launcher:
         deadline = time.monotonic() + 60
         shown: dict = {}
@@ -39,3 +45,49 @@ def test_factory_node_redeems_its_code_at_boot_and_checks_in(live_server, tmp_pa
     identity = json.loads((flash / "identity.json").read_text())
     assert identity["device_id"] == issued["device_id"]
     assert not (flash / "enrollment.json").exists()
+
+
+@pytest.mark.slow
+def test_a_capture_of_enrollment_checkin_and_telemetry_shows_no_secret_and_no_reading(
+        live_server, tmp_path):
+    """Everything between a factory-imaged lamppost and the server, captured on the path
+    (every byte the loopback carried, both ways): the enrollment code, the device secret the
+    server hands out, the device id and the readings never appear in it."""
+    assert live_server.tls is not None, "the fleet server speaks TLS by default"
+    port = int(live_server.url.rsplit(":", 1)[1])
+    tap = FaultProxy("127.0.0.1", port, scheme="https")
+    issued = httpx.post(f"{live_server.url}/api/v1/devices/batch",
+                        json={"devices": [{"pole_id": "CAP-1", "board": "emulated"}],
+                              "enrollment": True}, headers=live_server.operator_headers,
+                        verify=live_server.ssl_context).json()[0]
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "enrollment.json").write_text(json.dumps(
+        {"code": issued["enrollment_code"], "server": tap.url, "pole_id": "CAP-1"}))
+    launcher = Launcher(flash, Scenario(start_epoch=int(time.time()) - 3600), speed=20,
+                        config={"checkin_interval_s": 30}, ca_der=live_server.tls.ca_der())
+    readings: list = []
+    try:
+        with launcher:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and not readings:
+                time.sleep(1)
+                readings = httpx.get(f"{live_server.url}/api/v1/telemetry/readings",
+                                     params={"device": issued["device_id"]},
+                                     headers=live_server.operator_headers,
+                                     verify=live_server.ssl_context).json()["readings"]
+    finally:
+        tap.stop()
+    assert readings, "the node never uploaded a reading"
+    identity = json.loads((flash / "identity.json").read_text())
+    wire = bytes(tap.wire)
+    assert len(wire) > 2000 and wire[:1] == b"\x16", "no TLS handshake on the path"
+    secrets = {"enrollment code": issued["enrollment_code"].encode(),
+               "device secret (hex)": identity["secret"].encode(),
+               "device secret": bytes.fromhex(identity["secret"]),
+               "device id": issued["device_id"].encode(),
+               "a request header": b"X-Signature", "a reply field": b"acked_seq"}
+    for reading in readings[:20]:
+        secrets[f"reading {reading['metric']}"] = f'"m":"{reading["metric"]}"'.encode()
+    seen = [name for name, value in secrets.items() if value in wire]
+    assert seen == [], f"in clear on the wire: {seen}"

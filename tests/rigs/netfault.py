@@ -30,6 +30,7 @@ class FaultProxy:
         self.state = FaultState()
         self.connections = 0
         self.refused = 0
+        self.wire = bytearray()  # every byte forwarded, both ways: what a capture on the path sees
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._open: set[socket.socket] = set()
@@ -99,6 +100,8 @@ class FaultProxy:
                     dst.sendall(data[:max(0, cut_after - sent)])
                     break
                 dst.sendall(data)
+                with self._lock:
+                    self.wire += data
                 sent += len(data)
         except OSError:
             pass
