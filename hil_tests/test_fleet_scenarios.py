@@ -14,11 +14,8 @@ import contextlib
 import json
 import random
 import re
-import ssl
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -26,7 +23,9 @@ import pytest
 
 from hil_tests.backends import selected_boards
 from ota.keys import generate_private_key, key_id, make_revocation, make_rotation, raw_public_key
+from tests.rigs.device_signing import reply_headers, signed_headers
 from tests.rigs.hil_rig import Rig
+from tests.rigs.mitm import Exchange, MitmProxy, Reply, certificate_files, fleet_ca
 from tests.rigs.netfault import FaultProxy
 from tests.rigs.scratch_postgres import scratch_postgres
 from tools.emulator.fleet_process import start_fleet_server
@@ -261,72 +260,52 @@ def test_7_power_cuts_during_an_update_brick_nothing(rig, hil_record):
 
 
 class _OfferInjector:
-    """An HTTP proxy between a node and the server that, when armed, writes its own update
-    offer into check-in replies: someone on the network offering a release the server never
-    would. Every request and the rest of each reply pass unchanged."""
+    """Between a node and the server, a party that holds the node's key (a server taken over,
+    or a key stolen from it) and, when armed, writes its own update offer into check-in
+    replies, signed as the server would: the release key set is then the node's last defence.
+    Every request and the rest of each reply pass unchanged."""
 
-    def __init__(self, server_url: str, verify: ssl.SSLContext | bool = True) -> None:
-        # The node reaches the injector over plain HTTP (with the fleet CA pinned, nobody on
-        # the path could answer for the server at all); the injector itself verifies the server.
-        self.server_url = server_url
-        self.verify = verify
+    def __init__(self, rig: Rig, tmp_path: Path) -> None:
+        assert rig.server.tls is not None
+        cert, key = certificate_files(tmp_path / "injector", ca=fleet_ca(rig.server.tls.directory))
         self.offer: dict | None = None
         self.injected = 0
-        outer = self
+        self.secrets: dict[str, str] = {}  # device id -> its key, as the injector holds it
+        self.proxy = MitmProxy(rig.server.url, rig.server.ssl_context, cert, key,
+                               tamper=self._inject)
+        self.url = self.proxy.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _forward(self, method: str) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length", "connection")}
-                resp = httpx.request(method, outer.server_url + self.path, content=body,
-                                     headers=headers, timeout=30, verify=outer.verify)
-                content = resp.content
-                if (outer.offer is not None and self.path.endswith("/device/v1/checkin")
-                        and resp.status_code == 200):
-                    reply = resp.json()
-                    reply["update"] = outer.offer
-                    content = json.dumps(reply).encode()
-                    outer.injected += 1
-                self.send_response(resp.status_code)
-                for name, value in resp.headers.items():
-                    if name.lower() not in ("content-length", "connection",
-                                            "transfer-encoding", "content-encoding"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(content)
-
-            def do_GET(self) -> None:
-                self._forward("GET")
-
-            def do_POST(self) -> None:
-                self._forward("POST")
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+    def _inject(self, exchange: Exchange, reply: Reply) -> Reply | None:
+        if (self.offer is None or not exchange.path.endswith("/device/v1/checkin")
+                or reply.status != 200):
+            return None
+        doc = json.loads(reply.body)
+        doc["update"] = self.offer
+        body = json.dumps(doc).encode()
+        secret = self.secrets[exchange.request_headers["X-Device-Id"]]
+        headers = {k: v for k, v in reply.headers.items()
+                   if k.lower() not in ("x-server-time", "x-reply-signature")}
+        headers.update(reply_headers(secret, exchange.request_headers["X-Nonce"], 200, body))
+        self.injected += 1
+        return Reply(200, headers, body)
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.proxy.stop()
 
 
-def test_8_a_rotated_key_reaches_a_lamppost_and_a_revoked_one_is_refused(rig, hil_record):
+def _identity(rig: Rig, node) -> dict:
+    return json.loads((rig.work / node.pole_id / "identity.json").read_text())
+
+
+def test_8_a_rotated_key_reaches_a_lamppost_and_a_revoked_one_is_refused(rig, hil_record,
+                                                                         tmp_path):
     """Key statements over the air: a lamppost provisioned with the rig's key alone installs a
     release signed only by a key a rotation introduced; after a revocation of that key the
     server refuses and never offers its releases, and the lamppost refuses one offered anyway."""
-    injector = _OfferInjector(rig.server.url, verify=rig.server.ssl_context)
+    injector = _OfferInjector(rig, tmp_path)
     try:
         [node] = rig.add_nodes(1, node_url=injector.url)
+        injector.secrets[node.device_id] = _identity(rig, node)["secret"]
         rig.wait_until("the node online", lambda: _all_online(rig, 1))
         second = generate_private_key()
         rotation = make_rotation(rig.key, raw_public_key(second), serial=1, retire_old=False)
@@ -380,3 +359,62 @@ def test_8_a_rotated_key_reaches_a_lamppost_and_a_revoked_one_is_refused(rig, hi
         hil_record("keyset", 2)
     finally:
         injector.stop()
+
+
+def test_9_a_device_key_rotates_over_the_air_through_a_power_cut(rig, hil_record, tmp_path):
+    """An operator rotates a lamppost's key. The next key reaches the node in a signed check-in
+    reply; the power goes out before the node's next request could prove it (the path is cut
+    the moment the key is delivered). The server still takes both keys; back on, the node
+    signs with the new one, the server retires the old, and the node keeps checking in."""
+    assert rig.server.tls is not None
+    cert, key = certificate_files(tmp_path / "gate", ca=fleet_ca(rig.server.tls.directory))
+    delivered: list[dict] = []
+    proxy: MitmProxy
+
+    def cut_after_delivery(exchange: Exchange, reply: Reply) -> Reply | None:
+        if exchange.path.endswith("/checkin") and reply.status == 200:
+            nxt = json.loads(reply.body).get("next_key")
+            if nxt:
+                delivered.append(nxt)
+                proxy.blocked = True  # nothing more reaches the server
+        return None
+
+    proxy = MitmProxy(rig.server.url, rig.server.ssl_context, cert, key,
+                      tamper=cut_after_delivery)
+    try:
+        [node] = rig.add_nodes(1, node_url=proxy.url)
+        rig.wait_until("the node online", lambda: _all_online(rig, 1))
+        old = _identity(rig, node)
+        started = rig.api("POST", f"/api/v1/devices/{node.device_id}/rotate-key")
+        assert started["next_key_version"] == 2
+        rig.wait_until("the next key delivered", lambda: bool(delivered))
+        rig.wait_until("the node stored the next key",
+                       lambda: _identity(rig, node).get("key_version") == 2, timeout=30)
+        node.launcher.power_cut()
+        new = _identity(rig, node)
+        assert new["secret"] != old["secret"] and new["device_id"] == old["device_id"]
+        # not proved yet: the server still knows the node by its old key, and takes it
+        assert rig.devices()[node.device_id]["key_version"] == 1
+        assert _signed_checkin(rig, node.device_id, old["secret"]).status_code == 200
+        seen = rig.devices()[node.device_id]["last_seen"]
+        proxy.blocked = False
+        node.launcher.power_restore()
+        rig.wait_until("the node proved the new key", lambda: (
+            (d := rig.devices()[node.device_id])["key_version"] == 2 and d["last_seen"] != seen))
+        assert _signed_checkin(rig, node.device_id, old["secret"]).status_code == 401
+        before = rig.devices()[node.device_id]["last_seen"]
+        rig.wait_until("the node checking in on its new key", lambda: (
+            rig.devices()[node.device_id]["last_seen"] != before))
+        assert _identity(rig, node)["key_version"] == 2
+        hil_record("key_version", 2)
+        hil_record("deliveries_before_the_cut", len(delivered))
+    finally:
+        proxy.stop()
+
+
+def _signed_checkin(rig: Rig, device_id: str, secret: str) -> httpx.Response:
+    """A check-in signed with `secret`, sent from the host as the node would."""
+    body = json.dumps({"fw_version": "0.1.0"}).encode()
+    headers = signed_headers(device_id, secret, "POST", "/device/v1/checkin", body)
+    return httpx.post(f"{rig.server.url}/device/v1/checkin", content=body, headers=headers,
+                      verify=rig.server.ssl_context, timeout=30)

@@ -58,6 +58,7 @@ class MitmProxy:
     tamper: Tamper | None = None
     exchanges: list[Exchange] = field(default_factory=list)
     handshake_failures: int = 0
+    blocked: bool = False  # drop every request unforwarded (the path is cut)
 
     def __post_init__(self) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -73,6 +74,9 @@ class MitmProxy:
             def _forward(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if proxy.blocked:
+                    self.close_connection = True
+                    return
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in _HOP_BY_HOP and k.lower() != "host"}
                 resp = httpx.request(method, proxy.upstream + self.path, content=body,
