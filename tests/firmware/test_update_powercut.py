@@ -93,7 +93,8 @@ def test_power_cuts_never_brick_a_node(tmp_path: Path) -> None:
         calib = tmp_path / "calib"
         provision_flash(calib, [KEY], server=good_srv.url,
                         identity={"device_id": "calib", "secret": "00" * 32,
-                                  "server": good_srv.url})
+                                  "server": good_srv.url,
+                                  "insecure_http": True})  # a test server (see test_tls_link)
         cmd, env = driver_command(calib)
         (calib / "driver.json").write_text(json.dumps({"rounds": 8}))
         started = time.monotonic()
@@ -112,7 +113,8 @@ def test_power_cuts_never_brick_a_node(tmp_path: Path) -> None:
             device = f"node-{n}"
             flash = tmp_path / device
             provision_flash(flash, [KEY], identity={"device_id": device, "secret": "00" * 32,
-                                                    "server": server.url})
+                                                    "server": server.url,
+                                                    "insecure_http": True})
             (flash / "driver.json").write_text(json.dumps({"rounds": 8,
                                                            "health_timeout_s": 3}))
             cmd, env = driver_command(flash)

@@ -43,6 +43,11 @@ def test_node_resumes_download_installs_and_commits_a_rollout(live_server, tmp_p
     provision_flash(flash, [key], identity={"device_id": creds["device_id"],
                                             "secret": creds["secret"],
                                             "server": live_server.url})
+    if live_server.tls is not None:  # the node reaches the server over https, the CA pinned
+        (flash / "fleet_ca.der").write_bytes(live_server.tls.ca_der())
+    else:
+        identity = json.loads((flash / "identity.json").read_text())
+        (flash / "identity.json").write_text(json.dumps(dict(identity, insecure_http=True)))
     # The power went 1000 bytes into the download: the node must resume with a Range request.
     (flash / "update").mkdir()
     (flash / "update" / "bundle.part").write_bytes(bundle[:1000])
@@ -70,4 +75,5 @@ def test_node_resumes_download_installs_and_commits_a_rollout(live_server, tmp_p
                if e.get("device_id") == creds["device_id"]]
     assert history[0] == "offered" and history[-1] == "committed"
     assert "installed" in history
-    assert httpx.get(f"{api}/rollouts/{rollout_id}", headers=ops, verify=tls).json()["state"] == "completed"
+    assert httpx.get(f"{api}/rollouts/{rollout_id}", headers=ops,
+                     verify=tls).json()["state"] == "completed"

@@ -54,7 +54,8 @@ class Rig:
 
     def api(self, method: str, path: str, **kwargs: object) -> object:
         resp = httpx.request(method, f"{self.server.url}{path}",
-                             headers=self.server.operator_headers, timeout=60, **kwargs)
+                             headers=self.server.operator_headers, timeout=60,
+                             verify=self.server.ssl_context, **kwargs)
         resp.raise_for_status()
         return resp.json() if resp.content else None
 
@@ -63,18 +64,27 @@ class Rig:
                   node_url: str | None = None) -> list[RigNode]:
         """Provision and boot `count` lampposts (identity, pinned release key, app in slot a).
 
-        `node_url` points the nodes at something other than the server (a fault proxy).
+        `node_url` points the nodes at something other than the server (a TCP fault proxy in
+        front of it): it carries what the server speaks, so the nodes use the server's scheme.
+        Against an https server each node pins the server's CA; against a plain-HTTP one (a
+        test server) its identity allows http.
         """
+        tls = self.server.tls
+        if node_url and tls is not None and node_url.startswith("http://"):
+            node_url = "https://" + node_url[len("http://"):]
         added = []
         for _ in range(count):
             i = len(self.nodes) + 1
             pole = f"RIG-{i:04d}"
             flash = self.work / pole
             identity = ensure_identity(self.server.url, self.server.operator_token, flash, pole,
-                                       "harbour", group, node_url=node_url)
+                                       "harbour", group, node_url=node_url,
+                                       verify=self.server.ssl_context,
+                                       insecure_http=tls is None)
             scen = scenario(i) if scenario else Scenario(start_epoch=self.epoch, seed=i)
             launcher = Launcher(flash, scen, speed=self.speed, keys=self.key_ring,
-                                config={"checkin_interval_s": checkin_interval_s})
+                                config={"checkin_interval_s": checkin_interval_s},
+                                ca_der=tls.ca_der() if tls is not None else None)
             launcher.start()
             node = RigNode(pole, identity["device_id"], launcher)
             self.nodes.append(node)
@@ -104,7 +114,8 @@ class Rig:
         if not upload:
             return bundle
         resp = httpx.post(f"{self.server.url}/api/v1/releases", content=bundle.read_bytes(),
-                          headers=self.server.operator_headers, timeout=60)
+                          headers=self.server.operator_headers, timeout=60,
+                          verify=self.server.ssl_context)
         resp.raise_for_status()
         return resp.json()
 

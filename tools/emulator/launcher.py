@@ -33,6 +33,8 @@ BOOT_AND_MAIN = "exec(open('boot.py').read())\nexec(open('main.py').read())\n"
 
 BUILD_ROOT = Path(tempfile.gettempdir()) / "lamplighter-emulator-build"
 
+CA_FILE = "fleet_ca.der"  # the pinned fleet CA at the flash root (net/http_client.CA_FILE)
+
 BOARD = "emulated"  # the emulator's board: its slot holds what boards/emulated.manifest lists
 SLOT_DIRS = ("lib", "boards")  # a slot's directories (boot.py puts them on sys.path)
 
@@ -91,6 +93,15 @@ def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None,
     (slot / "app_version.json").write_text(json.dumps(
         {"version": firmware_version(), "sequence": FACTORY_SEQUENCE, "build": build.name}))
     return True
+
+
+def pin_fleet_ca(flash_dir: Path, ca_der: bytes) -> None:
+    """Write the fleet CA (DER) the node checks its server's certificate against, as
+    provisioning does: a temp file, then a rename."""
+    flash_dir.mkdir(parents=True, exist_ok=True)
+    tmp = flash_dir / (CA_FILE + ".part")
+    tmp.write_bytes(ca_der)
+    tmp.replace(flash_dir / CA_FILE)
 
 
 def mpy_cross_executable() -> str:
@@ -168,14 +179,18 @@ class Launcher(Powered):
     The node reboots (a new process) whenever it exits by itself (watchdog, reset command);
     power_cut() kills it with SIGKILL and it stays off until power_restore().
     `config` (a dict) is written to the node's flash as its saved configuration before boot.
+    `ca_der` (the fleet CA, DER) is pinned on the node's flash as /fleet_ca.der: a node whose
+    identity names an https:// server refuses it without one.
     """
 
     def __init__(self, flash_dir: Path, scenario: Scenario | None = None, speed: float = 0.0,
                  end_ms: int | None = None, heap_kb: int = NODE_HEAP_KB,
                  config: dict | None = None, measure_raw: bool = False,
                  on_line: Callable[[str], None] | None = None, keep_lines: int = 200000,
-                 compiled: bool = True, keys: dict | None = None) -> None:
+                 compiled: bool = True, keys: dict | None = None,
+                 ca_der: bytes | None = None) -> None:
         self.flash_dir = Path(flash_dir)
+        self.ca_der = ca_der
         self.app_dir = build_firmware() if compiled else FIRMWARE_DIR
         self.keys = keys  # release key set pinned in keys.json when the flash has none yet
         self.world = World(scenario, speed=speed, end_ms=end_ms)
@@ -191,6 +206,8 @@ class Launcher(Powered):
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> Launcher:
         install_factory_app(self.flash_dir, self.app_dir, self.keys)
+        if self.ca_der is not None:
+            pin_fleet_ca(self.flash_dir, self.ca_der)
         if self.config is not None:
             (self.flash_dir / "config.json").write_text(json.dumps(self.config))
         self.world.start()
