@@ -141,8 +141,9 @@ def _flash(tmp: Path, bundle: Path, key, server: str, mode: str) -> Path:
                                                   "pending": None, "committed_sequence": 10}))
     (flash / "keys.json").write_text(json.dumps(
         {"keys": {key_id(key): raw_public_key(key).hex()}, "revoked": [], "serial": 0}))
+    # a plain-HTTP bench server (TLS is tests/firmware/test_tls_link.py's)
     (flash / "identity.json").write_text(json.dumps(
-        {"device_id": "bench", "secret": "00" * 32, "server": server}))
+        {"device_id": "bench", "secret": "00" * 32, "server": server, "insecure_http": True}))
     shutil.copy(FIRMWARE_DIR / "bootsel.py", flash / "bootsel.py")
     size = bundle.stat().st_size
     assignment = {"rollout_id": 1, "release_id": 1, "url": "/bundle", "size": size,
