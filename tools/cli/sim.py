@@ -59,10 +59,11 @@ def _fleet_table(server: str, token: str, poles: list[str], verify: Verify = Tru
 def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefix: str,
             checkin_interval_s: int, duration_s: float | None,
             release_keys: list[Path] | None = None, *, verify: Verify = True,
-            ca_der: bytes | None = None) -> None:
+            ca_der: bytes | None = None, insecure_http: bool = False) -> None:
     """Boot the fleet and show it until Ctrl-C (or `duration_s`).
 
-    `verify` is what the server's certificate must chain to; `ca_der` the CA the lampposts pin.
+    `verify` is what the server's certificate must chain to; `ca_der` the CA the lampposts pin;
+    `insecure_http` lets them talk to a plain http:// server.
     """
     from ota.errors import OtaError
     from tools.emulator.sim import release_key_set, start_fleet
@@ -79,7 +80,7 @@ def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefi
     try:
         fleet = start_fleet(server, token, nodes, root, prefix=prefix, speed=speed,
                             checkin_interval_s=checkin_interval_s, keys=keys, verify=verify,
-                            ca_der=ca_der)
+                            ca_der=ca_der, insecure_http=insecure_http)
     except (httpx.HTTPError, RuntimeError) as exc:
         err.print(f"[red]cannot start the fleet:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -142,8 +143,11 @@ def sim(
             err.print(f"[red]cannot read the CA certificate {ca_path}:[/red] {exc}")
             raise typer.Exit(2) from None
         _check_server_certificate(url, verify, ca_path)
+    else:
+        err.print(f"[yellow]warning: {url} is plain HTTP; the emulated lampposts are told to "
+                  "accept it (a node in the street refuses a server without TLS)[/yellow]")
     run_sim(url, token, nodes, root, speed, prefix, checkin_interval_s, duration_s, release_key,
-            verify=verify, ca_der=ca_der)
+            verify=verify, ca_der=ca_der, insecure_http=not url.startswith("https://"))
 
 
 def _check_server_certificate(url: str, verify: Verify, ca: Path | None) -> None:
