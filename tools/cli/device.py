@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from tools.cli.api_client import ApiClient, ServerOption, TokenOption
+from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption
 
 device_app = typer.Typer(help="Technician tools for one node: flash, provision, emulate, monitor.",
                          no_args_is_help=True)
@@ -436,3 +436,40 @@ def emulate(
         if tmp is not None:
             tmp.cleanup()
     console.print("\n" + summary(launcher, hours))
+
+
+DeviceIdArgument = Annotated[str, typer.Argument(help="The node's device id (ll-…).")]
+
+
+@device_app.command("rotate-key")
+def rotate_key_cmd(device_id: DeviceIdArgument, server: ServerOption = None,
+                   token: TokenOption = None, ca: CaOption = None) -> None:
+    """Rotate a node's device key over the air, no visit needed.
+
+    The next key goes to the node hidden in its next check-in reply; the node stores it and
+    signs with it from its next request, which retires the old key. Until then both work, so
+    a lost reply or a power cut on the way strands nothing. One rotation at a time.
+    """
+    started = ApiClient(server, token, ca).call("POST", f"/api/v1/devices/{device_id}/rotate-key")
+    out.print(f"{device_id}: rotation to key version {started['next_key_version']} started "
+              f"(version {started['key_version']} stays valid until the node signs with the "
+              "next; `GET /api/v1/devices/{id}` shows key_version once it has)")
+
+
+@device_app.command("retire-key")
+def retire_key_cmd(device_id: DeviceIdArgument, server: ServerOption = None,
+                   token: TokenOption = None, ca: CaOption = None,
+                   yes: Annotated[bool, typer.Option(
+                       "--yes", help="Do not ask for confirmation.")] = False) -> None:
+    """Retire a node's key NOW (a compromised or stolen node): its current key, and any
+    rotation in flight, are refused from this moment. The node is cut off until a technician
+    writes the new secret this prints (once) into the node's identity.json."""
+    if not yes and not typer.confirm(
+            f"{device_id} will be refused from now on until it is provisioned again. Retire "
+            "its key?", default=False):
+        raise typer.Exit(1)
+    creds = ApiClient(server, token, ca).call("POST", f"/api/v1/devices/{device_id}/retire-key")
+    err.print(f"{device_id} is refused from now on, until its identity.json holds the secret "
+              "below (shown once; keep it out of logs)")
+    out.print(json.dumps({"device_id": creds["device_id"], "secret": creds["secret"],
+                          "key_version": creds["key_version"]}))
