@@ -84,7 +84,7 @@ def test_init_tls_makes_a_ca_and_a_server_certificate_for_the_hosts(data_dir: Pa
     assert chain == [ca]  # server.pem carries the CA after the certificate
     assert san(leaf) == {"lamps.example.org", "10.0.0.5"}
     assert str(files.ca_cert) in result.output
-    assert f"CA SHA-256 fingerprint: {fingerprint(files.ca_cert.read_bytes())}" in result.output, result.output
+    assert f"CA SHA-256 fingerprint: {fingerprint(files.ca_cert.read_bytes())}" in result.output
     assert "provisioned" in result.output  # what to do next: nodes get the CA then
 
 
@@ -311,6 +311,14 @@ def test_the_operator_cli_trusts_the_ca_it_is_given(tls_server: FleetServer, dat
 
     missing = invoke("rollout", "releases", "--ca", str(tmp_path / "nowhere.pem"))
     assert missing.exit_code == 2 and "no CA certificate at" in missing.output
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    junk = invoke("rollout", "releases", "--ca", str(tmp_path / "junk.pem"))
+    assert junk.exit_code == 2 and "cannot read the CA certificate" in junk.output
+
+    assert tls_server.ca_der is not None
+    (tmp_path / "ca.der").write_bytes(tls_server.ca_der)  # the CA as a node pins it
+    der = invoke("rollout", "releases", "--ca", str(tmp_path / "ca.der"))
+    assert der.exit_code == 0, der.output
 
     # on the server's host, the CLI finds the CA in the data directory by itself
     monkeypatch.setenv("LAMPLIGHTER_DATA_DIR", str(tls_server.tls.directory.parent))

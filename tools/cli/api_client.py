@@ -25,7 +25,7 @@ TokenOption = Annotated[str | None, typer.Option(
     help="API token; create one with `lamplighter server create-token`.")]
 CaOption = Annotated[Path | None, typer.Option(
     "--ca", envvar="LAMPLIGHTER_CA", dir_okay=False,
-    help="CA certificate (PEM) the fleet server's certificate must chain to (default: "
+    help="CA certificate (PEM or DER) the fleet server's certificate must chain to (default: "
          "$LAMPLIGHTER_DATA_DIR/tls/ca.pem, i.e. ./var/tls/ca.pem, when it exists, else the "
          "system's trusted CAs). `lamplighter server init-tls` makes it.")]
 
@@ -60,13 +60,17 @@ def resolve_ca(ca: Path | str | None) -> Path | None:
 
 
 def ssl_context_for(ca: Path | None) -> ssl.SSLContext:
-    """An SSL context trusting only `ca`, or the system's trusted CAs when None."""
+    """An SSL context trusting only `ca` (PEM or DER), or the system's trusted CAs when None."""
+    if ca is None:
+        return ssl.create_default_context()
     try:
-        return ssl.create_default_context(cafile=str(ca)) if ca else \
-            ssl.create_default_context()
-    except (ssl.SSLError, OSError) as exc:
-        err.print(f"[red]cannot read the CA certificate {ca}:[/red] {exc} (a PEM file is "
-                  "needed: <data dir>/tls/ca.pem on the fleet server's host)")
+        data = ca.read_bytes()
+        if b"-----BEGIN" in data:
+            return ssl.create_default_context(cadata=data.decode("ascii", "replace"))
+        return ssl.create_default_context(cadata=data)  # DER, as pinned on a node
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        err.print(f"[red]cannot read the CA certificate {ca}:[/red] {exc} (a PEM or DER "
+                  "certificate is needed: <data dir>/tls/ca.pem on the fleet server's host)")
         raise typer.Exit(2) from None
 
 
