@@ -186,6 +186,12 @@ def test_server_run_without_tls_files_says_how_to_get_them(data_dir: Path) -> No
     mixed = invoke("server", "run", "--behind-tls-proxy", "--cert", str(data_dir / "x.pem"))
     assert mixed.exit_code == 2 and "plain HTTP" in mixed.output
 
+    assert invoke("server", "init-tls").exit_code == 0
+    tls = data_dir / "tls"
+    mismatched = invoke("server", "run", "--key", str(tls / "ca.key"))
+    assert mismatched.exit_code == 2 and "cannot serve HTTPS with" in mismatched.output
+    assert not (data_dir / "fleet.db").exists()
+
 
 def _serve(args: list[str], env: dict[str, str], port: int, verify) -> tuple[
         subprocess.Popen[str], httpx.Response]:

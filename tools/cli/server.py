@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import ssl
 from pathlib import Path
 from typing import Annotated
 
@@ -69,6 +70,14 @@ def run(
                       "--cert/--key/--ca take your own), or pass --behind-tls-proxy to serve "
                       "plain HTTP to a TLS terminator on the same host or private network.")
             raise typer.Exit(2)
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_file,
+                                                                                key_file)
+        except (ssl.SSLError, OSError) as exc:
+            err.print(f"[red]cannot serve HTTPS with {cert_file} and {key_file}:[/red] {exc} "
+                      "(is the key the certificate's, unencrypted PEM? `lamplighter server "
+                      "init-tls` makes a matching pair)")
+            raise typer.Exit(2) from None
         ssl_args = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
     url = settings.resolved_database_url
     if migrate_first:
