@@ -218,3 +218,39 @@ def test_a_hijacked_terminator_cannot_switch_off_the_lamp_or_drop_readings(live_
         page = api.get("/api/v1/telemetry/readings",
                        params={"device": creds["device_id"], "limit": 5000}).json()
     assert len(page["readings"]) == first["produced"] + second["produced"]
+
+
+@pytest.mark.slow
+def test_a_server_that_trickles_a_checkin_reply_cannot_hold_the_node(mpy):
+    """A server (or anyone on the path) that answers a check-in one byte every half second,
+    never finishing: the node gives the whole exchange 30 s, then gets back to its lamp."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n")
+        try:
+            for _ in range(400):
+                conn.sendall(b" ")
+                time.sleep(0.5)
+        except OSError:
+            pass
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    ident = {"device_id": "ll-trickle", "secret": "00" * 32,
+             "server": f"http://127.0.0.1:{port}", "insecure_http": True}
+    started = time.monotonic()
+    out = mpy("import json, time\nfrom net.uplink import Uplink\n"
+              f"up = Uplink(json.loads({json.dumps(json.dumps(ident))}), time.time)\n"
+              "try:\n    up.checkin({'fw_version': '1'})\n    print(json.dumps('answered'))\n"
+              "except Exception as e:\n    print(json.dumps(repr(e)))\n", timeout=120)
+    took = time.monotonic() - started
+    listener.close()
+    assert "stalled" in out[-1] or "timed out" in out[-1], out
+    assert took < 60

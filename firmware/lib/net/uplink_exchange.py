@@ -18,6 +18,7 @@ from net.http_client import HttpClient, HttpError
 
 _CHECKIN_PATH = const("/device/v1/checkin")
 _TELEMETRY_PATH = const("/device/v1/telemetry")
+_DEADLINE_S = const(30)  # a whole check-in or upload: a server that trickles cannot hold the lamp
 
 
 class Rejected(Exception):
@@ -72,7 +73,8 @@ class _Link:
         raise Untrusted("reply refused (%s) for %s" % (why, path))
 
     def checked(self, method, path, body):
-        resp = self.http.request(method, path, body, self.headers(method, path, body))
+        resp = self.http.request(method, path, body, self.headers(method, path, body),
+                                 deadline_s=_DEADLINE_S)
         self.check(path, resp.status, resp.headers, hexlify(hashlib.sha256(resp.body).digest()))
         return resp
 
