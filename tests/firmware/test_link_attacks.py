@@ -254,3 +254,47 @@ def test_a_server_that_trickles_a_checkin_reply_cannot_hold_the_node(mpy):
     listener.close()
     assert "stalled" in out[-1] or "timed out" in out[-1], out
     assert took < 60
+
+
+def test_a_lost_enrollment_reply_and_a_forged_one_do_not_strand_the_node(mpy, live_server,
+                                                                         tmp_path):
+    """The first enrollment reply is committed on the server and swapped on the way for a
+    forged identity; the node refuses it, keeps its code, and on its next attempt gets a fresh
+    identity (the server's grace period) that works."""
+    issued = live_server.client(headers=live_server.operator_headers).post(
+        "/api/v1/devices/batch", json={"devices": [{"pole_id": "MITM-E1"}], "enrollment": True}
+    ).json()[0]
+    forged = {"device_id": issued["device_id"], "pole_id": "MITM-E1", "secret": "ab" * 32,
+              "key_version": 9}
+
+    def swap_first(exchange, reply: Reply) -> Reply | None:
+        if exchange.path.endswith("/enroll") and len(exchange_log) == 0:
+            exchange_log.append(reply)
+            return Reply(200, {"content-type": "application/json"}, json.dumps(forged).encode())
+        return None
+
+    exchange_log: list[Reply] = []
+    proxy = _proxy(live_server, tmp_path, fleet_issued=True, tamper=swap_first)
+    doc = {"code": issued["enrollment_code"], "server": proxy.url, "pole_id": "MITM-E1"}
+    try:
+        out = mpy(
+            "import json\nfrom net import enroll\nfrom core.log import Log\n"
+            "lines = []\nclass Keep:\n    def write(self, s):\n        lines.append(s)\n"
+            "log = Log(stream=Keep())\n"
+            f"open('fleet_ca.der', 'wb').write({live_server.ca_der!r})\n"
+            f"open('enrollment.json', 'w').write({json.dumps(json.dumps(doc))})\n"
+            "first = enroll.redeem('.', log=log)\n"
+            "second = enroll.redeem('.', log=log)\n"
+            "print(json.dumps([first, second, json.load(open('identity.json')), lines]))\n",
+            cwd=tmp_path)
+    finally:
+        proxy.stop()
+    first, second, identity, lines = out[-1]
+    assert (first, second) == ("retry", "enrolled")
+    assert any("reply_refused" in line for line in lines), lines
+    assert identity["secret"] != forged["secret"]
+    assert identity["secret"] != json.loads(exchange_log[0].body)["secret"]  # the lost one
+    creds = dict(identity, device_id=issued["device_id"])
+    out = mpy(_uplink_script(creds, live_server, live_server.url,
+                             "print(json.dumps(attempt(up.checkin, {'fw_version': '1'})))\n"))
+    assert out[-1][0] == "ok"
