@@ -148,16 +148,18 @@ class HttpClient:
 
     def read(self, sock, buf):
         """Read what has arrived into `buf` (at least one byte), waiting at most _left_s();
-        0 at the end of the stream."""
+        0 at the end of the stream. What is already there (TLS keeps whole records, which
+        poll cannot see) is taken before any wait; the deadline holds either way."""
         while True:
-            ready = False
-            for _ in self.poll.ipoll(int(self._left_s() * 1000)):
-                ready = True
-            if not ready:
-                raise HttpError("timed out waiting for the server")
+            wait_ms = int(self._left_s() * 1000)
             n = sock.readinto(buf)
             if n is not None:
                 return n
+            ready = False
+            for _ in self.poll.ipoll(wait_ms):
+                ready = True
+            if not ready:
+                raise HttpError("timed out waiting for the server")
 
     def line(self, sock, buf):
         """One line (up to and with its LF) into `buf`, byte by byte so that neither a line
