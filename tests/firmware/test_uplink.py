@@ -113,3 +113,26 @@ def test_an_exchange_loads_signing_and_http_for_itself_only(mpy, live_server):
     assert after == []
     assert kept == ["net.http_client"]
     assert addr_kept is True  # the server's address is resolved once, not per exchange
+
+
+def test_a_node_enrolled_from_an_insecure_factory_image_keeps_its_plain_http_link(mpy, tmp_path):
+    """A lab factory image (`--insecure`) enrolls over plain HTTP; the identity it writes keeps
+    that choice, so the node's check-ins go to the same server rather than being refused."""
+    from tools.emulator.fleet_process import start_fleet_server
+
+    server = start_fleet_server(tmp_path / "plain", tls=False)  # a lab server, deliberately
+    try:
+        with server.client(headers=server.operator_headers) as api:
+            issued = api.post("/api/v1/devices/batch", json={
+                "devices": [{"pole_id": "LAB-1"}], "enrollment": True}).json()[0]
+        doc = {"code": issued["enrollment_code"], "server": server.url, "insecure_http": True}
+        out = mpy("import json, time\nfrom net import enroll\nfrom net.uplink import Uplink\n"
+                  f"open('enrollment.json', 'w').write({json.dumps(json.dumps(doc))})\n"
+                  "result = enroll.redeem('.')\n"
+                  "ident = json.load(open('identity.json'))\n"
+                  "up = Uplink(ident, time.time, root='.')\n"
+                  "print(json.dumps([result, ident.get('insecure_http'), "
+                  "up.checkin({'fw_version': '1'}) is not None]))\n", cwd=tmp_path)
+    finally:
+        server.stop()
+    assert out[-1] == ["enrolled", True, True]

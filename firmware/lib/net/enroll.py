@@ -69,6 +69,8 @@ def redeem(root="", http=None, log=None):
     identity = {"device_id": creds["device_id"], "secret": creds["secret"],
                 "key_version": creds.get("key_version", 1), "server": doc["server"],
                 "pole_id": creds.get("pole_id", doc.get("pole_id"))}
+    if doc.get("insecure_http"):
+        identity["insecure_http"] = True  # the factory image's choice, kept for every exchange
     write_json(root + IDENTITY_FILE, identity)
     os.remove(root + ENROLLMENT_FILE)
     if log:
