@@ -1,10 +1,10 @@
 """A hung node is reset by the watchdog; the lamp is full from the reset until the node decides."""
 
 from tests.rigs.driver_harness import BOARD_DIRS
+from tests.rigs.micropython import run_micropython
 from tools.emulator.launcher import NODE_HEAP_KB
 from tools.emulator.scenario import DEFAULT_START_EPOCH, Scenario
 from tools.emulator.world import FULL_DUTY, World
-from tests.rigs.micropython import run_micropython
 
 HANG = """
 import emulated

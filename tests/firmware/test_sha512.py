@@ -29,7 +29,8 @@ def _data(n: int) -> bytes:
 
 def test_known_answer_abc(mpy):
     out = mpy(
-        'from crypto.sha512 import sha512\nimport json\nprint(json.dumps(sha512(b"abc").hexdigest()))\n'
+        'from crypto.sha512 import sha512\nimport json\n'
+        'print(json.dumps(sha512(b"abc").hexdigest()))\n'
     )
     assert out == [FIPS_ABC]
 

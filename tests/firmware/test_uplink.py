@@ -19,7 +19,8 @@ def test_hmac_matches_rfc4231_and_long_keys_match_the_host(mpy):
 
     long_key = bytes(range(131))
     out = mpy(
-        "import json\nfrom binascii import hexlify, unhexlify\nfrom crypto.hmac_sha256 import HmacSha256\n"
+        "import json\nfrom binascii import hexlify, unhexlify\n"
+        "from crypto.hmac_sha256 import HmacSha256\n"
         f"a = HmacSha256(unhexlify('{RFC4231_KEY}')).digest(b'what do ya ', b'want for nothing?')\n"
         f"b = HmacSha256(unhexlify('{long_key.hex()}')).digest(b'x' * 200)\n"
         "print(json.dumps([hexlify(a).decode(), hexlify(b).decode()]))\n")
