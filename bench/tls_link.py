@@ -138,7 +138,7 @@ def median(xs):
     return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
 connect = []
 for _ in range(CONNECTS):
-    client = HttpClient(ident["server"], allow_http=up.insecure_http, ca_file=up.ca_file)
+    client = HttpClient(ident["server"], insecure_http=up.insecure_http, root=up.root)
     client.addr = up.addr
     gc.collect()
     t = time.ticks_us()

@@ -254,14 +254,14 @@ def test_a_reply_that_trickles_in_over_tls_is_read_without_blocking(
     server = serve(_context(certs.fleet.server_cert, certs.fleet.server_key), reply=body,
                    pieces=24)
     _pin(certs, tmp_path)
-    out = mpy(_request(server.url, ca_file="fleet_ca.der"))
+    out = mpy(_request(server.url, root="."))
     assert out[-1] == {"status": 200, "body": body.decode()}
 
 
 def test_a_server_with_a_certificate_from_another_ca_is_refused(mpy, certs, serve, tmp_path):
     impostor = serve(_context(*certs.other_ca))
     _pin(certs, tmp_path)
-    out = mpy(_request(impostor.url, ca_file="fleet_ca.der"))
+    out = mpy(_request(impostor.url, root="."))
     assert "not correctly signed by the trusted CA" in out[-1]["error"]
     assert impostor.requests == [] and impostor.refused  # the handshake ended there
     assert impostor.wire and MARKER.encode() not in impostor.wire  # nothing sent in clear
@@ -286,7 +286,7 @@ def test_a_certificate_for_another_host_name_is_refused(mpy, certs, serve, tmp_p
     # another of the CA's servers does not make its holder this node's server
     elsewhere = serve(_context(*certs.other_host))
     _pin(certs, tmp_path)
-    out = mpy(_request(elsewhere.url, ca_file="fleet_ca.der"))
+    out = mpy(_request(elsewhere.url, root="."))
     assert "does not match" in out[-1]["error"]
     assert elsewhere.requests == [] and MARKER.encode() not in elsewhere.wire
 
@@ -305,7 +305,7 @@ def test_a_plain_http_url_is_refused_unless_the_identity_allows_it(mpy, serve, t
     allowed = mpy(_uplink(dict(IDENTITY, server=plain.url, insecure_http=True), script))
     assert allowed[-1] == CHECKIN_REPLY
     assert len(plain.requests) == 1
-    assert mpy(_request(plain.url, allow_http=True))[-1]["status"] == 200
+    assert mpy(_request(plain.url, insecure_http=True))[-1]["status"] == 200
 
 
 def test_a_node_with_no_pinned_ca_refuses_https(mpy, certs, serve, tmp_path):
@@ -346,7 +346,7 @@ def test_a_server_that_stalls_the_handshake_cannot_hold_the_node(mpy, certs, ser
         "import json, time\nfrom net.http_client import HttpClient, HttpError\n"
         "t = time.ticks_ms()\n"
         "try:\n"
-        f"    HttpClient({staller.url!r}, ca_file='fleet_ca.der').request("
+        f"    HttpClient({staller.url!r}, root='.').request("
         "'GET', '/x', deadline_s=1)\n"
         "    print(json.dumps('answered'))\n"
         "except HttpError as e:\n"

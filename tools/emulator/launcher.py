@@ -33,7 +33,7 @@ BOOT_AND_MAIN = "exec(open('boot.py').read())\nexec(open('main.py').read())\n"
 
 BUILD_ROOT = Path(tempfile.gettempdir()) / "lamplighter-emulator-build"
 
-CA_FILE = "fleet_ca.der"  # the pinned fleet CA at the flash root (net/http_client.CA_FILE)
+CA_FILE = "fleet_ca.der"  # the pinned fleet CA at the flash root (net/http_client._CA_FILE)
 
 BOARD = "emulated"  # the emulator's board: its slot holds what boards/emulated.manifest lists
 SLOT_DIRS = ("lib", "boards")  # a slot's directories (boot.py puts them on sys.path)

@@ -39,8 +39,8 @@ def redeem(root="", http=None, log=None):
     doc = pending(root)
     if doc is None:
         return "already"
-    http = http or HttpClient(doc["server"], allow_http=doc.get("insecure_http", False),
-                              ca_file=root + "/fleet_ca.der")
+    http = http or HttpClient(doc["server"], insecure_http=doc.get("insecure_http", False),
+                              root=root)
     code = doc["code"]
     body = json.dumps({"code": code}).encode()
     nonce = hexlify(os.urandom(12)).decode()

@@ -9,7 +9,7 @@ import time
 _MAX_HEADER_LINE = const(512)  # also the body's read buffer
 _MAX_HEADERS = const(32)
 _MAX_BODY = const(16384)
-CA_FILE = "/fleet_ca.der"  # the fleet CA certificate (DER), written at provisioning
+_CA_FILE = const("/fleet_ca.der")  # the fleet CA certificate (DER), written at provisioning
 
 
 class HttpError(OSError):
@@ -43,14 +43,16 @@ class HttpClient:
     """One request per connection (Connection: close): simple, and nothing to leak on failure.
 
     https: the server must present a certificate for the URL's host signed by the CA in
-    `ca_file` (DER, read at each connection). http:// is refused unless `allow_http` (a test
-    server, a lab): the node never falls back to plain HTTP by itself.
+    `root` + _CA_FILE (DER, read at each connection; root is the flash root). http:// is refused
+    unless `insecure_http` (a test server, a lab): the node never falls back to plain HTTP by
+    itself. (Parameter names shared with the identity's keys: every new name costs the node
+    interned-string memory.)
     """
 
-    def __init__(self, url, timeout_s=10, allow_http=False, ca_file=CA_FILE):
+    def __init__(self, url, timeout_s=10, insecure_http=False, root=""):
         self.host, self.port, self.prefix, self.tls = parse_url(url)
-        self.allow_http = allow_http
-        self.ca_file = ca_file
+        self.insecure_http = insecure_http
+        self.root = root
         self.timeout_s = timeout_s
         self.addr = None
         self._deadline = None
@@ -60,11 +62,12 @@ class HttpClient:
         ca = None
         if self.tls:
             try:
-                with open(self.ca_file, "rb") as f:
+                with open(self.root + _CA_FILE, "rb") as f:
                     ca = f.read()
             except OSError:
-                raise HttpError("the node has no pinned CA (%s): https refused" % self.ca_file)
-        elif not self.allow_http:
+                raise HttpError("the node has no pinned CA (%s): https refused"
+                                % (self.root + _CA_FILE))
+        elif not self.insecure_http:
             raise HttpError("plain http:// refused (the identity does not allow it): "
                             + self.host)
         try:

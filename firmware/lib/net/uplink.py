@@ -16,11 +16,9 @@ class Uplink:
     def __init__(self, identity, clock_s, log=None, http=None, root=""):
         self.device_id = identity["device_id"]
         self.secret = identity["secret"]  # hex
-        self.key_version = identity.get("key_version", 1)
-        self.identity_file = root + "/identity.json"  # rewritten when the key rotates
         self.server = identity["server"]
         self.insecure_http = identity.get("insecure_http", False)
-        self.ca_file = root + "/fleet_ca.der"  # http_client.CA_FILE on this node's flash
+        self.root = root  # the flash root: the pinned CA, the identity (rewritten on rotation)
         self.http = http
         self.addr = None  # the server's resolved address, kept between exchanges
         self.clock_s = clock_s

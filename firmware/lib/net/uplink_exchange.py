@@ -12,7 +12,6 @@ from binascii import hexlify, unhexlify
 
 from micropython import const
 
-from core.files import read_json, write_json
 from crypto.hmac_sha256 import HmacSha256
 from net.http_client import HttpClient, HttpError
 
@@ -25,9 +24,6 @@ class Rejected(Exception):
     """The server refused a request for its content (4xx other than auth); args: status, detail."""
 
 
-class Untrusted(HttpError):
-    """A reply without the server's signature for this request: unsigned, for another
-    request, or altered on the way. Nothing in it is used; the exchange counts as failed."""
 
 
 class _Link:
@@ -36,8 +32,8 @@ class _Link:
     def __init__(self, up):
         self.up = up
         self.mac = HmacSha256(unhexlify(up.secret))
-        self.http = up.http or HttpClient(up.server, allow_http=up.insecure_http,
-                                          ca_file=up.ca_file)
+        self.http = up.http or HttpClient(up.server, insecure_http=up.insecure_http,
+                                          root=up.root)
         if up.http is None:
             self.http.addr = up.addr
 
@@ -57,7 +53,7 @@ class _Link:
                 "X-Signature": hexlify(sig).decode(), "Content-Type": "application/json"}
 
     def check(self, path, status, headers, digest):
-        """Raise Untrusted (logged) unless the reply is signed for this request's nonce:
+        """Raise HttpError (logged) unless the reply is signed for this request's nonce:
         HMAC under the device key over the nonce, status, X-Server-Time and `digest`."""
         # (a plain comparison: each request has a fresh nonce, so timing teaches nothing)
         mac = headers.get("x-reply-signature")
@@ -69,81 +65,29 @@ class _Link:
                 return
             why = "bad signature"
         if self.up.log:
-            self.up.log.error("reply_refused", path=path, status=status, why=why)
-        raise Untrusted("reply refused (%s) for %s" % (why, path))
-
-    def checked(self, method, path, body):
-        resp = self.http.request(method, path, body, self.headers(method, path, body),
-                                 deadline_s=_DEADLINE_S)
-        self.check(path, resp.status, resp.headers, hexlify(hashlib.sha256(resp.body).digest()))
-        return resp
+            self.up.log.error("reply_refused", path=path, status=status, detail=why)
+        raise HttpError(why)  # nothing in it is used; the exchange counts as failed
 
     def post(self, path, body):
         """POST a signed body and check the reply's signature; corrects the clock once from a
-        signed 401 that says the node's time is off."""
+        signed 401 that says the node's time is off, and signs again."""
         up = self.up
         try:
-            resp = self.checked("POST", path, body)
-            server_time = resp.headers.get("x-server-time")
-            if resp.status == 401 and server_time:
+            for again in (True, False):
+                resp = self.http.request("POST", path, body, self.headers("POST", path, body),
+                                         deadline_s=_DEADLINE_S)
+                self.check(path, resp.status, resp.headers,
+                           hexlify(hashlib.sha256(resp.body).digest()))
+                server_time = resp.headers.get("x-server-time")
+                if not (again and resp.status == 401 and server_time):
+                    break
                 up.offset_s = int(server_time) - int(up.clock_s())
                 if up.log:
                     up.log.warn("clock_corrected", offset_s=up.offset_s)
-                resp = self.checked("POST", path, body)
         finally:
             self.done()
         up.last_status = resp.status
         return resp
-
-
-class _CheckedSink:
-    """A download's sink behind the reply's signature check. Bundle data (a reply announcing
-    X-Bundle-SHA256, which the signature covers) is checked before a byte is kept; any other
-    answer (a 416, an error page) is only hashed, and passed on once its signature holds."""
-
-    def __init__(self, link, path, sink):
-        self.link, self.path, self.sink = link, path, sink
-        self.held = None
-
-    def head(self, status, headers):
-        bundle = headers.get("x-bundle-sha256")
-        if bundle is None:
-            self.held = (status, headers, hashlib.sha256())
-            return
-        self.link.check(self.path, status, headers, bundle.encode())
-        self.sink.head(status, headers)
-
-    def write(self, chunk):
-        if self.held is None:
-            self.sink.write(chunk)
-        else:
-            self.held[2].update(chunk)
-
-    def end(self):
-        if self.held is not None:
-            status, headers, h = self.held
-            self.link.check(self.path, status, headers, hexlify(h.digest()))
-            self.sink.head(status, headers)
-
-
-def _take_next_key(up, link, key):
-    """Store a next device key delivered in a signed reply (identity file: temp, rename), then
-    sign with it; the server keeps the current key until a request signed with the next."""
-    version = key.get("version")
-    if not isinstance(version, int) or version <= up.key_version:
-        return
-    pad = link.mac.digest(b"rotate\n", up.device_id.encode(), b"\n", str(version).encode())
-    hidden = unhexlify(key["key"])
-    if len(hidden) != 32:
-        return
-    nxt = bytes(hidden[i] ^ pad[i] for i in range(32))
-    identity = read_json(up.identity_file)
-    identity["secret"] = hexlify(nxt).decode()
-    identity["key_version"] = version
-    write_json(up.identity_file, identity)
-    up.secret, up.key_version = identity["secret"], version
-    if up.log:
-        up.log.info("key_rotated", key_version=version)
 
 
 def checkin(up, status):
@@ -155,8 +99,10 @@ def checkin(up, status):
             up.log.error("checkin_refused", status=resp.status, detail=resp.body[:120])
         return None
     reply = json.loads(resp.body)
-    if reply.get("next_key"):
-        _take_next_key(up, link, reply["next_key"])
+    if reply.get("next_key"):  # a rotation: its code loads only then (and leaves with this)
+        from net.next_key import take
+
+        take(up, link.mac, reply["next_key"])
     return reply
 
 
@@ -190,11 +136,13 @@ def post_telemetry(up, records):
 def get(up, path, headers, sink, deadline_s=None):
     """A signed GET of `path`, with `headers` (or None) added, whose body goes to `sink`;
     returns the response."""
+    from net.signed_download import CheckedSink  # downloads only: not on a check-in's heap
+
     link = _Link(up)
     signed = link.headers("GET", path, b"")
     if headers:
         signed.update(headers)
-    checked = _CheckedSink(link, path, sink)
+    checked = CheckedSink(link, path, sink)
     try:
         resp = link.http.request("GET", path, b"", signed, sink=checked, deadline_s=deadline_s)
     finally:
