@@ -18,6 +18,7 @@ header and signed manifest), against the .py sources it is built from and the bu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from ota.board_manifest import board_files
 from ota.bundle import compile_app, stage_release, write_bundle
 from ota.keys import generate_private_key, key_id, raw_public_key
 from ota.manifest import sign_manifest
+from tests.rigs.device_signing import reply_headers
 from tests.rigs.micropython import run_micropython
 from tools.firmware_tree import FIRMWARE_DIR, FIRMWARE_LIB
 
@@ -68,6 +70,7 @@ class _BundleServer:
 
     def __init__(self, data: bytes):
         outer = self
+        sha = hashlib.sha256(data).hexdigest()
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -81,9 +84,14 @@ class _BundleServer:
                     start, end = int(first), min(int(last or end), end)
                 body = data[start:end + 1]
                 outer.requests += 1
-                self.send_response(206 if rng else 200)
+                status = 206 if rng else 200
+                self.send_response(status)
                 if rng:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                # signed for the request, as the fleet server's replies are (the node checks)
+                for name, value in reply_headers("00" * 32, self.headers.get("X-Nonce", ""),
+                                                 status, bundle_sha256=sha).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Connection", "close")
                 self.end_headers()
