@@ -139,17 +139,17 @@ def issue_enrollment(session: Session, uid: str, ttl_days: int, actor: str) -> s
 # again: within this time, and while the identity it was given has not been used, it gets a
 # fresh one and the previous is retired.
 ENROLL_GRACE = timedelta(hours=1)
-# Redemption attempts allowed per window: per code (guessing one code) and per address.
+# Per window: attempts on one code (guessing or hammering it), and refused attempts from one
+# address (guessing codes; a depot's nodes enrolling at once behind one address all succeed).
 ENROLL_LIMITS = {"code": (10, 3600), "addr": (30, 600)}
 
 
-def count_enroll_attempt(session: Session, code: str, address: str) -> None:
-    """Count one redemption attempt against its code and its address, in its own committed
-    transaction (a refused attempt counts too); TooMany when either is over its limit."""
+def _count(session: Session, bucket: str, window_s: int, add: int) -> tuple[int, int]:
+    """Add `add` to a fixed-window counter, committed at once; (its count, seconds until its
+    window ends)."""
     now = utcnow()
-    for kind, value in (("code", hash_token(code.strip().upper())), ("addr", address)):
-        limit, window_s = ENROLL_LIMITS[kind]
-        bucket = f"{kind}:{value}"[:80]
+    bucket = bucket[:80]
+    for _ in range(2):
         row = session.get(EnrollAttempt, bucket, with_for_update=True)
         if row is None:
             row = EnrollAttempt(bucket=bucket, window_start=now, count=0)
@@ -157,18 +157,34 @@ def count_enroll_attempt(session: Session, code: str, address: str) -> None:
             row.window_start.replace(tzinfo=UTC)
         if (now - start).total_seconds() >= window_s:
             row.window_start, row.count, start = now, 0, now
-        row.count += 1
+        row.count += add
         session.add(row)
         try:
             session.commit()
-        except IntegrityError:  # another request created the bucket first: count there
+            break
+        except IntegrityError:  # another request made the bucket first: count there
             session.rollback()
-            return count_enroll_attempt(session, code, address)
-        if row.count > limit:
-            retry = int(window_s - (now - start).total_seconds()) + 1
-            what = "code" if kind == "code" else "address"
-            raise TooMany(f"too many enrollment attempts for this {what}; "
-                          f"try again in {retry} s", retry)
+    return row.count, int(window_s - (now - start).total_seconds()) + 1
+
+
+def admit_enrollment(session: Session, code: str, address: str) -> None:
+    """Count the attempt against its code; TooMany when the code has had too many attempts
+    or the address too many refusals in their windows."""
+    limit, window_s = ENROLL_LIMITS["addr"]
+    refused, retry = _count(session, f"addr:{address}", window_s, 0)
+    if refused >= limit:
+        raise TooMany(f"too many refused enrollment attempts from this address; try again in "
+                      f"{retry} s", retry)
+    limit, window_s = ENROLL_LIMITS["code"]
+    tries, retry = _count(session, f"code:{hash_token(code.strip().upper())}", window_s, 1)
+    if tries > limit:
+        raise TooMany(f"too many enrollment attempts for this code; try again in {retry} s",
+                      retry)
+
+
+def count_refused_enrollment(session: Session, address: str) -> None:
+    """A refused redemption (unknown, used, expired code) counts against its address."""
+    _count(session, f"addr:{address}", ENROLL_LIMITS["addr"][1], 1)
 
 
 def redeem_enrollment(session: Session, code: str) -> DeviceCredentials:

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 
 from fleet.api.deps import SessionDep
 from fleet.auth import sign_replies_with
-from fleet.registry import count_enroll_attempt, redeem_enrollment
+from fleet.errors import DomainError
+from fleet.registry import admit_enrollment, count_refused_enrollment, redeem_enrollment
 from fleet.schemas import DeviceCredentials, EnrollRequest
 
 router = APIRouter(tags=["device"])
@@ -16,7 +17,8 @@ router = APIRouter(tags=["device"])
              responses={404: {"description": "unknown code"},
                         409: {"description": "code used (and its grace period over)"},
                         410: {"description": "code expired"},
-                        429: {"description": "too many attempts for the code or the address"}})
+                        429: {"description": "too many attempts on the code, or refusals for "
+                                              "the address"}})
 def enroll(body: EnrollRequest, request: Request, session: SessionDep) -> DeviceCredentials:
     """A factory-imaged node exchanges its one-time enrollment code for its identity.
 
@@ -25,5 +27,11 @@ def enroll(body: EnrollRequest, request: Request, session: SessionDep) -> Device
     within an hour and gets a fresh identity, as long as it never used the first.
     """
     sign_replies_with(request, body.code.encode())
-    count_enroll_attempt(session, body.code, request.client.host if request.client else "?")
-    return redeem_enrollment(session, body.code)
+    address = request.client.host if request.client else "?"
+    admit_enrollment(session, body.code, address)
+    try:
+        return redeem_enrollment(session, body.code)
+    except DomainError:
+        session.rollback()
+        count_refused_enrollment(session, address)
+        raise
