@@ -137,3 +137,21 @@ def test_a_node_enrolled_from_an_insecure_factory_image_keeps_its_plain_http_lin
     finally:
         server.stop()
     assert out[-1] == ["enrolled", True, True]
+
+
+def test_a_clock_that_keeps_drifting_warns_once_then_resyncs_quietly(mpy, live_server):
+    """An emulated clock racing ahead of the server's (virtual time) is corrected again and
+    again; only the first correction is a warning."""
+    creds = live_server.register("UP-4")
+    out = mpy(_identity_script(creds, live_server, 0,
+        "drift = [-7200]\n"
+        "up.clock_s = lambda: time.time() + drift[0]\n"
+        "first = up.checkin({'fw_version': '0.1.0'}) is not None\n"
+        "drift[0] += 3600\n"
+        "second = up.checkin({'fw_version': '0.1.0'}) is not None\n"
+        "seen = [l for l in log.recent() if 'clock_corrected' in l]\n"
+        "print(json.dumps([first, second, seen]))\n"))
+    first, second, lines = out[-1]
+    assert first and second
+    assert len(lines) == 2
+    assert " WARN " in lines[0] and " INFO " in lines[1], lines

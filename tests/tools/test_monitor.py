@@ -110,3 +110,23 @@ def test_selftest_on_an_emulated_lamppost_reports_a_dead_sensor(tmp_path: Path) 
     assert result["sensors"]["bme280"]["ok"] is False
     assert result["sensors"]["veml7700"]["ok"] is True and result["sensors"]["veml7700"]["lux"]
     assert result["sensors"]["pms5003"]["pm25_ugm3"] is not None
+
+
+def test_monitor_reset_on_an_emulated_console_says_why_nothing_was_reset() -> None:
+    master, slave = os.openpty()
+    port = os.ttyname(slave)
+    try:
+        proc = subprocess.Popen([*CLI, "device", "monitor", "--port", port, "--reset",
+                                 "--lines", "1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, COLUMNS="200"))
+        _wait_until_open(proc.pid, port)
+        os.write(master, (BOOT_LOG[2] + "\r\n").encode())
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, stderr
+    said = " ".join(stderr.split())
+    assert f"{port} has no reset line" in said and "lamplighter device emulate" in said
+    assert stdout.strip(), "the port's lines are still shown"

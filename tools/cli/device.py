@@ -269,7 +269,8 @@ def monitor_cmd(
         raise _fail(problem)
     shown = 0
     try:
-        for line in serial_lines(port, baud, reset=reset):
+        for line in serial_lines(port, baud, reset=reset,
+                                 say=lambda note: err.print(f"[yellow]{note}[/yellow]")):
             out.print(render(line))
             shown += 1
             if lines and shown >= lines:

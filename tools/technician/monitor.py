@@ -74,9 +74,17 @@ def render(line: str) -> Text:
     return text
 
 
+NO_RESET_LINE = ("{port} has no reset line (a pseudo-terminal: an emulated node's console "
+                 "from `lamplighter device console`), so the board was not reset. That console "
+                 "is the node's REPL and runs no node, so it logs nothing by itself: to watch an "
+                 "emulated lamppost's log from its boot, run `lamplighter device emulate`.")
+
+
 def serial_lines(port: str, baud: int = 115200, reset: bool = False,
-                 stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
-    """Lines from a serial port (a board's USB UART or an emulated node's pty) until stop()."""
+                 stop: Callable[[], bool] = lambda: False,
+                 say: Callable[[str], None] | None = None) -> Iterator[str]:
+    """Lines from a serial port (a board's USB UART or an emulated node's pty) until stop();
+    `say` hears why a requested reset could not be made."""
     import serial
 
     with serial.Serial(port, baud, timeout=0.2) as ser:
@@ -85,8 +93,9 @@ def serial_lines(port: str, baud: int = 115200, reset: bool = False,
                 ser.dtr = False
                 ser.rts = True
                 ser.rts = False
-            except OSError:
-                pass  # a pty has no modem lines
+            except OSError:  # a pty has no modem lines
+                if say is not None:
+                    say(NO_RESET_LINE.format(port=port))
         buf = b""
         while not stop():
             chunk = ser.read(256)

@@ -81,9 +81,10 @@ class _Link:
                 server_time = resp.headers.get("x-server-time")
                 if not (again and resp.status == 401 and server_time):
                     break
+                if up.log:  # a warning the first time; an emulated clock racing ahead re-syncs
+                    (up.log.info if up.offset_s else up.log.warn)(
+                        "clock_corrected", offset_s=int(server_time) - int(up.clock_s()))
                 up.offset_s = int(server_time) - int(up.clock_s())
-                if up.log:
-                    up.log.warn("clock_corrected", offset_s=up.offset_s)
         finally:
             self.done()
         up.last_status = resp.status
