@@ -272,3 +272,24 @@ def test_the_emulator_builds_and_installs_the_emulated_board_only(tmp_path):
     everything = build_firmware(root=tmp_path / "build", board=None)
     assert (everything / "boards" / "esp32_devkitc.mpy").exists()
     assert app_image_kb(build) <= app_image_kb(everything)
+
+
+def test_a_provisioned_emulated_node_keeps_its_own_release(tmp_path):
+    """`device emulate --flash-dir` on a node a technician provisioned (or an update
+    installed) runs that release: the emulator's build never replaces it."""
+    from tools.emulator.launcher import own_release
+    from tools.technician.provisioning import app_files
+
+    flash = tmp_path / "flash"
+    for path, data in app_files(board="emulated").items():  # slot a, as provisioning leaves it
+        (flash / path).parent.mkdir(parents=True, exist_ok=True)
+        (flash / path).write_bytes(data)
+    provisioned = (flash / "slots" / "a" / "app_version.json").read_text()
+    build = build_firmware(root=tmp_path / "build")
+    assert own_release(flash) == json.loads(provisioned)["version"]
+    assert not install_factory_app(flash, build)
+    assert (flash / "slots" / "a" / "app_version.json").read_text() == provisioned
+    # a flash the emulator laid out itself is its own build, refreshed when the build changes
+    fresh = tmp_path / "fresh"
+    assert install_factory_app(fresh, build)
+    assert own_release(fresh) is None

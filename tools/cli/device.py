@@ -429,6 +429,12 @@ def emulate(
     if flash_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="lamplighter-node-")
         flash_dir = Path(tmp.name) / "flash"
+    from tools.emulator.launcher import own_release
+
+    kept = own_release(flash_dir)
+    if kept is not None:
+        console.print(f"running the node's own release {kept} from {flash_dir} (provisioned "
+                      "or updated); this checkout's firmware is not installed over it")
     launcher = Launcher(flash_dir, scenario, speed=speed, end_ms=int(hours * 3600 * 1000),
                         on_line=log.append)
     try:

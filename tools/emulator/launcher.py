@@ -66,9 +66,10 @@ def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None,
     """Lay a node's flash out as a depot leaves it: root files, the app in slot a (only
     `board`'s files: see slot_files).
 
-    A node that already has slots keeps them (its app may have been updated since), unless
-    slot a still holds an older factory build and no update was ever committed: then the
-    build is refreshed, so a developer's changes reach a reused emulated node. Returns
+    A node that already has slots keeps them (its app may have been updated since, or a
+    technician provisioned it), unless slot a still holds an older build this function
+    installed (its app_version.json names the build) and no update was ever committed: then
+    the build is refreshed, so a developer's changes reach a reused emulated node. Returns
     whether anything was (re)installed.
     """
     flash_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,8 @@ def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None,
         current = json.loads(version_file.read_text())
         committed = json.loads(pointer.read_text()).get("committed_sequence", 0) \
             if pointer.exists() else FACTORY_SEQUENCE
-        if current.get("build") == build.name or committed > FACTORY_SEQUENCE:
+        if ("build" not in current  # provisioned, or installed by an update: the node's own
+                or current.get("build") == build.name or committed > FACTORY_SEQUENCE):
             return False
     for name in STABLE_ROOT_FILES:
         shutil.copyfile(build / name, flash_dir / name)
@@ -93,6 +95,17 @@ def install_factory_app(flash_dir: Path, build: Path, keys: dict | None = None,
     (slot / "app_version.json").write_text(json.dumps(
         {"version": firmware_version(), "sequence": FACTORY_SEQUENCE, "build": build.name}))
     return True
+
+
+def own_release(flash_dir: Path) -> str | None:
+    """The version in slot a when the node's release is its own (provisioned, or installed by
+    an update) rather than a build the emulator laid out; else None."""
+    version_file = Path(flash_dir) / "slots" / "a" / "app_version.json"
+    try:
+        current = json.loads(version_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return None if "build" in current else str(current.get("version", "?"))
 
 
 def pin_fleet_ca(flash_dir: Path, ca_der: bytes) -> None:
