@@ -1,25 +1,24 @@
 """Factory images: firmware + littlefs read back, offsets, batch sheet, first-boot enrollment.
 
-No MicroPython ESP32 firmware .bin is available offline: the firmware part is a structurally
-valid ESP32 image built with esptool's own image classes (header, two segments, checksum and
-SHA-256 digest), which `esptool image_info` parses like a real one.
+No MicroPython ESP32 firmware .bin is available offline: the firmware part is laid out like
+micropython.org's ESP32_GENERIC .bin (bootloader, partition table, app with its ESP-IDF app
+descriptor naming MicroPython v1.24.1), built with esptool's own image classes
+(tests/rigs/esp_firmware.py), which `esptool image_info` parses like a real one.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import httpx
 import pytest
-from esptool.bin_image import ELFSection
 from esptool.cmds import image_info
-from esptool.targets import CHIP_DEFS
 from typer.testing import CliRunner
 
 import tools.cli.device  # noqa: F401  (attaches the device commands)
+from tests.rigs.esp_firmware import write_firmware
 from tests.rigs.micropython import run_micropython
 from tools.cli.main import app
 from tools.emulator.fleet_process import FleetServer
@@ -38,13 +37,8 @@ BASE = 0x1000  # an ESP32 image (and so the factory file) starts at the bootload
 
 
 def firmware(tmp_path: Path, chip: str = "esp32") -> Path:
-    img = CHIP_DEFS[chip].BOOTLOADER_IMAGE()
-    img.entrypoint = 0x40080400
-    img.segments = [ELFSection(b".dram0.data", 0x3FFB0000, os.urandom(4096), 0),
-                    ELFSection(b".iram0.text", 0x40080000, os.urandom(8192), 0)]
-    path = tmp_path / f"micropython-{chip}.bin"
-    img.save(str(path))
-    return path
+    """A supported MicroPython release's .bin for `chip`, as micropython.org lays it out."""
+    return write_firmware(tmp_path / f"micropython-{chip}-v1.24.1.bin", chip, "v1.24.1")
 
 
 @pytest.fixture(autouse=True)

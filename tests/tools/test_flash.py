@@ -4,7 +4,9 @@ No ESP32 is attached here. What is real: the port checks (a missing path, a devi
 user may not open, a pty on which nothing answers esptool's ROM sync) and the image headers
 (built with esptool's own image classes). What is stubbed: only the chip detection in the
 wrong-chip tests (a stand-in loader that reports a chip name), because detecting a chip needs
-a ROM loader answering on the wire.
+a ROM loader answering on the wire. The firmware files are laid out like micropython.org's
+(tests/rigs/esp_firmware.py): bootloader, partition table, and an app whose descriptor names a
+supported MicroPython release.
 """
 
 from __future__ import annotations
@@ -15,22 +17,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from esptool.bin_image import ELFSection
-from esptool.targets import CHIP_DEFS
 
+from tests.rigs.esp_firmware import write_firmware
 from tools.technician.flashing import FlashError, flash, flash_offset, read_image_info
 
 CLI = [sys.executable, "-c", "from tools.cli.main import app; app()"]
 
 
 def esp_image(chip: str, path: Path) -> Path:
-    """A structurally valid bootloader-style image for `chip` (header, segments, checksum)."""
-    img = CHIP_DEFS[chip].BOOTLOADER_IMAGE()
-    img.entrypoint = 0x40080400
-    img.segments = [ELFSection(b".dram0.data", 0x3FFB0000, b"\x11" * 512, 0),
-                    ELFSection(b".iram0.text", 0x40080000, b"\x22" * 1024, 0)]
-    img.save(str(path))
-    return path
+    """A MicroPython v1.24.1 .bin for `chip`, laid out like micropython.org's."""
+    return write_firmware(path, chip, "v1.24.1")
 
 
 def cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -84,22 +84,50 @@ def _fleet_link(server: str | None, token: str | None, ca: Path | None,
     return api, ca_der
 
 
+PINS_OPTION = typer.Option(
+    "--pins", envvar="LAMPLIGHTER_FIRMWARE_PINS", dir_okay=False,
+    help="The depot's firmware pins file (TOML: firmware entries, each a file name and its "
+         "sha256): a firmware file whose SHA-256 is not in it is refused [env "
+         "LAMPLIGHTER_FIRMWARE_PINS; default ./lamplighter-firmware.toml when it exists; "
+         "none: only the MicroPython release is checked].")
+
+
+def _pins_file(pins: Path | None) -> Path | None:
+    """--pins, or the default pins file when it exists (tools.technician.firmware.find_pins)."""
+    from tools.technician.firmware import find_pins
+
+    found = find_pins(pins)
+    if found is not None and pins is None:
+        out.print(f"firmware pins: {found}")
+    return found
+
+
 @device_app.command("flash")
 def flash_cmd(
     port: Annotated[str, PORT_OPTION],
-    firmware: Annotated[Path, typer.Option(help="MicroPython (or factory) image, .bin")],
+    firmware: Annotated[Path, typer.Option(
+        help="MicroPython firmware .bin (ESP32_GENERIC-v1.24.1.bin from "
+             "micropython.org/download/ESP32_GENERIC/), a factory image, or an app-only "
+             ".app-bin (written at 0x10000, nothing erased).")],
     chip: Annotated[str, typer.Option(help="auto, or the chip you expect: esp32, esp32s3, "
                                            "esp32c3, ... (refuses a board that is not)")] = "auto",
     baud: Annotated[int, typer.Option(help="Baud rate while writing (115200 if flaky).")] = 460800,
     no_erase: Annotated[bool, typer.Option(
         "--no-erase", help="Keep the rest of the flash (the filesystem survives).")] = False,
+    pins: Annotated[Path | None, PINS_OPTION] = None,
 ) -> None:
-    """Write a firmware image: detect the chip, refuse a wrong image, erase, write, verify."""
+    """Write a firmware image: check it, detect the chip, refuse a wrong image, erase, write,
+    verify.
+
+    Before the port is opened, the MicroPython version is read from the image's ESP-IDF app
+    descriptor: only a supported release is written (v1.23.0, v1.24.0, v1.24.1; see
+    docs/technician.md), and with a pins file only a pinned file.
+    """
     from tools.technician.flashing import FlashError, flash
 
     try:
         image = flash(port, firmware, chip=chip, baud=baud, erase=not no_erase,
-                      say=lambda m: out.print(m))
+                      say=lambda m: out.print(m), pins=_pins_file(pins))
     except FlashError as exc:
         raise _fail(str(exc)) from None
     out.print(f"[green]flashed[/green] {firmware} ({image.size} bytes, {image.chip.upper()}); "
@@ -281,7 +309,9 @@ def monitor_cmd(
 
 @device_app.command("factory-image")
 def factory_image_cmd(
-    firmware: Annotated[Path, typer.Option(help="MicroPython ESP32_GENERIC firmware .bin")],
+    firmware: Annotated[Path, typer.Option(
+        help="MicroPython ESP32_GENERIC firmware .bin, a supported release "
+             "(ESP32_GENERIC-v1.24.1.bin from micropython.org/download/ESP32_GENERIC/).")],
     out_path: Annotated[Path, typer.Option(
         "--out", help="Image file (one node) or directory (--batch).")],
     pole: Annotated[str | None, typer.Option(help="Pole id of the one node.")] = None,
@@ -297,19 +327,26 @@ def factory_image_cmd(
     app: Annotated[Path | None, typer.Option(help="Firmware app directory.")] = None,
     ca: Annotated[Path | None, FLEET_CA_OPTION] = None,
     insecure: Annotated[bool, INSECURE_OPTION] = False,
+    pins: Annotated[Path | None, PINS_OPTION] = None,
 ) -> None:
     """Firmware + littlefs filesystem (app, fleet CA, enrollment code) in one flashable file
     per node.
 
     Each node is registered as an enrollment: the image holds a one-time code, not a secret,
     and the fleet CA (--ca, default DATA_DIR/tls/ca.pem) it checks the server against; the
-    node redeems the code over https on first boot.
+    node redeems the code over https on first boot. The firmware is checked first, before
+    anything is registered: its MicroPython version, read from the image's ESP-IDF app
+    descriptor, must be a supported release (v1.23.0, v1.24.0, v1.24.1) and, with a pins
+    file, the file itself must be pinned.
     """
     import csv
 
     from ota.errors import OtaError
     from tools.technician.factory_image import FactoryImageError, build_images, write_depot_csv
+    from tools.technician.firmware import describe
     from tools.technician.provisioning import ProvisionError, Site, load_key_ring
+
+    pins_path = _pins_file(pins)
 
     if batch:
         if csv_path is None:
@@ -339,7 +376,8 @@ def factory_image_cmd(
         images = build_images(firmware, sites, out_path, api.server, register, key_ring=ring,
                               app_dir=app,
                               on_image=lambda i: out.print(f"{i.pole_id}: {i.path}"),
-                              ca_der=ca_der, insecure_http=insecure)
+                              ca_der=ca_der, insecure_http=insecure, pins=pins_path,
+                              on_firmware=lambda f: out.print(f"{firmware}: {describe(f)}"))
     except (FactoryImageError, ProvisionError, OtaError) as exc:  # OtaError: a board manifest
         raise _fail(str(exc)) from None
     if batch:

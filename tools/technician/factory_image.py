@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tools.technician.firmware import FirmwareInfo, download_hint, vet_firmware
 from tools.technician.flashing import FlashError, flash_offset, read_image_info
 from tools.technician.provisioning import (
     FLEET_CA,
@@ -103,7 +104,10 @@ def merge(firmware: bytes, filesystem: bytes, out: Path) -> int:
     return base
 
 
-def check_firmware(firmware: bytes, source: str) -> None:
+def check_firmware(firmware: bytes, source: str, pins: Path | None = None) -> FirmwareInfo:
+    """Refuse what cannot become a factory image: not an ESP32 image, not a supported
+    MicroPython release, not pinned (with `pins`), an app-only image, or a partition table
+    without the vfs partition where the filesystem goes."""
     try:
         info = read_image_info(firmware, source)
     except FlashError as exc:
@@ -111,7 +115,24 @@ def check_firmware(firmware: bytes, source: str) -> None:
     if info.chip != SUPPORTED_CHIP:
         raise FactoryImageError(
             f"{source} is built for {info.chip.upper()}; factory images use the ESP32 generic "
-            "4 MiB layout (filesystem at 0x200000): give an ESP32_GENERIC firmware")
+            "4 MiB layout (filesystem at 0x200000): give an ESP32_GENERIC firmware; "
+            f"{download_hint(SUPPORTED_CHIP)}")
+    try:
+        fw = vet_firmware(firmware, source, pins)
+    except FlashError as exc:
+        raise FactoryImageError(str(exc)) from None
+    if fw.app_only:
+        raise FactoryImageError(
+            f"{source} is an app-only image (.app-bin): a factory image needs the full firmware "
+            f".bin (bootloader, partition table, app); {download_hint(SUPPORTED_CHIP)}")
+    if fw.partitions and not any(p.offset == VFS_OFFSET and p.size == VFS_SIZE
+                                 for p in fw.partitions):
+        table = ", ".join(f"{p.label} {p.offset:#x}+{p.size:#x}" for p in fw.partitions)
+        raise FactoryImageError(
+            f"{source}'s partition table ({table}) has no {VFS_SIZE:#x}-byte partition at "
+            f"{VFS_OFFSET:#x}, where the factory image's filesystem goes; "
+            f"{download_hint(SUPPORTED_CHIP)}")
+    return fw
 
 
 @dataclass
@@ -129,13 +150,16 @@ def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
                  register: Register, key_ring: dict[str, Any] | None = None,
                  app_dir: Path | None = None,
                  on_image: Callable[[BuiltImage], None] | None = None,
-                 ca_der: bytes | None = None, insecure_http: bool = False) -> list[BuiltImage]:
+                 ca_der: bytes | None = None, insecure_http: bool = False,
+                 pins: Path | None = None,
+                 on_firmware: Callable[[FirmwareInfo], None] | None = None) -> list[BuiltImage]:
     """Register `sites` as enrollments in one batch and write one merged image per node.
 
     With one site, `out` is the image file; with several, `out` is a directory that gets
     <pole_id>.bin per node. Each image pins `ca_der` (the fleet CA, DER) as /fleet_ca.der,
     which an https:// `server` needs; an http:// `server` is refused unless `insecure_http`,
-    which the enrollment document then records.
+    which the enrollment document then records. The firmware is checked (check_firmware,
+    with the `pins` file if given) before anything is registered or written.
     """
     try:
         link_fields = check_link(server, ca_der, insecure_http)
@@ -145,7 +169,9 @@ def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
         firmware = Path(firmware_path).read_bytes()
     except OSError as exc:
         raise FactoryImageError(f"cannot read {firmware_path}: {exc.strerror}") from None
-    check_firmware(firmware, str(firmware_path))
+    info = check_firmware(firmware, str(firmware_path), pins)
+    if on_firmware:
+        on_firmware(info)
     app = app_files(app_dir, board=BOARD) if app_dir else app_files(board=BOARD)
     creds = register([s.registration(BOARD) for s in sites])
     built = []

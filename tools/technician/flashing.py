@@ -4,66 +4,27 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-IMAGE_MAGIC = 0xE9
-# Image header: magic, segments, flash mode, size/freq, entry (u32), then the extended header:
-# wp pin, 3 drive bytes, chip id (u16) ... (ESP-IDF esp_image_header_t).
-_CHIP_ID_OFFSET = 12
+from tools.technician.firmware import (  # noqa: F401  (the image checks, used from here too)
+    DEFAULT_APP_OFFSET,
+    FirmwareInfo,
+    FlashError,
+    ImageInfo,
+    chip_defs,
+    chip_name_for_id,
+    describe,
+    flash_offset,
+    read_image_info,
+    vet_firmware,
+)
+
 DIALOUT_FIX = "sudo usermod -aG dialout $USER"
 DOWNLOAD_MODE_HELP = (
     "put the board in download mode: hold BOOT (IO0), tap EN/RESET, release BOOT, then "
     "run the command again (some boards need a shorter USB cable or --baud 115200)")
-
-
-class FlashError(Exception):
-    """Flashing cannot go on; the message says what the technician should do."""
-
-
-def chip_defs() -> dict[str, Any]:
-    """esptool's chip classes by name (esp32, esp32s3, esp32c3, ...)."""
-    from esptool.targets import CHIP_DEFS
-
-    return CHIP_DEFS
-
-
-def chip_name_for_id(chip_id: int) -> str | None:
-    for name, cls in chip_defs().items():
-        if getattr(cls, "IMAGE_CHIP_ID", None) == chip_id and name != "esp8266":
-            return name
-    return None
-
-
-def flash_offset(chip: str) -> int:
-    """Where an image that starts with the bootloader goes (ESP32: 0x1000; S3/C3: 0x0)."""
-    try:
-        return int(chip_defs()[chip].BOOTLOADER_FLASH_OFFSET)
-    except KeyError:
-        raise FlashError(f"unknown chip {chip!r}; choose from "
-                         f"{', '.join(sorted(chip_defs()))}") from None
-
-
-@dataclass
-class ImageInfo:
-    chip: str
-    chip_id: int
-    size: int
-
-
-def read_image_info(data: bytes, source: str = "image") -> ImageInfo:
-    """The chip an ESP image was built for, from its header (refuses what is not an image)."""
-    if len(data) < 24 or data[0] != IMAGE_MAGIC:
-        raise FlashError(f"{source} is not an ESP firmware image (no 0xE9 header at its start); "
-                         "use the .bin from micropython.org/download for your board")
-    (chip_id,) = struct.unpack_from("<H", data, _CHIP_ID_OFFSET)
-    chip = chip_name_for_id(chip_id)
-    if chip is None:
-        raise FlashError(f"{source} was built for an unknown chip (id {chip_id})")
-    return ImageInfo(chip=chip, chip_id=chip_id, size=len(data))
 
 
 def serial_ports() -> list[str]:
@@ -119,10 +80,25 @@ def connect(port: str, baud: int = 115200, attempts: int = 3) -> Any:
 Detect = Callable[[str], Any]
 
 
-def flash(port: str, firmware: Path, chip: str = "auto", baud: int = 460800, erase: bool = True,
-          detect: Detect | None = None, say: Callable[[str], None] = print) -> ImageInfo:
-    """Detect the chip, refuse a mismatched image, erase, write at the chip's offset, verify.
+def write_plan(info: FirmwareInfo, chip: str, erase: bool) -> tuple[int, bool]:
+    """Where the file goes and whether the whole flash is erased first.
 
+    A merged .bin (or factory image) starts with the bootloader: it goes at the chip's
+    bootloader offset. A bare app image goes at the app partition (0x10000) and never erases
+    the whole flash, which would take the bootloader and partition table it boots with.
+    """
+    if info.app_only:
+        return DEFAULT_APP_OFFSET, False
+    return flash_offset(chip), erase
+
+
+def flash(port: str, firmware: Path, chip: str = "auto", baud: int = 460800, erase: bool = True,
+          detect: Detect | None = None, say: Callable[[str], None] = print,
+          pins: Path | None = None) -> ImageInfo:
+    """Refuse a wrong or unvetted image, detect the chip, erase, write at its offset, verify.
+
+    Before the port is touched the file must be an ESP image of a supported MicroPython
+    release (read from its app descriptor) and, with a `pins` file, one of the pinned files.
     `detect(port)` returns an esptool loader (default: connect()); tests pass a stand-in.
     esptool's write_flash checks the written region's MD5 against the image (verify).
     """
@@ -134,6 +110,8 @@ def flash(port: str, firmware: Path, chip: str = "auto", baud: int = 460800, era
     if chip != "auto":
         flash_offset(chip)  # validates the name
         check_chip(image, chip, str(firmware))
+    info = vet_firmware(data, str(firmware), pins)
+    say(f"{firmware}: {describe(info)}" + (f", pinned in {pins}" if pins else ""))
     problem = port_problem(port)
     if problem:
         raise FlashError(problem)
@@ -143,7 +121,7 @@ def flash(port: str, firmware: Path, chip: str = "auto", baud: int = 460800, era
     if chip != "auto" and chip != detected:
         raise FlashError(f"wrong chip: --chip {chip} but the board is an {detected.upper()}")
     check_chip(image, detected, str(firmware))
-    offset = flash_offset(detected)
+    offset, erase = write_plan(info, detected, erase)
     from esptool.cmds import attach_flash, erase_flash, reset_chip, run_stub, write_flash
 
     esp = run_stub(esp)
@@ -153,6 +131,9 @@ def flash(port: str, firmware: Path, chip: str = "auto", baud: int = 460800, era
     if erase:
         say("erasing the whole flash (the old filesystem goes too)")
         erase_flash(esp)
+    elif info.app_only:
+        say(f"app-only image: writing the app at {offset:#x}, keeping the bootloader, partition "
+            "table and filesystem (a new board needs the full .bin)")
     say(f"writing {len(data)} bytes at {offset:#x}")
     write_flash(esp, [(offset, data)])
     reset_chip(esp, "hard-reset")
