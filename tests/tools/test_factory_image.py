@@ -43,8 +43,10 @@ def firmware(tmp_path: Path, chip: str = "esp32") -> Path:
 
 @pytest.fixture(autouse=True)
 def trust_the_server(live_server: FleetServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI (here and in its subprocesses) trusts the test server's CA, as LAMPLIGHTER_CA."""
+    """The CLI (here and in its subprocesses) trusts the test server's CA, as LAMPLIGHTER_CA;
+    no firmware pins file but the ones a test gives."""
     monkeypatch.setenv("LAMPLIGHTER_CA", str(live_server.verify))
+    monkeypatch.delenv("LAMPLIGHTER_FIRMWARE_PINS", raising=False)
 
 
 def cli(server: FleetServer, *args: str):
@@ -212,3 +214,37 @@ def test_insecure_marks_the_enrollment_and_warns(tmp_path: Path) -> None:
         assert enrollment["server"] == plain.url and enrollment["insecure_http"] is True
     finally:
         plain.stop()
+
+
+def test_an_unsupported_release_is_refused_before_any_node_is_registered(
+        live_server: FleetServer, tmp_path: Path) -> None:
+    old = write_firmware(tmp_path / "ESP32_GENERIC-v1.21.0.bin", "esp32", "v1.21.0")
+    result = cli(live_server, "--firmware", str(old), "--pole", "V-1", "--out",
+                 str(tmp_path / "x.bin"))
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "is MicroPython v1.21.0, which these tools do not support" in said
+    assert ("get ESP32_GENERIC-v1.24.1.bin from https://micropython.org/download/ESP32_GENERIC/"
+            in said)
+    assert devices(live_server) == [] and not (tmp_path / "x.bin").exists()
+
+
+def test_the_depot_pins_decide_which_firmware_makes_images(live_server: FleetServer,
+                                                           tmp_path: Path) -> None:
+    import hashlib
+
+    vetted, other = firmware(tmp_path), write_firmware(tmp_path / "other.bin")
+    pins = tmp_path / "lamplighter-firmware.toml"
+    pins.write_text(f'[[firmware]]\nfile = "{vetted.name}"\n'
+                    f'sha256 = "{hashlib.sha256(vetted.read_bytes()).hexdigest()}"\n')
+    refused = cli(live_server, "--firmware", str(other), "--pole", "W-1", "--out",
+                  str(tmp_path / "w1.bin"), "--pins", str(pins))
+    assert refused.exit_code == 1
+    said = " ".join(refused.output.split())
+    assert f"(sha256 {hashlib.sha256(other.read_bytes()).hexdigest()}) is not pinned in {pins}" \
+        in said
+    assert devices(live_server) == []
+    built = cli(live_server, "--firmware", str(vetted), "--pole", "W-2", "--out",
+                str(tmp_path / "w2.bin"), "--pins", str(pins))
+    assert built.exit_code == 0, built.output
+    assert "MicroPython v1.24.1 firmware for ESP32" in " ".join(built.output.split())

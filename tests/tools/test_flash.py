@@ -35,6 +35,12 @@ def cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]
                           env=dict(os.environ, COLUMNS="300"))
 
 
+@pytest.fixture(autouse=True)
+def no_firmware_pins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the port and the chip: no depot pins file from the environment."""
+    monkeypatch.delenv("LAMPLIGHTER_FIRMWARE_PINS", raising=False)
+
+
 class StubLoader:
     """Stands in for esptool's detected loader: only the chip name is read before refusing."""
 

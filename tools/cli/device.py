@@ -87,9 +87,9 @@ def _fleet_link(server: str | None, token: str | None, ca: Path | None,
 PINS_OPTION = typer.Option(
     "--pins", envvar="LAMPLIGHTER_FIRMWARE_PINS", dir_okay=False,
     help="The depot's firmware pins file (TOML: firmware entries, each a file name and its "
-         "sha256): a firmware file whose SHA-256 is not in it is refused [env "
-         "LAMPLIGHTER_FIRMWARE_PINS; default ./lamplighter-firmware.toml when it exists; "
-         "none: only the MicroPython release is checked].")
+         "sha256): a firmware file whose SHA-256 is not in it is refused. Default: "
+         "$LAMPLIGHTER_FIRMWARE_PINS, else ./lamplighter-firmware.toml when it exists; with "
+         "no pins file only the MicroPython release is checked.")
 
 
 def _pins_file(pins: Path | None) -> Path | None:
