@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with its pinned dependencies
+install: $(STAMP)  ## create .venv and install the project with its pinned dependencies (and package-lock.json's npm packages)
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the 32-bit (WebAssembly MicroPython) heap figures will be skipped"; fi
 
 system-deps:  ## install the Debian packages the HIL tests need (QEMU, micro:bit MicroPython)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
