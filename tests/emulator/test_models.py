@@ -53,3 +53,23 @@ def test_veml7700_counts_scale_with_gain_and_integration_time():
     m.write(0, ((0b10 << 11) | (0b0000 << 6)).to_bytes(2, "little"))  # gain 1/8, 100 ms
     counts = int.from_bytes(m.read(4, 2), "little")
     assert counts == pytest.approx(1000.0 / 0.4608, rel=0.02)
+
+
+def test_a_full_uart_buffer_loses_whole_frames_never_cut_ones():
+    """A node that has not read for a while (at high emulation speed, its own computing times
+    the speed) finds whole frames in the buffer, never a frame cut at the buffer's end."""
+    from tools.emulator.models.uart import UartChannel
+
+    class Device:
+        fault = None
+
+        def emit(self, now_ms):
+            return frame(1, 2, 3, (0,) * 6)  # a PMS5003 frame, 32 bytes
+
+    whole = len(frame(1, 2, 3, (0,) * 6))
+    ch = UartChannel(Device(), period_ms=100, rx_capacity=100)
+    ch.advance(0)
+    ch.advance(3_000)  # 31 frames due (0 ms to 3000 ms); room for 3
+    assert len(ch.rx) == 3 * whole
+    assert ch.overflowed == 28 * whole
+    assert bytes(ch.rx) == frame(1, 2, 3, (0,) * 6) * 3

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 class UartChannel:
     """RX side of one UART: the device emits a frame every `period_ms`; the buffer is bounded
-    like a real driver's ring buffer (bytes arriving when it is full are lost)."""
+    like a real driver's ring buffer, and a frame that does not fit is lost whole.
+
+    Whole, not cut: the buffer fills when the node has not read for a while in virtual time,
+    which at high emulation speeds is the node's own computing multiplied by the speed. A cut
+    frame would read as line noise and count as a sensor fault that real time never shows;
+    a lost frame is only a missed sample, so the same day gives the same faults at any speed.
+    """
 
     def __init__(self, device, period_ms: int, rx_capacity: int = 512) -> None:
         self.device = device
@@ -25,11 +31,10 @@ class UartChannel:
             self._next_ms = now_ms - self.period_ms * 64
         while self._next_ms <= now_ms:
             chunk = self.device.emit(self._next_ms)
-            room = self.rx_capacity - len(self.rx)
-            if len(chunk) > room:
-                self.overflowed += len(chunk) - max(room, 0)
-                chunk = chunk[:max(room, 0)]
-            self.rx += chunk
+            if len(chunk) > self.rx_capacity - len(self.rx):
+                self.overflowed += len(chunk)
+            else:
+                self.rx += chunk
             self._next_ms += self.period_ms
 
     def take(self, n: int) -> bytes:
