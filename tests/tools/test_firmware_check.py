@@ -283,3 +283,4 @@ def test_help_names_the_pins_option() -> None:
         text = " ".join(result.output.split())
         assert "--pins" in text and "lamplighter-firmware.toml" in text, command
         assert "supported release" in text, command
+        assert all(release in text for release in SUPPORTED_RELEASES), command

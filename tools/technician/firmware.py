@@ -14,9 +14,9 @@ image (ESP-IDF "App Image Format"; esptool's image_info reads it the same way):
 MicroPython's ESP32 port declares `project(micropython)` (ports/esp32/CMakeLists.txt), so the
 project name is "micropython", and sets no PROJECT_VER, so ESP-IDF fills `version` from
 `git describe --tags` of the MicroPython tree: "v1.24.1" for a release build, something like
-"v1.25.0-preview.49.g0a1b2c3d" for a nightly. Assumption (no downloaded .bin on the machine
-this was written on to confirm it): a release build's version is exactly "vX.Y.Z"; anything
-else is treated as not a release and refused.
+"v1.25.0-preview.49.g0a1b2c3d" for a nightly. Assumption, not yet checked against a
+downloaded micropython.org .bin: a release build's version is exactly "vX.Y.Z"; anything else
+is treated as not a release and refused (the message says which file to get).
 
 Where the app is. A micropython.org `.bin` is a merged image written at the chip's bootloader
 offset (ESP32: 0x1000): the bootloader, the partition table at flash 0x8000 and the app at
