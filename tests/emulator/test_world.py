@@ -67,29 +67,23 @@ def test_watchdog_fires_when_not_fed():
         world.stop()
 
 
-def test_a_fast_emulation_does_not_invent_garbled_sensor_frames(tmp_path):
-    """At 600x the node's own computing spans virtual seconds between its UART reads and the
-    radar's frames pile up in the buffer; a full buffer loses whole frames, so the node never
-    reads a cut one as line noise: no corruption fault that the same hours at speed 0 lack.
-    (A host too busy to run the node for seconds of real time can still starve a sensor long
-    enough to count as silent; that is the host, not the day.)"""
+def test_the_same_hours_give_the_same_sensor_faults_at_any_speed(tmp_path):
+    """At 600x the node's own computing spans virtual seconds. Its radar frames pile up in
+    the UART buffer (a full buffer loses whole frames, so none is read cut, as line noise),
+    and a sensor's silence is timed from when its UART was read, not from the tick's start
+    (a slow tick would otherwise find the frames it had already taken and call it silence).
+    The same two hours at speed 0, where time moves only while the node sleeps, and at 600x
+    give the same faults: none."""
     from tools.emulator.launcher import Launcher
     from tools.emulator.scenario import DEFAULT_START_EPOCH, Scenario
 
-    counts = {}
+    faults, seen = {}, {}
     for speed in (0.0, 600.0):
         launcher = Launcher(tmp_path / f"flash-{speed:g}",
                             Scenario(start_epoch=DEFAULT_START_EPOCH - 4 * 3600, seed=3),
                             speed=speed, end_ms=2 * 3600 * 1000)
         with launcher:
             assert launcher.wait_done(timeout=240)
-        # every fault the node counted (stats), less the episodes of silence it logged
-        last = [f.get("faults", "none") for _, f in launcher.events("stats")][-1]
-        counted = {} if last == "none" else {
-            name: int(n) for name, n in (item.split(":") for item in last.split(","))}
-        for _, f in launcher.events("sensor_fault"):
-            if f.get("kind") == "silent":
-                counted[f["sensor"]] = counted.get(f["sensor"], 0) - 1
-        # (a silence logged after the last stats line leaves a negative count: not a corruption)
-        counts[speed] = {name: n for name, n in counted.items() if n > 0}
-    assert counts[600.0] == counts[0.0], counts
+        faults[speed] = [f.get("faults") for _, f in launcher.events("stats")][-1]
+        seen[speed] = [line for line in launcher.lines if "sensor_fault" in line][:6]
+    assert faults[0.0] == faults[600.0] == "none", (faults, seen)

@@ -371,14 +371,15 @@ class Node:
             self.last_ms = now
         if now >= due["occupancy"]:
             pir = self.pir.read(now)
-            self.ld2410.poll(now)
+            # a UART's silence is timed from when it was read, not from the tick's start
+            self.ld2410.poll(board.ticks_ms())
             self.occupancy.update(now, pir, self.ld2410.presence)
             due["occupancy"] = now + periods["occupancy"]
         if now >= due["light"]:
             self._read_light(now, ts)
             due["light"] = now + periods["light"]
         if now >= due["pms_drain"]:
-            if self.pms5003.poll(now):
+            if self.pms5003.poll(board.ticks_ms()):
                 self._pms_fresh = True
             due["pms_drain"] = now + min(_PMS_DRAIN_MS, periods["pms5003"])
         if now >= due["pms5003"]:
