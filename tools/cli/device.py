@@ -28,8 +28,8 @@ PORT_OPTION = typer.Option(
 FLEET_CA_OPTION = typer.Option(
     "--ca", envvar="LAMPLIGHTER_CA", dir_okay=False,
     help="The fleet CA certificate (PEM or DER): pinned on the node as /fleet_ca.der, which "
-         "it checks the server's certificate against, and checked by this tool too [env "
-         "LAMPLIGHTER_CA; default DATA_DIR/tls/ca.pem, made by `lamplighter server init-tls`]. "
+         "it checks the server's certificate against, and checked by this tool too (env "
+         "LAMPLIGHTER_CA; default DATA_DIR/tls/ca.pem, made by `lamplighter server init-tls`). "
          "An https:// server without one is refused.")
 INSECURE_OPTION = typer.Option(
     "--insecure", help="Allow a plain http:// --server (a lab or test server only): the node "
