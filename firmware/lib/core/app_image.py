@@ -235,7 +235,7 @@ def write_image(writer, entries):
 
 
 def _mount(device):
-    vfs.mount(vfs.VfsRom(device), _MOUNT)
+    vfs.mount(vfs.VfsRom(device), _MOUNT)  # type: ignore[attr-defined]  # mount() checked
     for sub in _SUBDIRS:
         path = _MOUNT + "/" + sub
         if path not in sys.path:
@@ -254,7 +254,7 @@ def _mount(device):
 def _segment_holds(device, stamp):
     """True when a ROMFS segment already holds a valid image with this stamp."""
     try:
-        fs = vfs.VfsRom(device)
+        fs = vfs.VfsRom(device)  # type: ignore[attr-defined]  # mount() checked it is there
     except OSError:
         return False  # no valid image (erased, or a write cut short)
     vfs.mount(fs, _MOUNT)
@@ -287,9 +287,11 @@ def mount(app_root):
     """Mount the slot's code image at /app and put its directories first on sys.path.
 
     Returns (where, size, heap): where is "flash", "ram" or None (nothing mounted: no .mpy
-    files, or a flash partition too small), size the image's bytes and heap the bytes of
-    heap its buffer takes (0 on flash).
+    files, a firmware without ROMFS, or a flash partition too small), size the image's bytes
+    and heap the bytes of heap its buffer takes (0 on flash).
     """
+    if not hasattr(vfs, "VfsRom"):  # a firmware built without ROMFS (ESP32_GENERIC's is)
+        return None, 0, 0
     entries, size = layout(app_root)
     if entries is None:
         return None, 0, 0
