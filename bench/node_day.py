@@ -23,8 +23,16 @@ the update client's proxy resident.
 
 The unix port is 64-bit: object words and GC blocks are twice an ESP32's, but bytecode is
 the same bytes, so the 32-bit size of this heap lies between half of it and all of it. The
-ESP32 target (64 KB) therefore cannot be judged here: the peak is printed with the
+ESP32 target (64 KB) therefore cannot be judged from it alone: the peak is printed with the
 64-bit ceiling that would prove it (128 KB proves nothing; 64 KB would).
+
+The 32-bit figures come from MicroPython's WebAssembly port (wasm32, npm, run by Node.js):
+the day's link to its world is recorded (bench/_link_replay.py) and the same node code, from
+the slot's files, is replayed from that trace on the WebAssembly port and, for the same-run
+baseline, on the unix port (boards/emulated_replay.py; the replayed node must make the
+recorded requests). That port cannot mount the code image as the emulator does, so these
+figures are for code loaded from files (no ROMFS). Without Node.js or the npm package
+(`make install`), those rows are left out and the reason is printed.
 
 The heap is read once an hour after a collection (the node's own housekeeping line: what the
 app retains, every module it holds in sys.modules included); the peak is the largest of those
@@ -39,10 +47,14 @@ from __future__ import annotations
 
 import bisect
 import json
+import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench._link_replay import RecordingProxy, prepare_replay_flash, replay
+from bench._wasm32 import TOP_LEVEL, run_wasm, wasm_unavailable
 from bench.report import Figure
 from tests.rigs.hil_rig import Rig
 from tests.rigs.micropython import micropython_command
@@ -114,6 +126,49 @@ print(json.dumps({"code": gc.mem_alloc() - before}))
 """
 
 
+# the same, code from the slot's files, on either port: each reading after a collection at the
+# top level (where the WebAssembly port collects; on the unix port TOP_LEVEL is a comment)
+FILES_PROBE = f"""
+import gc, sys, json
+sys.path[:0] = ["slots/a/lib", "slots/a/boards"]
+from core import ondemand
+try:
+    import socket
+except ImportError:  # the WebAssembly port: emulated.py imports it, to connect only
+    sys.modules["socket"] = sys
+gc.collect()
+{TOP_LEVEL}
+before = gc.mem_alloc()
+for name in MODULES:
+    __import__(name)
+gc.collect()
+{TOP_LEVEL}
+print(json.dumps({{"code": gc.mem_alloc() - before}}))
+"""
+
+
+def _resident_files_bytes_32(flash: Path) -> tuple[int, int]:
+    """Heap of the resident modules from the slot's files: (32-bit, 64-bit)."""
+    code = FILES_PROBE.replace("MODULES", repr(RESIDENT_MODULES))
+    wasm = run_wasm(code, flash, heap_kb=NODE_HEAP_KB, timeout=60)
+    proc = subprocess.run([*micropython_command("-c", 2 * NODE_HEAP_KB), code], cwd=flash,
+                          check=True, capture_output=True, text=True, timeout=60)
+    return (json.loads(wasm.stdout.splitlines()[-1])["code"],
+            json.loads(proc.stdout.splitlines()[-1])["code"])
+
+
+def _replay_day(flash: Path, trace: Path) -> tuple[list[int], list[int]]:
+    """The recorded day replayed from the slot's files: hourly heap readings on the
+    WebAssembly port (32-bit) and on the unix port (64-bit), replayed side by side."""
+    prepare_replay_flash(flash, trace)
+    flash64 = flash.with_name(flash.name + "64")
+    shutil.copytree(flash, flash64)
+    with ThreadPoolExecutor(2) as pool:
+        r32 = pool.submit(replay, flash, "wasm32", True, timeout=600)
+        r64 = pool.submit(replay, flash64, "unix64", True, timeout=600)
+        return [a for _, a in r32.result()], [a for _, a in r64.result()]
+
+
 def _resident_code_bytes(flash: Path, image: bool) -> int:
     """Heap the resident modules take once imported, from the image or from the files."""
     code = IMPORT_PROBE.replace("IMAGE", str(image)).replace("MODULES", repr(RESIDENT_MODULES))
@@ -155,28 +210,54 @@ def _server_node_heap() -> list[int]:
 def run() -> list[Figure]:
     scenario = Scenario(seed=11, episodes=[Episode(centre_h=9.0, width_h=1.5, peak_ugm3=45.0)])
     end_ms = HOURS * 3600 * 1000
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as pool:
+        trace = Path(tmp) / "link.trace"
         launcher = Launcher(Path(tmp) / "flash", scenario, end_ms=end_ms,
                             config=BENCH_CONFIG, measure_raw=True)
-        with launcher:
-            if not launcher.wait_done(timeout=900):
-                raise RuntimeError("the simulated day did not finish within 15 minutes")
+        # the node reaches its world through a recorder of its link (for the 32-bit replay)
+        with RecordingProxy(launcher.world.port, trace) as recorder:
+            launcher.world.port = recorder.port
+            with launcher:
+                if not launcher.wait_done(timeout=900):
+                    raise RuntimeError("the simulated day did not finish within 15 minutes")
         heap = launcher.events("heap")
         stats = launcher.events("stats")
         records = launcher.world.records
         boots = len(records.boots)
-    if boots != 1:
-        raise RuntimeError(f"the node rebooted during the run ({boots} boots)")
+        if boots != 1:
+            raise RuntimeError(f"the node rebooted during the run ({boots} boots)")
 
-    # what the image saves: the resident modules' heap, imported both ways
-    with tempfile.TemporaryDirectory() as tmp:
-        flash = Path(tmp) / "flash"
+        # the same day on 32-bit: replayed from the trace while the rest is measured
+        why_not_32 = wasm_unavailable() or (
+            f"the link recorder failed: {recorder.error}" if recorder.error else None)
+        replayed = None
+        if why_not_32 is None:
+            replay_flash = Path(tmp) / "replay"
+            install_factory_app(replay_flash, launcher.app_dir)
+            (replay_flash / "config.json").write_text(json.dumps(BENCH_CONFIG))
+            replayed = pool.submit(_replay_day, replay_flash, trace)
+
+        # what the image saves: the resident modules' heap, imported both ways
+        flash = Path(tmp) / "probe"
         install_factory_app(flash, build_firmware())
         code_files = _resident_code_bytes(flash, image=False)
         code_image = _resident_code_bytes(flash, image=True)
+        files_32 = files_64 = None
+        if why_not_32 is None:
+            try:
+                files_32, files_64 = _resident_files_bytes_32(flash)
+            except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as e:
+                why_not_32 = f"the WebAssembly port failed: {e}"
 
-    server_allocs = _server_node_heap()
-    server_peak_kb = max(server_allocs) / 1024
+        server_allocs = _server_node_heap()
+        server_peak_kb = max(server_allocs) / 1024
+
+        day_32 = day_64 = None
+        if replayed is not None:
+            try:
+                day_32, day_64 = replayed.result()
+            except (RuntimeError, subprocess.SubprocessError, ValueError) as e:
+                why_not_32 = why_not_32 or f"the 32-bit replay failed: {e}"
 
     # heap: retained bytes after a collection, once an hour (the image's buffer apart)
     allocs = [int(f["alloc"]) for _, f in heap]
@@ -212,6 +293,21 @@ def run() -> list[Figure]:
     used = records.energy_wh(n0, n1, LAMP_RATED_W)
     always_on = LAMP_RATED_W * (n1 - n0) / 3.6e6
 
+    figures_32 = []
+    if why_not_32 is not None:
+        print(f"node_day: the 32-bit (WebAssembly port) rows are skipped: {why_not_32}")
+    else:
+        peak_32_kb, peak_64_kb = max(day_32) / 1024, max(day_64) / 1024
+        figures_32 = [
+            Figure("peak heap after GC, 32-bit (WebAssembly port), code from the slot's files "
+                   "(no ROMFS); this day replayed from its recorded link", peak_32_kb, "KB",
+                   baseline="64-bit unix port, same replay", baseline_value=peak_64_kb,
+                   target=f"≤ {HEAP_TARGET_KB} KB", met=peak_32_kb <= HEAP_TARGET_KB),
+            Figure("heap of the resident modules from the slot's files, 32-bit (WebAssembly "
+                   "port)", files_32 / 1024, "KB", baseline="64-bit unix port",
+                   baseline_value=files_64 / 1024),
+        ]
+
     return [
         Figure("peak heap after GC (64-bit unix port, code image apart)", peak_kb, "KB",
                baseline="first reading, at boot", baseline_value=allocs[0] / 1024,
@@ -220,6 +316,7 @@ def run() -> list[Figure]:
         Figure(f"peak heap after GC of a node on the HTTP uplink to a live fleet server "
                f"({SERVER_HOURS} h, code image apart)", server_peak_kb, "KB",
                target=f"≤ {HEAP_TARGET_KB} KB", met=server_peak_kb <= HEAP_TARGET_KB),
+        *figures_32,
         Figure("code image of the slot (flash on a device; one heap buffer on the unix port)",
                image_kb, "KB"),
         Figure("heap of the resident modules once imported, from the code image", code_image / 1024,
