@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project with its pinned dependencies (and package-lock.json's npm packages)
-	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error; \
-	else echo "npm not found: the 32-bit (WebAssembly MicroPython) heap figures will be skipped"; fi
+	@if ! command -v npm >/dev/null 2>&1; then echo "npm not found: bench node_day skips its 32-bit rows"; \
+	elif ! npm ci --no-audit --no-fund --loglevel=error; then echo "npm ci failed: bench node_day skips its 32-bit rows"; fi
 
 system-deps:  ## install the Debian packages the HIL tests need (QEMU, micro:bit MicroPython)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
