@@ -55,6 +55,7 @@ bench: install services  ## run every benchmark and compare against its baseline
 lint: install  ## ruff over the host code and the firmware (firmware/ruff.toml: pyflakes and pycodestyle)
 	$(BIN)/ruff check fleet ota tools tests hil_tests bench
 	$(BIN)/ruff check firmware
+	$(BIN)/python tests/firmware/esp32_typecheck.py
 
 clean:  ## remove the virtualenv and local data
 	rm -rf $(VENV) var

@@ -1,7 +1,7 @@
 """Main (stable, at the flash root): run the selected slot's node application."""
 
 try:
-    APP_ROOT  # set by boot.py, which runs first in the same globals on a device
+    APP_ROOT  # type: ignore[name-defined]  # set by boot.py, run first in the same globals
 except NameError:
     exec(open("boot.py").read())
 
@@ -17,4 +17,4 @@ except Exception as e:  # the slot's app cannot even load: reset, bootsel counts
         import sys
 
         sys.exit(3)
-node_main.main(BOARD_MODULE, APP_ROOT)  # noqa: F821 (both set by boot.py, above)
+node_main.main(BOARD_MODULE, APP_ROOT)  # type: ignore[name-defined]  # noqa: F821 (boot.py)

@@ -92,7 +92,7 @@ class HttpClient:
 
         try:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # a stub defect
             ctx.load_verify_locations(cadata=ca)
             ca = None
             sock.settimeout(self._left_s())

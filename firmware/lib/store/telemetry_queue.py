@@ -123,6 +123,21 @@ class TelemetryQueue:
     RAM use is bounded: only the list of segment start seqs and one frame buffer are kept.
     """
 
+    # Fields _open() sets, declared for the type checker: bare annotations compile to nothing
+    # (the .mpy is byte-identical without them) and name nothing new.
+    dir: str
+    capacity: int
+    segment_records: int
+    max_payload: int
+    dropped: int
+    acked: int
+    lost: int
+    discarded_tail: bool
+    _segments: list
+    _header: bytearray
+    _header6: memoryview
+    _bufview: memoryview
+
     def __init__(self, dir_path, capacity=2000, segment_records=100, max_payload=_MAX_PAYLOAD):
         _open(self, dir_path, capacity, segment_records, max_payload)
 

@@ -299,7 +299,7 @@ class Updater:
                       "url": str(a["url"]), "size": int(a["size"]),
                       "version": str(a["version"])[:32], "sequence": int(a["sequence"]),
                       "phase": "downloading", "detail": "", "checked": False, "errors": 0,
-                      "restarts": 0, "wire": 0, "requests": 0, "retry_at": 0}
+                      "restarts": 0, "wire": 0, "requests": 0, "retry_at": 0}  # type: dict
         except (KeyError, TypeError, ValueError):
             return  # not an assignment this client understands; the server will ask again
         _remove(self.root + PART_FILE)
