@@ -45,3 +45,15 @@ print(json.dumps({{"mount": result, "grown": grown, "same_path": sys.path == bef
     assert out["same_path"] is True
     assert out["mounts"] == 1  # only the host filesystem
     assert out["node"].endswith("slots/a/lib/core/node.mpy")  # from the slot's files
+
+
+def test_a_node_running_from_its_files_says_so_once_at_boot(tmp_path):
+    """No image mounted (here a slot of sources, as on a firmware without ROMFS nothing is):
+    the boot log says where the code comes from, once."""
+    from tools.emulator.launcher import Launcher
+
+    launcher = Launcher(tmp_path / "flash", speed=0, end_ms=60_000, compiled=False)
+    with launcher:
+        assert launcher.wait_done(timeout=120)
+    said = [fields for _, fields in launcher.events("app_image")]
+    assert said == [{"where": "files", "size": "0"}], said

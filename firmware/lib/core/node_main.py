@@ -94,6 +94,8 @@ def main(board_module, app_root):
         log.info("app_image", where=where, size=size)
     elif size:  # a ROMFS partition smaller than the image: modules load from the files
         log.warn("app_image_too_big", size=size)
+    else:  # no ROMFS in this firmware (or a source slot): the code loads from its files, once
+        log.info("app_image", where="files", size=0)
     board.start_watchdog(_WATCHDOG_MS)
     try:
         build(board, log, version).run()
