@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from fleet.core.settings import get_settings
-from fleet.errors import Conflict, Invalid, NotFound, TooLarge
+from fleet.errors import Conflict, Gone, Invalid, NotFound, TooLarge
 from fleet.models import KeyStatement, Release, SigningKey, utcnow
-from fleet.rollouts import pause_rollouts_signed_by
+from fleet.rollouts import pause_rollouts_signed_by, revoked_reason, revoked_signer
 from ota.bundle import verify_bundle
 from ota.errors import OtaError
 from ota.keys import KeyRing, key_id, parse_public_key
@@ -100,8 +100,12 @@ def get_release(session: Session, release_id: int) -> Release:
 
 
 def stored_bundle(session: Session, release_id: int) -> tuple[Path, str]:
-    """The path and SHA-256 of a release's bundle in the artifact store (NotFound if missing)."""
+    """The path and SHA-256 of a release's bundle in the artifact store (NotFound if missing;
+    Gone once its signing key is revoked: the server never hands it out again, by any URL)."""
     release = get_release(session, release_id)
+    kid = revoked_signer(session, release)
+    if kid is not None:
+        raise Gone(f"{revoked_reason(kid)}; it is no longer served")
     path = artifact_path(release.bundle_sha256)
     if not path.exists():
         raise NotFound(f"release {release_id} bundle is missing from the store")

@@ -11,6 +11,7 @@ while every reading stays in the server's past.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import random
 import re
@@ -269,6 +270,7 @@ class _OfferInjector:
         assert rig.server.tls is not None
         cert, key = certificate_files(tmp_path / "injector", ca=fleet_ca(rig.server.tls.directory))
         self.offer: dict | None = None
+        self.bundle = b""  # the offered release's bundle, served whatever the server says
         self.injected = 0
         self.secrets: dict[str, str] = {}  # device id -> its key, as the injector holds it
         self.proxy = MitmProxy(rig.server.url, rig.server.ssl_context, cert, key,
@@ -276,6 +278,8 @@ class _OfferInjector:
         self.url = self.proxy.url
 
     def _inject(self, exchange: Exchange, reply: Reply) -> Reply | None:
+        if self.offer is not None and exchange.path == self.offer["url"] and self.bundle:
+            return self._serve_bundle(exchange)
         if (self.offer is None or not exchange.path.endswith("/device/v1/checkin")
                 or reply.status != 200):
             return None
@@ -288,6 +292,19 @@ class _OfferInjector:
         headers.update(reply_headers(secret, exchange.request_headers["X-Nonce"], 200, body))
         self.injected += 1
         return Reply(200, headers, body)
+
+    def _serve_bundle(self, exchange: Exchange) -> Reply:
+        """The bundle the server no longer serves (its key is revoked), by byte range, signed
+        under the node's key as the server's download would be."""
+        data = self.bundle
+        first, _, last = (exchange.request_headers.get("Range") or "bytes=0-").removeprefix(
+            "bytes=").partition("-")
+        start, end = int(first), min(int(last or len(data) - 1), len(data) - 1)
+        headers = reply_headers(self.secrets[exchange.request_headers["X-Device-Id"]],
+                                exchange.request_headers["X-Nonce"], 206,
+                                bundle_sha256=hashlib.sha256(data).hexdigest())
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        return Reply(206, headers, data[start:end + 1])
 
     def stop(self) -> None:
         self.proxy.stop()
@@ -319,7 +336,11 @@ def test_8_a_rotated_key_reaches_a_lamppost_and_a_revoked_one_is_refused(rig, hi
             _rollout_nodes(rig, rollout["id"]).values()) == ["committed"], timeout=240)
         assert rig.devices()[node.device_id]["keyset"] == 1
 
-        late = rig.release("0.6.0", 6, key=second)  # signed before the key is revoked
+        late_bundle = rig.release("0.6.0", 6, key=second, upload=False)
+        assert isinstance(late_bundle, Path)
+        late = httpx.post(f"{rig.server.url}/api/v1/releases", content=late_bundle.read_bytes(),
+                          headers=rig.server.operator_headers, timeout=60,
+                          verify=rig.server.ssl_context).json()  # signed before the revocation
         revocation = make_revocation(rig.key, [key_id(second)], serial=2)
         rig.api("POST", "/api/v1/keys/statements", json=json.loads(revocation))
         rig.wait_until("the node applied the revocation", lambda: (
@@ -346,6 +367,8 @@ def test_8_a_rotated_key_reaches_a_lamppost_and_a_revoked_one_is_refused(rig, hi
             assert offered.status_code in (409, 422) and "revoked" in offered.text
 
         # Offered anyway, by someone between the node and the server: refused on the node.
+        # ... and its bundle, which the server itself no longer serves (410)
+        injector.bundle = late_bundle.read_bytes()
         injector.offer = {"rollout_id": 9999, "release_id": late["id"], "version": "0.6.0",
                           "sequence": 6, "size": late["bundle_size"],
                           "url": f"/device/v1/releases/{late['id']}/bundle"}

@@ -16,6 +16,7 @@ from ota.keys import (
     make_rotation,
     raw_public_key,
 )
+from tests.rigs.device_signing import reply_signed_by, signed_headers
 
 STATEMENTS = "/api/v1/keys/statements"
 BASE = {"fw_version": "1.0.0", "uptime_s": 60, "config_version": 0}
@@ -339,3 +340,24 @@ def test_two_statements_racing_for_one_serial_store_only_one(trusted, release_ke
         "the server's key set is at serial 1: sign this statement with --serial 2")
     assert key_id(second) not in keys_by_id(client, tokens)
     assert len(client.get(STATEMENTS, headers=tokens["reader"]).json()) == 1
+
+
+def test_a_revoked_keys_release_is_not_served_even_by_its_url(rolling, two_keys, publish,
+                                                               client, tokens):
+    """Someone who kept an old offer's URL (or guesses one) asks for the bundle after its
+    key's revocation: the server refuses it, signed as any reply to the node."""
+    nodes, rollout = rolling
+    signer, other = two_keys
+    url = f"/device/v1/releases/{rollout['release_id']}/bundle"
+    creds = nodes[0]
+
+    def get():
+        headers = signed_headers(creds["device_id"], creds["secret"], "GET", url, b"")
+        return client.get(url, headers=headers), headers["X-Nonce"]
+
+    assert get()[0].status_code == 200
+    assert publish(make_revocation(other, [key_id(signer)], serial=1)).status_code == 201
+    refused, nonce = get()
+    assert refused.status_code == 410
+    assert f"release signed by revoked key {key_id(signer)}" in refused.json()["detail"]
+    assert reply_signed_by(refused, bytes.fromhex(creds["secret"]), nonce)

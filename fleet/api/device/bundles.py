@@ -16,6 +16,7 @@ router = APIRouter(tags=["device"])
             responses={200: {"content": {"application/octet-stream": {}}},
                        206: {"description": "the requested byte range"},
                        404: {"description": "no such release"},
+                       410: {"description": "its signing key is revoked: never served again"},
                        416: {"description": "range not satisfiable"}})
 def download_bundle(release_id: RowId, _: DeviceDep, session: SessionDep) -> FileResponse:
     """The release bundle; send `Range: bytes=N-` to resume a dropped download."""
