@@ -204,7 +204,6 @@ def provision_cmd(
         Site,
         app_files,
         load_key_ring,
-        node_board,
         provision,
     )
 
@@ -219,13 +218,10 @@ def provision_cmd(
         link = NodeLink(port, baud)
     except (ProvisionError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    try:
+
+    def files(board: str) -> dict[str, bytes]:
         # the node's board picks its app: an ESP32 gets no emulated-board files
-        board = node_board(link)
-        files = app_files(app, board=board) if app else app_files(board=board)
-    except (ProvisionError, OtaError, OSError, ValueError) as exc:
-        link.close()
-        raise _fail(str(exc)) from None
+        return app_files(app, board=board) if app else app_files(board=board)
 
     def register(body: dict[str, Any]) -> dict[str, Any]:
         return api.call("POST", "/api/v1/devices", json=body)
@@ -242,7 +238,7 @@ def provision_cmd(
                                config=cfg, clean=clean, run_selftest=not no_selftest,
                                on_file=on_file, say=lambda m: progress.console.print(m),
                                ca_der=ca_der, insecure_http=insecure)
-    except ProvisionError as exc:
+    except (ProvisionError, OtaError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
     finally:
         link.close()

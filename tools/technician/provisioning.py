@@ -88,11 +88,6 @@ def board_of_platform(platform: str) -> str:
     return "emulated" if platform in ("linux", "darwin") else "esp32_devkitc"
 
 
-def node_board(link: NodeLink) -> str:
-    """Ask the node on `link` which board it is, to pick its app (app_files(board=...))."""
-    return board_of_platform(link.exec_json("import json, sys\nprint(json.dumps(sys.platform))"))
-
-
 def slot_pointer() -> bytes:
     return json.dumps({"active": "a", "previous": None, "pending": None, "rolled_back": None,
                        "committed_sequence": FACTORY_SEQUENCE}).encode()
@@ -292,7 +287,8 @@ Register = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def provision(link: NodeLink, site: Site, server: str, register: Register,
-              app: dict[str, bytes], key_ring: dict[str, Any] | None = None,
+              app: dict[str, bytes] | Callable[[str], dict[str, bytes]],
+              key_ring: dict[str, Any] | None = None,
               config: dict[str, Any] | None = None, clean: bool = False,
               run_selftest: bool = True, ca_der: bytes | None = None,
               insecure_http: bool = False,
@@ -305,12 +301,15 @@ def provision(link: NodeLink, site: Site, server: str, register: Register,
     match are not rewritten. The marker is written before the first file and removed after
     everything was read back and matched.
 
+    `app` is the app's files, or a function of the node's board that gives them (the board is
+    read with the node's state, in the same round trip).
     `ca_der` (the fleet CA, DER) is pinned as /fleet_ca.der: an https:// `server` needs it.
     An http:// `server` is refused unless `insecure_http`, which the identity then records.
     """
     link_fields = check_link(server, ca_der, insecure_http)
     state = link.exec_json(node_script("node_state", f"node_state({IDENTITY!r}, {MARKER!r})"))
     board = board_of_platform(state["platform"])
+    app_files_now = app if isinstance(app, dict) else app(board)  # before any registration
     held = None
     resumed = False
     for source in (state.get("marker"), state.get("identity")):
@@ -343,7 +342,7 @@ def provision(link: NodeLink, site: Site, server: str, register: Register,
         say(f"registered pole {site.pole_id} as device {identity['device_id']}")
     identity.update(server=server.rstrip("/"), district=site.district, group=site.group,
                     lat=site.lat, lon=site.lon, tags=site.tags, **link_fields)
-    files = node_files(identity, key_ring, config, app, ca_der)
+    files = node_files(identity, key_ring, config, app_files_now, ca_der)
     marker = dict(identity, started=int(time.time()), files=sorted(files))
     link.write_file(MARKER, json.dumps(marker).encode())
     on_node = link.hashes(list(files))
