@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError
 from starlette.routing import Route
 
 from fleet.api import dashboard
+from fleet.api.body_limit import BodyLimit
 from fleet.api.device.checkin import checkin
 from fleet.api.device.reply_signing import SignedReplies
 from fleet.api.main import api_router, device_router
@@ -63,6 +64,8 @@ def create_app(check_schema: bool = True) -> FastAPI:
     app.include_router(api_router)
     app.include_router(dashboard.router)
     app.add_middleware(SignedReplies)
+    app.add_middleware(BodyLimit, max_body=settings.max_body_bytes,  # outermost: first to see
+                       max_upload=settings.max_bundle_bytes)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(DataError, _refused_by_database)
     app.add_exception_handler(OverflowError, _refused_by_database)

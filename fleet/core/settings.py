@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     artifact_dir: Path | None = Field(None, description="Bundle store; default DATA_DIR/artifacts")
     tls_dir: Path | None = Field(None, description="CA, server certificate; default DATA_DIR/tls")
     max_bundle_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest release bundle")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024,
+                                description="Largest request body but a release upload")
     log_level: str = Field("info", description="debug, info, warning or error")
     log_json: bool = Field(False, description="One JSON object per log line instead of text")
 
