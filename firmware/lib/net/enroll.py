@@ -52,11 +52,10 @@ def redeem(root="", http=None, log=None):
             log.warn("enroll_retry", error=repr(e))
         return "retry"
     # the reply must be signed with the code, for this request: else it is not the server's
-    mac = HmacSha256(code.encode()).digest(
-        b"reply\n", nonce.encode(), b"\n", str(resp.status).encode(), b"\n",
-        resp.headers.get("x-server-time", "").encode(), b"\n",
-        hexlify(hashlib.sha256(resp.body).digest()))
-    if hexlify(mac).decode() != resp.headers.get("x-reply-signature"):
+    from net.uplink_exchange import reply_signed  # interned by the check-ins that follow
+
+    if not reply_signed(HmacSha256(code.encode()), nonce, resp.status, resp.headers,
+                        hexlify(hashlib.sha256(resp.body).digest())):
         if log:
             log.error("reply_refused", path=ENROLL_PATH, status=resp.status, why="enrollment")
         return "retry"

@@ -26,6 +26,17 @@ class Rejected(Exception):
 
 
 
+def reply_signed(mac, nonce, status, headers, digest):
+    """True when `headers` carry X-Reply-Signature, the HMAC (`mac`, an HmacSha256 under the
+    device key, or an enrollment's code) over "reply", the request's `nonce`, the status,
+    X-Server-Time and `digest` (hex SHA-256 of the body, or a download's X-Bundle-SHA256): the
+    node's side of fleet.core.crypto.sign_reply. A plain comparison: each request has a fresh
+    nonce, so timing teaches nothing."""
+    return headers.get("x-reply-signature") == hexlify(mac.digest(
+        b"reply\n", nonce.encode(), b"\n", str(status).encode(), b"\n",
+        headers.get("x-server-time", "").encode(), b"\n", digest)).decode()
+
+
 class _Link:
     """An uplink's state with a signer and an HTTP client, for one exchange."""
 
@@ -55,15 +66,9 @@ class _Link:
     def check(self, path, status, headers, digest):
         """Raise HttpError (logged) unless the reply is signed for this request's nonce:
         HMAC under the device key over the nonce, status, X-Server-Time and `digest`."""
-        # (a plain comparison: each request has a fresh nonce, so timing teaches nothing)
-        mac = headers.get("x-reply-signature")
-        why = "unsigned"
-        if mac:
-            if mac == hexlify(self.mac.digest(
-                    b"reply\n", self.nonce.encode(), b"\n", str(status).encode(), b"\n",
-                    headers.get("x-server-time", "").encode(), b"\n", digest)).decode():
-                return
-            why = "bad signature"
+        if reply_signed(self.mac, self.nonce, status, headers, digest):
+            return
+        why = "bad signature" if headers.get("x-reply-signature") else "unsigned"
         if self.up.log:
             self.up.log.error("reply_refused", path=path, status=status, detail=why)
         raise HttpError(why)  # nothing in it is used; the exchange counts as failed
