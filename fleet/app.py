@@ -20,16 +20,7 @@ from fleet.checkin_quick import QuickCheckin
 from fleet.core.db import check_migrated, get_engine
 from fleet.core.logs import setup_logging
 from fleet.core.settings import get_settings
-from fleet.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    Gone,
-    Invalid,
-    NotFound,
-    TooLarge,
-    TooMany,
-)
+from fleet.errors import DomainError, TooMany, http_status
 
 log = logging.getLogger("fleet")
 
@@ -81,17 +72,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.quick_checkin.close()
 
 
-# The one place domain errors become HTTP: the status for each, the error's detail as the body.
-HTTP_STATUS: dict[type[DomainError], int] = {
-    NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, TooLarge: 413, Invalid: 422,
-    TooMany: 429,
-}
-
-
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     """A refusal raised by a service: its status code and `{"detail": ...}`, like HTTPException."""
     assert isinstance(exc, DomainError)
-    status = next((HTTP_STATUS[cls] for cls in type(exc).__mro__ if cls in HTTP_STATUS), 400)
+    status = http_status(exc)
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooMany) else None
     return JSONResponse(status_code=status, content={"detail": exc.detail}, headers=headers)
 

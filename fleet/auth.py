@@ -191,7 +191,8 @@ class Caller:
     role: str
 
 
-def _token_caller(request: Request, session: Session) -> Caller:
+def token_caller(request: Request, session: Session) -> Caller:
+    """The holder of the request's API token, whatever its role (else 401)."""
     if "x-signature" in request.headers:
         raise _unauthorized("operator endpoints take an API token, not a device signature")
     auth = request.headers.get("authorization", "")
@@ -207,11 +208,19 @@ def _token_caller(request: Request, session: Session) -> Caller:
     return Caller(token_id=row.id, name=row.name, role=row.role)
 
 
+def role_refusal(caller: Caller, roles: tuple[str, ...]) -> HTTPException | None:
+    """The 403 for a caller whose role is not one of `roles`; None when it is."""
+    if caller.role in roles:
+        return None
+    return HTTPException(
+        status_code=403,
+        detail=f"a {caller.role} token cannot do this; it needs one of: {', '.join(roles)}")
+
+
 def caller_with_role(request: Request, session: Session, roles: tuple[str, ...]) -> Caller:
     """The request's API token holder, whose role must be one of `roles` (else 401 or 403)."""
-    caller = _token_caller(request, session)
-    if caller.role not in roles:
-        raise HTTPException(
-            status_code=403,
-            detail=f"a {caller.role} token cannot do this; it needs one of: {', '.join(roles)}")
+    caller = token_caller(request, session)
+    refusal = role_refusal(caller, roles)
+    if refusal is not None:
+        raise refusal
     return caller

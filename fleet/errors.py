@@ -1,7 +1,8 @@
 """Domain errors: why the server refuses a request, raised by services and mapped to HTTP once.
 
 Services and routers raise these instead of HTTP exceptions; the app registers one handler
-(fleet.app) that answers each with its status code and `{"detail": <the error's detail>}`.
+(fleet.app) that answers each with its status code (`http_status`, the one mapping) and
+`{"detail": <the error's detail>}`.
 Authentication (fleet.auth, a dependency rather than a service) keeps FastAPI's HTTPException
 for its 401s and 403s: those are about the request's credentials, and a 401 may carry the
 X-Server-Time header.
@@ -50,3 +51,15 @@ class TooMany(DomainError):
 
 class Invalid(DomainError):
     """A well-formed request whose content is refused: bad bundle, filter, plan (HTTP 422)."""
+
+
+# The one place domain errors become HTTP status codes (the app's handler, the audit trail).
+HTTP_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, TooLarge: 413, Invalid: 422,
+    TooMany: 429,
+}
+
+
+def http_status(exc: DomainError) -> int:
+    """The HTTP status code that answers `exc` (400 for a DomainError of no listed kind)."""
+    return next((HTTP_STATUS[cls] for cls in type(exc).__mro__ if cls in HTTP_STATUS), 400)

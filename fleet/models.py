@@ -268,3 +268,26 @@ class UpdateEvent(SQLModel, table=True):
                          sa_column=Column(DateTime(timezone=True), nullable=False))
     state: str = Field(max_length=16)
     detail: str = Field(default="", max_length=200)
+
+
+class AuditRecord(SQLModel, table=True):
+    """One operator action: who did what to which target, when, and whether it was refused.
+
+    Written in the action's own transaction (fleet.audit); a refused action in a short one of
+    its own. `detail` never holds a secret (no token, device secret or enrollment code).
+    """
+
+    __table_args__ = (Index("ix_auditrecord_actor_id", "actor", "id"),
+                      Index("ix_auditrecord_target_id", "target", "id"))
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True,
+                                                          autoincrement=True))
+    at: datetime = Field(default_factory=utcnow,
+                         sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    actor: str = Field(max_length=80)  # an API token's name, or local:<os user> for the CLI
+    token_id: int | None = None  # the API token behind the action (None: run on the server)
+    action: str = Field(max_length=40, index=True)  # e.g. config.set, rollout.pause
+    target: str = Field(max_length=120)  # e.g. device:ll-3f9a0c21d4e5, group:harbour
+    outcome: str = Field(max_length=8)  # ok | refused
+    status: int | None = None  # the HTTP status of a refusal (None: ok, or refused locally)
+    reason: str = Field(default="", max_length=500)  # why it was refused
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -388,3 +388,41 @@ def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:
         return node
 
     return resolve(schema)
+
+
+class AuditQuery(Strict):
+    """Filters of GET /api/v1/audit; an unknown query parameter is a 422 that names it."""
+
+    actor: Annotated[str | None, Field(max_length=80, description=(
+        "Token name (or local:<user>); a trailing * matches a prefix"))] = None
+    target: Annotated[str | None, Field(max_length=120, description=(
+        "e.g. device:ll-3f9a0c21d4e5, group:harbour, rollout:3; a trailing * matches a prefix "
+        "(device:*)"))] = None
+    action: Annotated[str | None, Field(max_length=40, description=(
+        "e.g. config.set, rollout.pause; a trailing * matches a prefix (rollout.*)"))] = None
+    outcome: Literal["ok", "refused"] | None = None
+    since: datetime | None = Field(None, description="ISO 8601; from this time (inclusive); "
+                                                     "no time zone means UTC")
+    until: datetime | None = Field(None, description="ISO 8601; before this time (exclusive)")
+    cursor: Annotated[int | None, Field(ge=1, le=2**63 - 1, description=(
+        "next_cursor of the previous page: records older than it"))] = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class AuditRecordOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: Literal["ok", "refused"]
+    status: int | None = Field(description="HTTP status of a refusal (null: ok, or a refusal "
+                                           "on the server's own command line)")
+    reason: str = Field(description="why it was refused (empty when ok)")
+    detail: dict[str, Any] = Field(description="what the action was given; never a secret")
+
+
+class AuditPage(BaseModel):
+    records: list[AuditRecordOut] = Field(description="newest first")
+    next_cursor: int | None = Field(description="pass as ?cursor= for the next (older) page; "
+                                                "null when this is the last")

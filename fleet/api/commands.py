@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 
-from fleet.api.deps import OperatorDep, ReaderDep, SessionDep
+from fleet.api.deps import OPERATOR, ReaderDep, SessionDep, audited
+from fleet.audit import AuditEntry
 from fleet.commands import queue_command, recent_commands
 from fleet.models import Command, aware
 from fleet.schemas import CommandIn, CommandOut
@@ -21,9 +24,11 @@ def _command_out(cmd: Command, uid: str) -> CommandOut:
 @router.post("/devices/{device_id}/commands", response_model=CommandOut, status_code=201,
              responses={404: {"description": "no such device"}, 409: {"description": "retired"},
                         422: {"description": "bad arguments"}})
-def send_command(device_id: str, body: CommandIn, _: OperatorDep,
+def send_command(device_id: str, body: CommandIn, audit: Annotated[AuditEntry, audited(
+                     "command.send", "device:{device_id}", OPERATOR)],
                  session: SessionDep) -> CommandOut:
     """Queue a command (reboot, identify, lamp_override) for the node's next check-in."""
+    audit.detail.update(type=body.type, args=body.args)
     return _command_out(queue_command(session, device_id, body.type, body.args), device_id)
 
 

@@ -1,15 +1,27 @@
-"""Route dependencies as Annotated aliases: the session, the caller by role, the device."""
+"""Route dependencies as Annotated aliases: the session, the caller by role, the device, and
+the audited operator action."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from sqlmodel import Session
 
-from fleet.auth import Caller, DeviceIdentity, authenticated_device, caller_with_role
+from fleet.audit import AuditEntry, Created, refusal_text
+from fleet.auth import (
+    Caller,
+    DeviceIdentity,
+    authenticated_device,
+    caller_with_role,
+    role_refusal,
+    token_caller,
+)
 from fleet.core.db import get_session
+from fleet.errors import DomainError, http_status
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
@@ -42,3 +54,56 @@ OperatorDep = Annotated[Caller, Depends(require_role("operator"))]
 TechnicianDep = Annotated[Caller, Depends(require_role("operator", "technician"))]
 ReaderDep = Annotated[Caller, Depends(require_role("operator", "technician", "reader"))]
 DataReaderDep = Annotated[Caller, Depends(require_role("operator", "reader"))]
+
+
+OPERATOR = ("operator",)
+TECHNICIAN = ("operator", "technician")
+
+
+def audited(action: str, target: str, roles: tuple[str, ...],
+            created: Created | None = None) -> Any:
+    """A dependency for a route that changes state: the caller's token must carry one of
+    `roles`, and the action is recorded in the audit trail with the token's name as actor.
+
+    `action` and `target` are formatted with the route's path parameters ("device:{device_id}");
+    with `created`, the target names what the action creates instead (one record per row).
+    Done: an "ok" record in the action's own transaction (or alone, when it changed nothing).
+    Refused after authentication (a wrong role, a domain error, a 4xx, a value the database
+    refuses): a "refused" record with the status and reason, in a transaction of its own. A
+    request with no valid token (401) is not recorded: there is no actor to name.
+    """
+
+    def dependency(request: Request, session: SessionDep) -> Iterator[AuditEntry]:
+        caller = token_caller(request, session)
+        params = request.path_params
+        entry = AuditEntry(session, actor=caller.name, action=action.format_map(params),
+                           target=target.format_map(params), token_id=caller.token_id,
+                           created=created)
+        refusal = role_refusal(caller, roles)
+        if refusal is not None:
+            entry.refused(refusal_text(refusal.detail), refusal.status_code)
+            raise refusal
+        entry.arm()
+        try:
+            yield entry
+        except DomainError as exc:
+            entry.refused(refusal_text(exc.detail), http_status(exc))
+            raise
+        except HTTPException as exc:
+            if 400 <= exc.status_code < 500:
+                entry.refused(refusal_text(exc.detail), exc.status_code)
+            raise
+        except RequestValidationError as exc:
+            entry.refused(refusal_text(exc.errors()), 422)
+            raise
+        except (DataError, OverflowError) as exc:
+            reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+            entry.refused(f"value refused by the database: {reason}", 422)
+            raise
+        else:
+            entry.done()
+        finally:
+            entry.disarm()
+
+    return Depends(dependency, scope="function")
+

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from fleet.api.deps import OperatorDep, ReaderDep, SessionDep, TechnicianDep
+from fleet.api.deps import OPERATOR, TECHNICIAN, ReaderDep, SessionDep, audited
+from fleet.audit import AuditEntry, Created
 from fleet.config_profiles import set_device_config
 from fleet.core.settings import get_settings
 from fleet.models import Device, aware, utcnow
@@ -42,20 +43,26 @@ def device_out(device: Device) -> DeviceOut:
 
 @router.post("/devices", response_model=DeviceCredentials, status_code=201,
              responses={409: {"description": "pole id already registered"}})
-def register_one(body: DeviceRegistration, caller: TechnicianDep,
+def register_one(body: DeviceRegistration, audit: Annotated[AuditEntry, audited(
+                     "device.register", "devices", TECHNICIAN, Created(Device, "device:{uid}"))],
                  session: SessionDep) -> DeviceCredentials:
     """Register one node; the response is the only time its secret is shown."""
+    audit.target = f"pole:{body.pole_id}"
+    audit.detail.update(pole_id=body.pole_id, group=body.group, board=body.board)
     return register_devices(session, [body], enrollment=False, enrollment_ttl_days=30,
-                            actor=caller.name)[0]
+                            actor=audit.actor)[0]
 
 
 @router.post("/devices/batch", response_model=list[DeviceCredentials], status_code=201,
              responses={409: {"description": "a pole id is taken; nothing was registered"}})
-def register_batch(body: DeviceBatch, caller: TechnicianDep,
+def register_batch(body: DeviceBatch, audit: Annotated[AuditEntry, audited(
+                       "device.register", "devices", TECHNICIAN, Created(Device, "device:{uid}"))],
                    session: SessionDep) -> list[DeviceCredentials]:
-    """Register many nodes in one transaction, optionally with enrollment codes."""
+    """Register many nodes in one transaction (one audit record each), optionally with
+    enrollment codes."""
+    audit.detail.update(batch=len(body.devices), enrollment=body.enrollment)
     return register_devices(session, body.devices, enrollment=body.enrollment,
-                            enrollment_ttl_days=body.enrollment_ttl_days, actor=caller.name)
+                            enrollment_ttl_days=body.enrollment_ttl_days, actor=audit.actor)
 
 
 @router.get("/devices", response_model=list[DeviceOut])
@@ -95,15 +102,19 @@ def show_device(device_id: str, _: ReaderDep, session: SessionDep) -> DeviceOut:
 
 @router.post("/devices/{device_id}/decommission", response_model=DeviceOut,
              responses={404: {"description": "no such device"}})
-def retire(device_id: str, caller: OperatorDep, session: SessionDep) -> DeviceOut:
+def retire(device_id: str, audit: Annotated[AuditEntry, audited(
+               "device.decommission", "device:{device_id}", OPERATOR)],
+           session: SessionDep) -> DeviceOut:
     """Retire a node: its requests are refused; its telemetry is kept."""
-    return device_out(decommission(session, device_id, caller.name))
+    return device_out(decommission(session, device_id, audit.actor))
 
 
 @router.put("/devices/{device_id}/config", response_model=ConfigOut,
             responses={404: {"description": "no such device"}})
-def put_device_config(device_id: str, body: ConfigBody, _: OperatorDep,
+def put_device_config(device_id: str, body: ConfigBody, audit: Annotated[AuditEntry, audited(
+                          "config.set", "device:{device_id}", OPERATOR)],
                       session: SessionDep) -> ConfigOut:
     """Override configuration keys for one node (merged over its group's)."""
+    audit.detail["keys"] = sorted(body.config)
     row = set_device_config(session, device_id, body.config)
     return ConfigOut(scope="device", target=device_id, version=row.version, config=row.body)

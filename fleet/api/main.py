@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from fleet.api import (
+    audit,
     commands,
     device_keys,
     devices,
@@ -24,5 +25,5 @@ for module in (enrollment, checkin, bundles, telemetry_ingest):
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (devices, device_keys, groups, commands, fleet, release_keys, releases, rollouts,
-               telemetry):
+               telemetry, audit):
     api_router.include_router(module.router)

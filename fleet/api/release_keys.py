@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from fleet.api.deps import OperatorDep, ReaderDep, SessionDep
+from fleet.api.deps import OPERATOR, ReaderDep, SessionDep, audited
+from fleet.audit import AuditEntry, Created
 from fleet.key_statements import (
     keyset_counts,
     nodes_behind,
@@ -56,9 +57,15 @@ def _statement_out(row: KeyStatement, counts: dict[int | None, int]) -> KeyState
 
 @router.post("/keys", response_model=KeyOut, status_code=201,
              responses={409: {"description": "key was revoked"}, 422: {"description": "bad key"}})
-def add_key(body: KeyIn, _: OperatorDep, session: SessionDep) -> KeyOut:
+def add_key(body: KeyIn, audit: Annotated[AuditEntry, audited(
+                "release_key.trust", "release_keys", OPERATOR,
+                Created(SigningKey, "release_key:{key_id}"))],
+            session: SessionDep) -> KeyOut:
     """Trust a release public key. The server never needs the private key."""
-    return _key_out(trust_key(session, body.public_key, body.name))
+    audit.detail["name"] = body.name
+    row = _key_out(trust_key(session, body.public_key, body.name))
+    audit.target = f"release_key:{row.key_id}"  # a key trusted already: nothing was created
+    return row
 
 
 @router.get("/keys", response_model=list[KeyOut])
@@ -72,7 +79,9 @@ def list_keys(_: ReaderDep, session: SessionDep) -> list[KeyOut]:
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyOut,
              responses={404: {"description": "no such key"}})
-def revoke(key_id: str, _: OperatorDep, session: SessionDep) -> KeyOut:
+def revoke(key_id: str, audit: Annotated[AuditEntry, audited(
+               "release_key.revoke", "release_key:{key_id}", OPERATOR)],
+           session: SessionDep) -> KeyOut:
     """Stop trusting a key on the server: bundles it signed are refused from now on and the
     active rollouts of releases it signed pause. Nodes learn of it only from a signed
     revocation statement (POST /api/v1/keys/statements)."""
@@ -95,13 +104,15 @@ def key_nodes(key_id: str, _: ReaderDep, session: SessionDep,
              responses={409: {"description": "not the next serial, or its key is known"},
                         422: {"description": "envelope, signer, signature or document "
                                              "refused; or no usable key would be left"}})
-def add_statement(body: KeyStatementIn, caller: OperatorDep,
+def add_statement(body: KeyStatementIn, audit: Annotated[AuditEntry, audited(
+                      "key_statement.publish", "key_statements", OPERATOR,
+                      Created(KeyStatement, "key_statement:{serial}"))],
                   session: SessionDep) -> KeyStatementOut:
     """Publish a signed rotation or revocation (the file `lamplighter release rotate/revoke`
     writes, sent as the request body). It must be the next serial of the chain; the server
     applies it to its keys at once and nodes receive it at their next check-in."""
     envelope = json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":"))
-    row = store_statement(session, envelope, caller.name)
+    row = store_statement(session, envelope, audit.actor)
     return _statement_out(row, keyset_counts(session))
 
 

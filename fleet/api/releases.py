@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
-from fleet.api.deps import OperatorDep, ReaderDep, SessionDep
+from fleet.api.deps import OPERATOR, ReaderDep, SessionDep, audited
+from fleet.audit import AuditEntry, Created
 from fleet.core.settings import get_settings
 from fleet.models import Release, aware
 from fleet.releases import get_release, spool_upload, store_release
@@ -31,13 +32,16 @@ def _release_out(row: Release) -> ReleaseOut:
              responses={409: {"description": "sequence taken"},
                         413: {"description": "too large"},
                         422: {"description": "signature, key, expiry or hash refused"}})
-async def upload_release(request: Request, caller: OperatorDep, session: SessionDep,
+async def upload_release(request: Request, audit: Annotated[AuditEntry, audited(
+                             "release.register", "releases", OPERATOR,
+                             Created(Release, "release:{version}"))],
+                         session: SessionDep,
                          notes: Annotated[str, Query(max_length=500)] = "") -> ReleaseOut:
     """Upload a signed bundle (`lamplighter release upload`); it is checked before it is kept."""
     upload, sha256, size = await spool_upload(request.stream(), get_settings().max_bundle_bytes)
     # Verifying hashes every file and writes the database: off the event loop.
     release = await run_in_threadpool(store_release, session, upload, sha256, size, notes=notes,
-                                      actor=caller.name)
+                                      actor=audit.actor)
     return _release_out(release)
 
 

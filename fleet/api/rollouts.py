@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from sqlalchemy import select
 from sqlmodel import Session
 
-from fleet.api.deps import OperatorDep, ReaderDep, SessionDep
+from fleet.api.deps import OPERATOR, ReaderDep, SessionDep, audited
+from fleet.audit import AuditEntry, Created
 from fleet.errors import NotFound
 from fleet.models import Device, Rollout, UpdateEvent, UpdateStatus, aware
 from fleet.registry import get_device
@@ -32,16 +35,21 @@ def rollout_out(session: Session, row: Rollout) -> RolloutOut:
              responses={404: {"description": "no such release"},
                         409: {"description": "release already rolling out"},
                         422: {"description": "bad waves or nothing to update"}})
-def start_rollout(body: RolloutIn, caller: OperatorDep,
+def start_rollout(body: RolloutIn, audit: Annotated[AuditEntry, audited(
+                      "rollout.create", "rollouts", OPERATOR, Created(Rollout, "rollout:{id}"))],
                   session: SessionDep) -> RolloutOut:
     """Offer a release to the target nodes in waves, canary first."""
+    audit.target = f"release:{body.release_id}"  # the rollout's own id once it exists
+    audit.detail.update(release_id=body.release_id, waves=body.waves,
+                        target=body.target.model_dump(exclude_none=True))
     release = get_release(session, body.release_id)
+    audit.detail["version"] = release.version
     row = create_rollout(
         session, release, name=body.name, target=body.target.model_dump(exclude_none=True),
         waves=body.waves, failure_threshold_pct=body.failure_threshold_pct,
         success_threshold_pct=body.success_threshold_pct,
         window=body.window.model_dump() if body.window else None,
-        allow_downgrade=body.allow_downgrade, actor=caller.name)
+        allow_downgrade=body.allow_downgrade, actor=audit.actor)
     return rollout_out(session, row)
 
 
@@ -61,12 +69,13 @@ def show_rollout(rollout_id: RowId, _: ReaderDep, session: SessionDep) -> Rollou
 @router.post("/rollouts/{rollout_id}/{action}", response_model=RolloutOut,
              responses={404: {"description": "no such rollout"},
                         409: {"description": "not possible in this state"}})
-def act_on_rollout(rollout_id: RowId, action: str, caller: OperatorDep,
+def act_on_rollout(rollout_id: RowId, action: str, audit: Annotated[AuditEntry, audited(
+                       "rollout.{action}", "rollout:{rollout_id}", OPERATOR)],
                    session: SessionDep) -> RolloutOut:
     """pause, resume, abort, or advance to the next wave."""
     if action not in ("pause", "resume", "abort", "advance"):
         raise NotFound(f"unknown action {action!r}; use pause, resume, abort or advance")
-    row = operator_action(session, get_rollout(session, rollout_id), action, caller.name)
+    row = operator_action(session, get_rollout(session, rollout_id), action, audit.actor)
     return rollout_out(session, row)
 
 
