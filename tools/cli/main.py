@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from tools.cli.audit import audit_app
 from tools.cli.device import device_app
 from tools.cli.release import release_app
 from tools.cli.rollout import rollout_app
@@ -20,6 +21,7 @@ app.add_typer(server_app, name="server")
 app.add_typer(device_app, name="device")
 app.add_typer(release_app, name="release")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(audit_app, name="audit")
 app.command("sim")(sim)
 app.command("demo")(demo)
 
