@@ -117,17 +117,8 @@ def authenticated_device(request: Request, body: bytes, session: Session) -> Dev
     a route's own pool call): blocking the event loop on a database lock would stall every other
     request, including the one holding it.
     """
-    signed = signed_headers(request)
-    row = session.execute(select(*_DEVICE_COLUMNS).where(Device.uid == signed.uid)).first()
-    if row is None:
-        raise _unauthorized("unknown device")
-    device = DeviceRow(*row)
+    signed, device, secret = _verified_signature(request, body, session)
     settings = get_settings()
-    secret = _signing_key(session, device, settings.master_key_bytes(), signed,
-                          request.method, signed_path(request), body)
-    if secret is None:
-        raise _unauthorized("bad signature")
-    sign_replies_with(request, secret)
     if signed.stale:
         skew = settings.clock_skew_s
         # Time is no secret, but only this signed reply may set it: the node corrects its
@@ -139,6 +130,32 @@ def authenticated_device(request: Request, body: bytes, session: Session) -> Dev
     _consume_nonce(session, device.id, signed.nonce, signed.ts,
                    signed.received_at - 2 * settings.clock_skew_s)
     return DeviceIdentity(device=device, secret=secret)
+
+
+def _verified_signature(request: Request, body: bytes,
+                        session: Session) -> tuple[SignedHeaders, DeviceRow, bytes]:
+    """The request's signature headers, its device and the key that signed it (replies are
+    then signed with that key); 401 for an unknown device or a bad signature."""
+    signed = signed_headers(request)
+    row = session.execute(select(*_DEVICE_COLUMNS).where(Device.uid == signed.uid)).first()
+    if row is None:
+        raise _unauthorized("unknown device")
+    device = DeviceRow(*row)
+    secret = _signing_key(session, device, get_settings().master_key_bytes(), signed,
+                          request.method, signed_path(request), body)
+    if secret is None:
+        raise _unauthorized("bad signature")
+    sign_replies_with(request, secret)
+    return signed, device, secret
+
+
+def device_without_clock(request: Request, body: bytes, session: Session) -> DeviceRow:
+    """A device's request signed without a clock (X-Timestamp 0): the signature is checked, the
+    timestamp and nonce are not (nothing is written), so it serves only to ask the time."""
+    signed, device, _secret = _verified_signature(request, body, session)
+    if device.status != "active":
+        raise HTTPException(status_code=403, detail=f"device is {device.status}")
+    return device
 
 
 def _signing_key(session: Session, device: DeviceRow, master_key: bytes, signed: SignedHeaders,

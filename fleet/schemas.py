@@ -122,6 +122,8 @@ class CheckIn(Strict):
     uptime_s: Count = 0
     mem_free: Count | None = None
     rssi: Annotated[int, Field(ge=-130, le=0)] | None = None
+    wifi_reconnects: Count | None = Field(
+        None, description="Wi-Fi links the node re-established after losing one, since boot")
     boot_reason: Annotated[str, Field(max_length=32)] = ""
     sensor_faults: Annotated[dict[Annotated[str, Field(max_length=24)], Count],
                              Field(max_length=16)] = {}

@@ -26,6 +26,12 @@ _OP_WDT_FEED = const(0x66)  # "f" () -> ()
 _OP_RESET = const(0x78)  # "x" () -> () then the node process exits; next boot reports "soft"
 _OP_CHECKIN = const(0x43)  # "C" status JSON -> reply JSON (empty: no reply)
 _OP_TELEMETRY = const(0x54)  # "T" n u16, then n x (seq u32, len u16, payload) -> acked u32
+_OP_WIFI = const(0x4E)  # "N" WIFI_* u8, then its arguments (see EmuWLAN)
+_OP_NTP = const(0x6E)  # "n" () -> UTC epoch u32, or STATUS_NODEV when no NTP server answers
+_OP_RTC_SET = const(0x52)  # "R" UTC epoch u32 -> () (the RTC keeps it until a power cut)
+_WIFI_STATUS = const(0)  # -> network status u16, RSSI dBm i8
+_WIFI_CONNECT = const(1)  # ssid length u8, ssid, passphrase -> ()
+_WIFI_DISCONNECT = const(2)  # -> ()
 
 _STATUS_OK = const(0)
 _STATUS_NODEV = const(1)  # I2C address did not ACK: the board raises OSError(ENODEV)
@@ -209,6 +215,45 @@ class EmuPWM:
         self._duty = value
 
 
+class EmuWLAN:
+    """The network.WLAN station interface subset the node uses; the world is the access point."""
+
+    def __init__(self, link):
+        self.link = link
+
+    def active(self, on=None):
+        return True
+
+    def config(self, **kwargs):
+        pass
+
+    def connect(self, ssid, key):
+        link = self.link
+        ssid = ssid.encode()
+        key = key.encode()
+        n = len(ssid)
+        tx = link.tx
+        tx[3] = _WIFI_CONNECT
+        tx[4] = n
+        tx[5:5 + n] = ssid
+        tx[5 + n:5 + n + len(key)] = key
+        link.call(_OP_WIFI, 2 + n + len(key))
+
+    def disconnect(self):
+        self.link.tx[3] = _WIFI_DISCONNECT
+        self.link.call(_OP_WIFI, 1)
+
+    def status(self, param=None):
+        link = self.link
+        link.tx[3] = _WIFI_STATUS
+        link.call(_OP_WIFI, 1)
+        code, rssi = struct.unpack_from("<Hb", link.rx, 0)
+        return rssi if param == "rssi" else code
+
+    def isconnected(self):
+        return self.status() == 1010  # network.STAT_GOT_IP
+
+
 class WorldUplink:
     """Uplink for a node without a server: check-ins and telemetry go to the world, which
     records them (and may answer with configuration or commands the scenario holds)."""
@@ -300,8 +345,26 @@ class Board:
         return self.link.now_ms - self._boot_ms
 
     def epoch_s(self):
-        """UTC wall clock seconds (virtual)."""
+        """UTC seconds from the board's RTC (virtual time; 2000-01-01 after a power cut unless
+        the world's scenario says otherwise, until NTP or the fleet server sets it)."""
         return self._start_epoch + self.link.now_ms // 1000
+
+    def set_epoch(self, epoch):
+        """Set the RTC (it keeps the time through resets until the next power cut)."""
+        struct.pack_into("<I", self.link.tx, 3, int(epoch))
+        self.link.call(_OP_RTC_SET, 4)
+        self._start_epoch = int(epoch) - self.link.now_ms // 1000
+
+    def ntp_s(self):
+        """UTC seconds from an NTP server over the network, or None when none answers."""
+        link = self.link
+        if link.call(_OP_NTP, 0) != _STATUS_OK:
+            return None
+        return struct.unpack_from("<I", link.rx, 0)[0]
+
+    def wlan(self):
+        """The Wi-Fi station interface (the world models the street's access point)."""
+        return EmuWLAN(self.link)
 
     def sleep_ms(self, ms):
         if ms <= 0:

@@ -1,4 +1,4 @@
-"""ESP32-DevKitC board: the pin map, machine buses, watchdog, wall clock and reset cause."""
+"""ESP32-DevKitC board: the pin map, machine buses, Wi-Fi station, watchdog, RTC and reset cause."""
 
 import gc
 import time
@@ -52,8 +52,39 @@ class Board:
         return self._ms
 
     def epoch_s(self):
-        """UTC seconds since 1970 from the RTC (set by NTP once on the network)."""
+        """UTC seconds since 1970 from the RTC: 2000-01-01 after a power cut, until set."""
         return int(time.time()) + self._epoch_offset
+
+    def set_epoch(self, epoch):
+        """Set the RTC (kept through resets and deep sleep, lost with power)."""
+        t = time.gmtime(epoch - self._epoch_offset)
+        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+
+    def ntp_s(self):
+        """UTC seconds from pool.ntp.org (ntptime, one UDP exchange, 1 s timeout), or None."""
+        try:
+            import ntptime
+
+            return ntptime.time() + self._epoch_offset  # ntptime counts from the port's epoch
+        except (OSError, OverflowError, IndexError):
+            return None
+        finally:
+            import sys
+
+            sys.modules.pop("ntptime", None)  # a few hundred bytes, used once a day
+
+    def wlan(self):
+        """The Wi-Fi station interface; net.wifi brings it up and keeps it up (the port's own
+        reconnects are off so that one loop decides when to try again)."""
+        import network
+
+        wlan = network.WLAN(network.STA_IF)
+        wlan.active(True)
+        try:
+            wlan.config(reconnects=0)
+        except (ValueError, OSError):  # older ports lack the option
+            pass
+        return wlan
 
     def sleep_ms(self, ms):
         if ms > 0:
@@ -74,12 +105,3 @@ class Board:
 
     def mem_free(self):
         return gc.mem_free()
-
-    def rssi(self):
-        try:
-            import network
-
-            wlan = network.WLAN(network.STA_IF)
-            return wlan.status("rssi") if wlan.isconnected() else None
-        except (ImportError, OSError, ValueError):
-            return None

@@ -16,11 +16,11 @@ from fleet.api import (
     rollouts,
     telemetry,
 )
-from fleet.api.device import bundles, checkin, enrollment
+from fleet.api.device import bundles, checkin, clock, enrollment
 from fleet.api.device import telemetry as telemetry_ingest
 
 device_router = APIRouter(prefix="/device/v1")
-for module in (enrollment, checkin, bundles, telemetry_ingest):
+for module in (enrollment, checkin, clock, bundles, telemetry_ingest):
     device_router.include_router(module.router)
 
 api_router = APIRouter(prefix="/api/v1")

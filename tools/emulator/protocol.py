@@ -16,7 +16,7 @@ import struct
 from tools.firmware_tree import FIRMWARE_DIR
 
 PROTOCOL_SOURCE = FIRMWARE_DIR / "boards" / "emulated.py"
-_PREFIXES = ("OP_", "STATUS_", "I2C_", "UART_", "PIN_", "PWM_")
+_PREFIXES = ("OP_", "STATUS_", "I2C_", "UART_", "PIN_", "PWM_", "WIFI_")
 
 REQUEST_HEADER = struct.Struct("<BH")
 RESPONSE_HEADER = struct.Struct("<BQH")

@@ -11,6 +11,12 @@ DEFAULT_START_EPOCH = 1795521600
 
 SENSORS = ("bme280", "veml7700", "pms5003", "ld2410", "pir")
 FAULT_KINDS = ("missing", "wrong_id", "stuck", "garbage", "bad_checksum", "silent")
+# 2000-01-01 00:00:00 UTC: where a cold-booted ESP32's RTC starts (after every power cut)
+RTC_COLD_EPOCH = 946684800
+# What the street's Wi-Fi does (NetFault.kind): the access point refuses or cannot be found
+# (association fails, and a link that was up drops), the link drops and stays down (beacon
+# timeout, then association fails), or the signal is weak (up, but slow to associate).
+NET_FAULT_KINDS = ("association_fails", "link_lost", "weak_signal")
 
 WEATHER = {
     # name: (daylight factor, temperature offset degC, humidity offset %RH, pressure offset hPa)
@@ -38,6 +44,20 @@ class Fault:
             raise ValueError(f"unknown sensor {self.sensor!r}; choose from {', '.join(SENSORS)}")
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {self.kind!r}; choose from {', '.join(FAULT_KINDS)}")
+
+
+@dataclass(frozen=True)
+class NetFault:
+    """The street's Wi-Fi misbehaves as `kind` from `start_s` to `end_s` (scenario seconds)."""
+
+    kind: str
+    start_s: float
+    end_s: float = math.inf
+
+    def __post_init__(self) -> None:
+        if self.kind not in NET_FAULT_KINDS:
+            raise ValueError(f"unknown network fault {self.kind!r}; choose from "
+                             f"{', '.join(NET_FAULT_KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +119,14 @@ class Scenario:
     radar_reach_m: float = 6.0
     pir_reach_m: float = 4.5
     pir_hold_s: float = 2.5
+    # The board's RTC after a power cut: 2000-01-01 as on a cold-booted ESP32 (True), or the
+    # scenario's time already set (False). A reset that is not a power cut keeps the RTC.
+    rtc_cold_start: bool = True
+    ntp_reachable: bool = True  # the world answers the node's NTP query (over its Wi-Fi)
+    wifi_rssi_dbm: int = -61  # the street's signal at the post; weak_signal makes it -87
+    wifi_assoc_ms: int = 1200  # association and DHCP; four times as long on a weak signal
+    wifi_password: str | None = None  # the access point's passphrase (None: any is taken)
+    net_faults: list[NetFault] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.weather not in WEATHER:
@@ -266,6 +294,13 @@ class Scenario:
             if f.sensor == sensor and f.start_s <= t < f.end_s:
                 found = f.kind
         return found
+
+    def net_fault(self, t: float) -> str | None:
+        """The network fault in force at scenario time `t`, if any."""
+        for fault in self.net_faults:
+            if fault.start_s <= t < fault.end_s:
+                return fault.kind
+        return None
 
     def is_night(self, t: float, threshold_lux: float = 30.0) -> bool:
         return self.lux(t) < threshold_lux

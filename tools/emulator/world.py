@@ -18,7 +18,8 @@ from tools.emulator.models.pms5003 import FRAME_PERIOD_MS as PM_PERIOD_MS
 from tools.emulator.models.pms5003 import Pms5003Model
 from tools.emulator.models.uart import UartChannel
 from tools.emulator.models.veml7700 import Veml7700Model
-from tools.emulator.scenario import Scenario
+from tools.emulator.models.wifi import AccessPoint
+from tools.emulator.scenario import RTC_COLD_EPOCH, Scenario
 
 LAMP_RATED_W = 60.0
 FULL_DUTY = 65535
@@ -128,6 +129,10 @@ class World:
             p.UART_PM: UartChannel(self.pms5003, PM_PERIOD_MS),
             p.UART_RADAR: UartChannel(self.ld2410, RADAR_PERIOD_MS),
         }
+        self.wifi = AccessPoint(lambda ms: s.net_fault(ms / 1000.0), s.wifi_rssi_dbm,
+                                s.wifi_assoc_ms, s.wifi_password)
+        self.rtc_base: int | None = None  # the board RTC's epoch at virtual 0 (None: power off)
+        self.ntp_queries = 0
         self.connected = False
         self.halted = threading.Event()
         self._next_cause = "power_on"
@@ -320,7 +325,42 @@ class World:
         if op == p.OP_RESET:
             self._next_cause = "soft"
             return ok, b""
+        if op == p.OP_WIFI:
+            return self._wifi(data)
+        if op == p.OP_NTP:
+            return self._ntp()
+        if op == p.OP_RTC_SET:
+            (epoch,) = struct.unpack("<I", data)
+            self.rtc_base = epoch - self.now_ms // 1000
+            return ok, b""
         return p.STATUS_BAD_REQUEST, b""
+
+    def true_epoch(self) -> int:
+        """The world's wall clock (UTC seconds) now."""
+        return self.scenario.start_epoch + self.now_ms // 1000
+
+    def _wifi(self, data: bytes) -> tuple[int, bytes]:
+        """The station interface: 0 status -> (status u16, rssi i8); 1 connect (ssid length u8,
+        ssid, passphrase); 2 disconnect."""
+        ap, now = self.wifi, self.now_ms
+        if data[0] == p.WIFI_STATUS:
+            return p.STATUS_OK, struct.pack("<Hb", ap.poll(now), ap.rssi(now))
+        if data[0] == p.WIFI_CONNECT:
+            n = data[1]
+            ap.connect(now, data[2:2 + n].decode(), data[2 + n:].decode())
+            return p.STATUS_OK, b""
+        if data[0] == p.WIFI_DISCONNECT:
+            ap.disconnect()
+            return p.STATUS_OK, b""
+        return p.STATUS_BAD_REQUEST, b""
+
+    def _ntp(self) -> tuple[int, bytes]:
+        """An NTP query: the true time, when a server is reachable over a link that is up (a
+        node without Wi-Fi credentials counts as wired)."""
+        self.ntp_queries += 1
+        if not (self.scenario.ntp_reachable and self.wifi.linked(self.now_ms)):
+            return p.STATUS_NODEV, b""
+        return p.STATUS_OK, struct.pack("<I", self.true_epoch())
 
     def _hello(self) -> bytes:
         cause = self._next_cause
@@ -328,7 +368,12 @@ class World:
         self.records.boots.append((self.now_ms, cause))
         for ch in self.uarts.values():
             ch.reset()
-        return struct.pack("<QI", self.now_ms, self.scenario.start_epoch) + cause.encode()
+        self.wifi.reset()
+        if cause == "power_on" or self.rtc_base is None:
+            # the RTC lost power: 2000-01-01 on a cold-booted ESP32, unless the scenario says set
+            start = RTC_COLD_EPOCH if self.scenario.rtc_cold_start else self.true_epoch()
+            self.rtc_base = start - self.now_ms // 1000
+        return struct.pack("<QI", self.now_ms, self.rtc_base) + cause.encode()
 
     def _pir(self) -> int:
         fault = self.scenario.fault("pir", self.t)

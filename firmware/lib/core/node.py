@@ -26,6 +26,10 @@ _HOUSEKEEPING_MS = const(3600000)  # heap and stats line once an hour
 _MAX_CONSECUTIVE_ERRORS = const(10)  # loop exceptions in a row before the node reboots itself
 _UPLOAD_BATCHES_PER_ROUND = const(10)
 _FIRST_CHECKIN_MS = const(5000)
+_CLOCK_VALID_FROM = const(1735689600)  # core.clock_sync.VALID_FROM: an RTC before it is unset
+_CLOCK_RETRY_MS = const(30000)  # NTP, then the fleet server, while the clock is unset
+_CLOCK_RESYNC_MS = const(86400000)  # NTP once a day once set
+_NET_POLL_MS = const(1000)  # the Wi-Fi link's state, and how long exchanges wait for it
 
 SENSORS = ("bme280", "veml7700", "pms5003", "ld2410", "pir")
 
@@ -54,9 +58,10 @@ class Node:
     """
 
     def __init__(self, board, cfg=None, uplink=None, log=None, measure_raw=False,
-                 updater=None, fw_version=FW_VERSION):
+                 updater=None, fw_version=FW_VERSION, wifi=None):
         """The lamp at full first, then configuration, queue, sensors, schedule."""
         self.board = board
+        self.wifi = wifi  # net.wifi.Wifi on a board with Wi-Fi credentials; None: wired
         self.updater = updater  # the A/B update client (updater/client.py) on a node with slots
         self.fw_version = fw_version
         self.lamp = Lamp(board.pwm_lamp)  # full from the first instant
@@ -93,6 +98,11 @@ class Node:
         # acks owed from before a reboot
         self._done_cmds = ondemand.call("core.commands", "load_done", self.state_path)
         self._next_checkin_s = None
+        # the RTC (2000-01-01 after a power cut) is set by NTP or the fleet server before any
+        # signed request; readings stamped before that are corrected (core/clock_sync.py)
+        self.clock_ok = board.epoch_s() >= _CLOCK_VALID_FROM
+        self.restamp = ondemand.call("core.clock_sync", "boot", self)
+        self._clock_wait = _CLOCK_RETRY_MS
         version = cfg["version"]
         self.apply_config(cfg)
         cfg = None
@@ -161,6 +171,7 @@ class Node:
             "occupancy": now, "light": now, "bme280": now, "pms_drain": now,
             "pms5003": now + self.periods["pms5003"], "report": now + REPORT_INTERVAL_S * 1000,
             "housekeeping": now, "watchdog": now,
+            "clock": now if not self.clock_ok else now + _CLOCK_RESYNC_MS, "net": now,
         }
         if self.uplink is not None:
             due["checkin"] = now + _FIRST_CHECKIN_MS
@@ -267,7 +278,8 @@ class Node:
             "fw_version": self.fw_version,
             "uptime_s": (board.ticks_ms() - self._boot_ms) // 1000,
             "mem_free": board.mem_free(),
-            "rssi": rssi(board),
+            "rssi": self.wifi.rssi if self.wifi is not None else None,
+            "wifi_reconnects": self.wifi.reconnects if self.wifi is not None else None,
             "boot_reason": self.boot_reason,
             "sensor_faults": self.sensor_faults(),
             "config_version": self.cfg["version"],
@@ -313,6 +325,8 @@ class Node:
         batch = self.cfg["telemetry_batch"]
         for _ in range(_UPLOAD_BATCHES_PER_ROUND):
             records = self.queue.peek(batch)
+            if records and self.restamp:  # readings stamped before the clock was set
+                records = ondemand.call("core.clock_sync", "restamp", self, records)
             if not records:
                 return True
             try:
@@ -355,12 +369,18 @@ class Node:
         """One scheduler tick: run every task that is due; return ms until the next one."""
         board = self.board
         now = board.ticks_ms()
-        ts = board.epoch_s()
         due = self._due
         periods = self.periods
         if now >= due["watchdog"]:
             board.feed_watchdog()
             due["watchdog"] = now + 1000
+        if now >= due["net"]:
+            due["net"] = now + _NET_POLL_MS
+            if self.wifi is not None:
+                self.wifi.poll(now)
+        if now >= due["clock"]:
+            self._sync_clock(now)
+        ts = board.epoch_s()
         # accounting for the time since the previous tick, at the level the lamp had
         dt = now - self.last_ms
         if dt > 0:
@@ -392,7 +412,12 @@ class Node:
         if now >= due["report"]:
             self._report_interval(now, ts)
             due["report"] = now + REPORT_INTERVAL_S * 1000
-        if self.uplink is not None:
+        if self.uplink is not None and not (self.clock_ok and self._net_up()):
+            # no request is signed with an unset clock, and none is tried without a link
+            for key in ("checkin", "upload"):
+                if due[key] <= now:
+                    due[key] = now + _NET_POLL_MS
+        elif self.uplink is not None:
             if now >= due["checkin"]:
                 interval = self._next_checkin_s or self.cfg["checkin_interval_s"]
                 due["checkin"] = now + interval * 1000
@@ -419,6 +444,21 @@ class Node:
             nxt = now + 200  # keep a ramp smooth
         wait = nxt - board.ticks_ms()
         return wait if wait > 0 else 0
+
+    def _net_up(self):
+        return self.wifi is None or self.wifi.up
+
+    def _sync_clock(self, now):
+        """Set the clock (NTP, else the fleet server's time while unset) once the link is up."""
+        if not self._net_up():
+            self._due["clock"] = now + _NET_POLL_MS
+            return
+        if ondemand.call("core.clock_sync", "sync", self):
+            self._clock_wait = _CLOCK_RETRY_MS
+            self._due["clock"] = now + _CLOCK_RESYNC_MS
+        else:  # 30 s, 1 min, … up to 16 min between attempts
+            self._due["clock"] = now + self._clock_wait
+            self._clock_wait = min(self._clock_wait * 2, 32 * _CLOCK_RETRY_MS)
 
     def _loop_failed(self, exc):
         """An exception escaped a tick: light the lamp, count it, reboot if it keeps happening."""
@@ -447,11 +487,6 @@ class Node:
                 if wait > left:
                     wait = left
             board.sleep_ms(wait)
-
-
-def rssi(board):
-    read = getattr(board, "rssi", None)
-    return read() if read else None
 
 
 def keyset(node):

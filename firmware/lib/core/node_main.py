@@ -12,6 +12,8 @@ _FATAL_RETRY_MS = const(5000)
 _IDENTITY_FILE = const("identity.json")
 # updater.client.STATE_FILE, read here without importing it
 _UPDATE_STATE = const("/update/state.json")
+_WIFI_FILE = const("/wifi.json")  # {"ssid", "password"}, provisioned; never logged
+_ENROLL_WAIT_MS = const(30000)  # how long a first boot waits for Wi-Fi before enrolling
 
 
 def _mount_image(app_root):
@@ -25,7 +27,33 @@ def _mount_image(app_root):
         return None, 0, 0, e
 
 
-def make_uplink(board, log):
+def make_wifi(board, log):
+    """The Wi-Fi link for a board with a radio and provisioned credentials; None: the node is
+    wired (an emulated board without credentials) or has no way out (logged)."""
+    from core.files import read_json
+
+    make = getattr(board, "wlan", None)
+    if make is None:
+        return None
+    creds = read_json(board.flash_dir.rstrip("/") + _WIFI_FILE)
+    if not isinstance(creds, dict) or not creds.get("ssid"):
+        if not hasattr(board, "world_uplink"):  # a real board: nothing will reach the server
+            log.warn("wifi_unconfigured", file=_WIFI_FILE)
+        return None
+    from net.wifi import Wifi
+
+    return Wifi(make(), creds, log)
+
+
+def _wait_for_wifi(board, wifi):
+    """Poll the link until it is up or _ENROLL_WAIT_MS have passed (the watchdog fed)."""
+    end = board.ticks_ms() + _ENROLL_WAIT_MS
+    while not wifi.poll(board.ticks_ms()) and board.ticks_ms() < end:
+        board.feed_watchdog()
+        board.sleep_ms(500)
+
+
+def make_uplink(board, log, wifi=None):
     """The signed HTTP link to the fleet server when the node has an identity; otherwise the
     board's own stand-in (an emulated board reports to its world) or nothing.
 
@@ -37,6 +65,8 @@ def make_uplink(board, log):
 
     root = board.flash_dir.rstrip("/")
     if read_json(root + "/enrollment.json") is not None:
+        if wifi is not None:
+            _wait_for_wifi(board, wifi)
         # first boot only: neither enroll nor its HTTP client stays loaded
         log.info("enroll", result=ondemand.call("net.enroll", "redeem", root, None, log))
     identity = read_json(root + "/" + _IDENTITY_FILE)
@@ -71,10 +101,11 @@ def build(board, log, version):
     """The node, wired to its uplink and update client, ready to run."""
     from core.node import FW_VERSION, Node
 
-    uplink = make_uplink(board, log)
+    wifi = make_wifi(board, log)
+    uplink = make_uplink(board, log, wifi)
     return Node(board, uplink=uplink, log=log, updater=make_updater(board, uplink, log),
                 measure_raw=getattr(board, "measure_raw", False),
-                fw_version=version.get("version", FW_VERSION))
+                fw_version=version.get("version", FW_VERSION), wifi=wifi)
 
 
 def main(board_module, app_root):

@@ -38,6 +38,11 @@ class Uplink:
         """
         return ondemand.call("net.uplink_exchange", "post_telemetry", self, records)
 
+    def server_time(self):
+        """The fleet server's time (UTC s) from a reply signed for this request, asked without
+        a timestamp (the node's clock is unset); raises on failure."""
+        return ondemand.call("net.uplink_exchange", "server_time", self)
+
     def get(self, path, headers, sink, deadline_s=None):
         """A signed GET whose body goes to `sink` (http_client.HttpClient.request); `headers`
         (or None) are added; `deadline_s` bounds the whole exchange."""

@@ -17,6 +17,7 @@ from net.http_client import HttpClient, HttpError
 
 _CHECKIN_PATH = const("/device/v1/checkin")
 _TELEMETRY_PATH = const("/device/v1/telemetry")
+_TIME_PATH = const("/device/v1/time")
 _DEADLINE_S = const(30)  # a whole check-in or upload: a server that trickles cannot hold the lamp
 
 
@@ -52,9 +53,10 @@ class _Link:
         if self.up.http is None:
             self.up.addr = self.http.addr  # kept for the next exchange (None after a failure)
 
-    def headers(self, method, path, body):
+    def headers(self, method, path, body, ts=None):
         up = self.up
-        ts = str(int(up.clock_s()) + up.offset_s)
+        if ts is None:
+            ts = str(int(up.clock_s()) + up.offset_s)
         self.nonce = nonce = hexlify(os.urandom(12)).decode()
         digest = hexlify(hashlib.sha256(body).digest())
         full_path = self.http.prefix + path
@@ -137,6 +139,23 @@ def post_telemetry(up, records):
     if up.log:
         up.log.error("telemetry_refused", status=resp.status, detail=resp.body[:120])
     return None
+
+
+def server_time(up):
+    """Ask the server's time with X-Timestamp 0 (no clock yet); the reply's signature covers
+    this request's nonce and X-Server-Time, so a replayed or forged time is refused."""
+    link = _Link(up)
+    try:
+        resp = link.http.request("POST", _TIME_PATH, b"{}",
+                                 link.headers("POST", _TIME_PATH, b"{}", "0"),
+                                 deadline_s=_DEADLINE_S)
+        link.check(_TIME_PATH, resp.status, resp.headers,
+                   hexlify(hashlib.sha256(resp.body).digest()))
+    finally:
+        link.done()
+    if resp.status != 200:
+        raise HttpError("time refused: %d" % resp.status)
+    return int(resp.headers["x-server-time"])
 
 
 def get(up, path, headers, sink, deadline_s=None):
