@@ -155,3 +155,33 @@ def test_hammering_one_enrollment_code_is_rate_limited(client, tokens):
     resp = _enroll(client, code, "enrollnonce-9999")
     assert resp.status_code == 429 and int(resp.headers["retry-after"]) > 0
     assert "too many enrollment attempts for this code" in resp.json()["detail"]
+
+
+def test_a_node_without_a_clock_gets_the_time_in_a_reply_signed_for_its_request(register,
+                                                                               client):
+    creds = register()
+    key = bytes.fromhex(creds["secret"])
+    resp, nonce = _call(client, creds, "/device/v1/time", {}, ts=0)
+    assert resp.status_code == 200
+    assert abs(int(resp.headers["x-server-time"]) - time.time()) < 5
+    assert abs(resp.json()["time"] - time.time()) < 5
+    assert reply_signed_by(resp, key, nonce)
+    # asking changes nothing: the same signed request again is answered, not a replay refusal
+    headers = signed_headers(creds["device_id"], creds["secret"], "POST", "/device/v1/time",
+                             b"{}", ts=0, nonce=nonce)
+    again = client.post("/device/v1/time", content=b"{}", headers=headers)
+    assert again.status_code == 200 and reply_signed_by(again, key, nonce)
+    assert _call(client, creds, "/device/v1/checkin", REPORT)[0].status_code == 200
+
+
+def test_a_stranger_asking_the_time_as_a_node_gets_no_signed_answer(register, client, tokens):
+    creds = register()
+    forged, _ = _call(client, creds, "/device/v1/time", {}, secret="00" * 32, ts=0)
+    assert forged.status_code == 401 and "x-reply-signature" not in forged.headers
+    unknown, _ = _call(client, dict(creds, device_id="lp-nobody"), "/device/v1/time", {}, ts=0)
+    assert unknown.status_code == 401
+    uid = creds["device_id"]
+    retired = client.post(f"/api/v1/devices/{uid}/decommission", headers=tokens["operator"])
+    assert retired.status_code == 200
+    refused, _ = _call(client, creds, "/device/v1/time", {}, ts=0)
+    assert refused.status_code == 403
