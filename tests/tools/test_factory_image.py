@@ -49,9 +49,21 @@ def trust_the_server(live_server: FleetServer, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("LAMPLIGHTER_FIRMWARE_PINS", raising=False)
 
 
-def cli(server: FleetServer, *args: str):
+WIFI_PASSWORD = "lantern-street-42"
+
+
+def wifi_file(tmp_path: Path) -> Path:
+    path = tmp_path / "wifi.json"
+    path.write_text(json.dumps({"ssid": "Harbour-Poles", "password": WIFI_PASSWORD}))
+    path.chmod(0o600)
+    return path
+
+
+def cli(server: FleetServer, *args: str, wifi: tuple[str, ...] | None = None):
+    """The factory-image command; `wifi` defaults to --no-wifi (most tests are not about it)."""
     return CliRunner().invoke(app, ["device", "factory-image", *args, "--server", server.url,
-                                    "--token", server.operator_token])
+                                    "--token", server.operator_token,
+                                    *(("--no-wifi",) if wifi is None else wifi)])
 
 
 def devices(server: FleetServer) -> list[dict]:
@@ -63,7 +75,7 @@ def test_one_image_reads_back(live_server: FleetServer, tmp_path: Path, capsys) 
     fw = firmware(tmp_path)
     out = tmp_path / "P-0007.bin"
     result = cli(live_server, "--firmware", str(fw), "--pole", "P-0007", "--district", "north",
-                 "--out", str(out))
+                 "--out", str(out), wifi=("--wifi", str(wifi_file(tmp_path))))
     assert result.exit_code == 0, result.output
     data = out.read_bytes()
     fw_bytes = fw.read_bytes()
@@ -93,6 +105,11 @@ def test_one_image_reads_back(live_server: FleetServer, tmp_path: Path, capsys) 
     order = list(node_image_files({"lib/x.mpy": b""}, {"code": "c"}, None, b"ca"))
     assert order.index("fleet_ca.der") < order.index("enrollment.json")
     assert "insecure_http" not in enrollment
+    # the street's Wi-Fi, exactly as the node reads it, and never shown
+    assert json.loads(files["wifi.json"]) == {"ssid": "Harbour-Poles", "password": WIFI_PASSWORD}
+    order = list(node_image_files({"lib/x.mpy": b""}, {"code": "c"}, None, b"ca", b"{}"))
+    assert order.index("wifi.json") < order.index("enrollment.json")
+    assert WIFI_PASSWORD not in result.output and "Harbour-Poles" in result.output
 
 
 def test_firmware_for_another_chip_is_refused(live_server: FleetServer, tmp_path: Path) -> None:
@@ -109,7 +126,7 @@ def test_batch_writes_images_and_the_depot_sheet(live_server: FleetServer,
     poles.write_text("pole_id,district,group\nQ-1,east,wave1\nQ-2,east,wave1\nQ-3,west,\n")
     out = tmp_path / "images"
     result = cli(live_server, "--firmware", str(firmware(tmp_path)), "--batch", "3", "--csv",
-                 str(poles), "--out", str(out))
+                 str(poles), "--out", str(out), wifi=("--wifi", str(wifi_file(tmp_path))))
     assert result.exit_code == 0, result.output
     with open(out / "depot.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -121,6 +138,10 @@ def test_batch_writes_images_and_the_depot_sheet(live_server: FleetServer,
         assert registered[row["pole_id"]] == row["device_id"]
         files = read_filesystem(Path(row["image"]).read_bytes()[VFS_OFFSET - BASE:])
         assert json.loads(files["enrollment.json"])["code"] == row["enrollment_code"]
+        # one network for the whole batch
+        assert json.loads(files["wifi.json"]) == {"ssid": "Harbour-Poles",
+                                                  "password": WIFI_PASSWORD}
+    assert WIFI_PASSWORD not in result.output
 
 
 ENROLL_RUN = """
@@ -177,7 +198,7 @@ def test_an_https_server_without_a_fleet_ca_is_refused(live_server: FleetServer,
     result = CliRunner().invoke(app, [
         "device", "factory-image", "--firmware", str(firmware(tmp_path)), "--pole", "T-1",
         "--out", str(tmp_path / "x.bin"), "--server", live_server.url,
-        "--token", live_server.operator_token, "--insecure"])
+        "--token", live_server.operator_token, "--insecure", "--no-wifi"])
     assert result.exit_code != 0
     said = " ".join(result.output.split())
     assert "lamplighter server init-tls" in said and "--ca" in said
@@ -189,7 +210,7 @@ def test_a_plain_http_server_is_refused_without_insecure(live_server: FleetServe
     plain = "http://127.0.0.1:9"  # refused before anything talks to it
     result = CliRunner().invoke(app, [
         "device", "factory-image", "--firmware", str(firmware(tmp_path)), "--pole", "T-2",
-        "--out", str(tmp_path / "x.bin"), "--server", plain, "--token", "t"])
+        "--out", str(tmp_path / "x.bin"), "--server", plain, "--token", "t", "--no-wifi"])
     assert result.exit_code == 1
     said = " ".join(result.output.split())
     assert "refusing the plain http:// server" in said and "--insecure" in said
@@ -205,7 +226,7 @@ def test_insecure_marks_the_enrollment_and_warns(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, [
             "device", "factory-image", "--firmware", str(firmware(tmp_path)), "--pole", "L-1",
             "--out", str(out), "--server", plain.url, "--token", plain.operator_token,
-            "--insecure"])
+            "--insecure", "--no-wifi"])
         assert result.exit_code == 0, result.output
         said = " ".join(result.output.split())
         assert "WARNING" in said and "unencrypted" in said

@@ -84,6 +84,49 @@ def _fleet_link(server: str | None, token: str | None, ca: Path | None,
     return api, ca_der
 
 
+WIFI_OPTION = typer.Option(
+    "--wifi", dir_okay=False,
+    help="File with the street's Wi-Fi network, written to the node as /wifi.json: JSON "
+         "{\"ssid\": \"<name>\", \"password\": \"<passphrase>\"} or two lines ssid=<name> and "
+         "password=<passphrase> (empty passphrase: an open network). Without it, an ESP32's "
+         "network is asked on the terminal (the passphrase hidden, twice). The passphrase is "
+         "never taken on the command line, and never shown.")
+NO_WIFI_OPTION = typer.Option(
+    "--no-wifi", help="Write no wifi.json: a bench node that deliberately has no Wi-Fi, or an "
+                      "image whose network is written later. An ESP32 so made cannot reach "
+                      "the server until it has one.")
+
+
+def _wifi_from_file(path: Path) -> bytes:
+    """The wifi.json bytes from --wifi FILE; says which network (never the passphrase)."""
+    from tools.technician import wifi as wifi_mod
+
+    creds = wifi_mod.read_file(path)  # WifiError (a ValueError) names the format
+    if wifi_mod.readable_by_others(path):
+        err.print(f"[yellow]note:[/yellow] {path} holds a Wi-Fi passphrase and other users can "
+                  f"read it: chmod 600 {path}")
+    return _chosen(creds)
+
+
+def _chosen(creds: Any) -> bytes:
+    from tools.technician.wifi import OPEN_WARNING
+
+    out.print(f"Wi-Fi: {creds.describe()}")
+    if creds.open:
+        err.print(f"[bold red]{OPEN_WARNING.format(ssid=creds.ssid)}[/bold red]")
+    return creds.wifi_json()
+
+
+def _wifi_asked(target: str) -> bytes:
+    """Ask on the terminal, or fail naming --wifi FILE and --no-wifi when there is none."""
+    from tools.technician import wifi as wifi_mod
+
+    if not wifi_mod.stdin_is_terminal():
+        raise wifi_mod.WifiError(wifi_mod.no_credentials_message(target))
+    err.print(f"{target} joins the street's Wi-Fi: give its network (or rerun with --wifi FILE)")
+    return _chosen(wifi_mod.ask(say=lambda m: err.print(f"[red]{m}[/red]")))
+
+
 PINS_OPTION = typer.Option(
     "--pins", envvar="LAMPLIGHTER_FIRMWARE_PINS", dir_okay=False,
     help="The depot's firmware pins file (TOML: firmware entries, each a file name and its "
@@ -120,8 +163,10 @@ def flash_cmd(
     verify.
 
     Before the port is opened, the MicroPython version is read from the image's ESP-IDF app
-    descriptor: only a supported release is written (v1.23.0, v1.24.0, v1.24.1; see
-    docs/technician.md), and with a pins file only a pinned file.
+    descriptor: only a supported release is written (v1.23.0, v1.24.0, v1.24.1; v1.25.0 as
+    a ROMFS build only; see docs/technician.md), and with a pins file only a pinned file. It
+    says where the node will run its code from: flash, when the firmware has a `romfs`
+    partition and is built with ROMFS, else its files.
     """
     from tools.technician.flashing import FlashError, flash
 
@@ -188,14 +233,18 @@ def provision_cmd(
     baud: Annotated[int, typer.Option(help="Serial baud rate.")] = 115200,
     ca: Annotated[Path | None, FLEET_CA_OPTION] = None,
     insecure: Annotated[bool, INSECURE_OPTION] = False,
+    wifi: Annotated[Path | None, WIFI_OPTION] = None,
+    no_wifi: Annotated[bool, NO_WIFI_OPTION] = False,
 ) -> None:
-    """Register the node and write its identity, config, release keys, fleet CA and app;
-    verify; self-test.
+    """Register the node and write its identity, config, release keys, fleet CA, Wi-Fi and
+    app; verify; self-test.
 
     The node talks to the server over https, checking its certificate against the fleet CA
-    pinned here (--ca, default DATA_DIR/tls/ca.pem). Re-running on the same node is safe: the
-    registration is reused and files that match are not rewritten. A node cut off half-way is
-    finished (or wiped with --clean).
+    pinned here (--ca, default DATA_DIR/tls/ca.pem). An ESP32 gets the street's Wi-Fi as
+    /wifi.json: from --wifi FILE, else asked on the terminal (with no terminal it is refused:
+    give --wifi FILE, or --no-wifi); an emulated node gets one only with --wifi. Re-running on
+    the same node is safe: the registration is reused and files that match are not
+    rewritten. A node cut off half-way is finished (or wiped with --clean).
     """
     from ota.errors import OtaError
     from tools.technician.provisioning import (
@@ -207,10 +256,13 @@ def provision_cmd(
         provision,
     )
 
+    if wifi is not None and no_wifi:
+        raise _fail("--wifi and --no-wifi: give one of them")
     api, ca_der = _fleet_link(server, token, ca, insecure)
     site = Site(pole, district, group, lat, lon, tags or [])
     try:
         ring = load_key_ring(release_keys) if release_keys else None
+        wifi_json = _wifi_from_file(wifi) if wifi is not None else None
         if ring is None:
             err.print("[yellow]warning:[/yellow] no --release-keys: the node will refuse "
                       "every update until a key ring is provisioned")
@@ -223,6 +275,16 @@ def provision_cmd(
         # the node's board picks its app: an ESP32 gets no emulated-board files
         return app_files(app, board=board) if app else app_files(board=board)
 
+    def wifi_for(board: str) -> bytes | None:
+        # read with the node's state, before any registration: only an ESP32 must have one
+        if wifi_json is not None or no_wifi:
+            return wifi_json
+        if board == "emulated":
+            out.print("emulated node: no wifi.json (it uses this machine's network; --wifi FILE "
+                      "writes one anyway)")
+            return None
+        return _wifi_asked(f"this node (board {board})")
+
     def register(body: dict[str, Any]) -> dict[str, Any]:
         return api.call("POST", "/api/v1/devices", json=body)
 
@@ -230,17 +292,19 @@ def provision_cmd(
     task = progress.add_task("writing", total=None)
 
     def on_file(path: str, done: int, total: int) -> None:
+        if not progress.live.is_started:  # shown from the first file: a Wi-Fi prompt comes before
+            progress.start()
         progress.update(task, completed=done, total=total, description=f"{path:<36.36}")
 
     try:
-        with progress:
-            result = provision(link, site, api.server, register, files, key_ring=ring,
-                               config=cfg, clean=clean, run_selftest=not no_selftest,
-                               on_file=on_file, say=lambda m: progress.console.print(m),
-                               ca_der=ca_der, insecure_http=insecure)
+        result = provision(link, site, api.server, register, files, key_ring=ring,
+                           config=cfg, clean=clean, run_selftest=not no_selftest,
+                           on_file=on_file, say=lambda m: progress.console.print(m),
+                           ca_der=ca_der, insecure_http=insecure, wifi=wifi_for)
     except (ProvisionError, OtaError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
     finally:
+        progress.stop()
         link.close()
     out.print(f"[green]provisioned[/green] pole {pole} as device {result.identity['device_id']}: "
               f"{len(result.written)} file(s) written, {len(result.skipped)} already in place, "
@@ -324,24 +388,33 @@ def factory_image_cmd(
     ca: Annotated[Path | None, FLEET_CA_OPTION] = None,
     insecure: Annotated[bool, INSECURE_OPTION] = False,
     pins: Annotated[Path | None, PINS_OPTION] = None,
+    wifi: Annotated[Path | None, WIFI_OPTION] = None,
+    no_wifi: Annotated[bool, NO_WIFI_OPTION] = False,
 ) -> None:
-    """Firmware + littlefs filesystem (app, fleet CA, enrollment code) in one flashable file
-    per node.
+    """Firmware + littlefs filesystem (app, fleet CA, Wi-Fi, enrollment code) in one flashable
+    file per node.
 
     Each node is registered as an enrollment: the image holds a one-time code, not a secret,
     and the fleet CA (--ca, default DATA_DIR/tls/ca.pem) it checks the server against; the
-    node redeems the code over https on first boot. The firmware is checked first, before
+    node redeems the code over https on first boot. Every image of a batch holds the same
+    Wi-Fi network as /wifi.json: from --wifi FILE, else asked on the terminal (with no
+    terminal it is refused: give --wifi FILE, or --no-wifi). The firmware is checked first, before
     anything is registered: its MicroPython version, read from the image's ESP-IDF app
-    descriptor, must be a supported release (v1.23.0, v1.24.0, v1.24.1) and, with a pins
-    file, the file itself must be pinned.
+    descriptor, must be a supported release (v1.23.0, v1.24.0, v1.24.1; v1.25.0 as a ROMFS
+    build only) and, with a pins file, the file itself must be pinned. A firmware with a
+    `romfs` partition, built with ROMFS, also gets the app's code image there, so the node
+    runs its code from flash from its first boot; without one the node runs it from its
+    files (the tool says which).
     """
     import csv
 
     from ota.errors import OtaError
     from tools.technician.factory_image import FactoryImageError, build_images, write_depot_csv
-    from tools.technician.firmware import describe
+    from tools.technician.firmware import code_on_flash, describe
     from tools.technician.provisioning import ProvisionError, Site, load_key_ring
 
+    if wifi is not None and no_wifi:
+        raise _fail("--wifi and --no-wifi: give one of them")
     pins_path = _pins_file(pins)
 
     if batch:
@@ -361,7 +434,15 @@ def factory_image_cmd(
     api, ca_der = _fleet_link(server, token, ca, insecure)
     try:
         ring = load_key_ring(release_keys) if release_keys else None
-    except ProvisionError as exc:
+        if wifi is not None:
+            wifi_json = _wifi_from_file(wifi)
+        elif no_wifi:
+            wifi_json = None
+            err.print("[yellow]--no-wifi:[/yellow] the images hold no wifi.json: a node cannot "
+                      "redeem its enrollment until one is written on it")
+        else:
+            wifi_json = _wifi_asked("a factory image (ESP32)")
+    except (ProvisionError, ValueError) as exc:  # WifiError is a ValueError
         raise _fail(str(exc)) from None
 
     def register(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -373,7 +454,9 @@ def factory_image_cmd(
                               app_dir=app,
                               on_image=lambda i: out.print(f"{i.pole_id}: {i.path}"),
                               ca_der=ca_der, insecure_http=insecure, pins=pins_path,
-                              on_firmware=lambda f: out.print(f"{firmware}: {describe(f)}"))
+                              on_firmware=lambda f: out.print(
+                                  f"{firmware}: {describe(f)}\ncode: {code_on_flash(f)}"),
+                              wifi=wifi_json)
     except (FactoryImageError, ProvisionError, OtaError) as exc:  # OtaError: a board manifest
         raise _fail(str(exc)) from None
     if batch:

@@ -14,6 +14,7 @@ from tools.technician.firmware import FirmwareInfo, download_hint, vet_firmware
 from tools.technician.flashing import FlashError, flash_offset, read_image_info
 from tools.technician.provisioning import (
     FLEET_CA,
+    WIFI,
     ProvisionError,
     Site,
     app_files,
@@ -75,13 +76,18 @@ def read_filesystem(image: bytes) -> dict[str, bytes]:
 
 def node_image_files(app: dict[str, bytes], enrollment: dict[str, Any],
                      key_ring: dict[str, Any] | None,
-                     ca_der: bytes | None = None) -> dict[str, bytes]:
+                     ca_der: bytes | None = None,
+                     wifi: bytes | None = None) -> dict[str, bytes]:
+    """Every file of a node's image filesystem: the app, slot pointer, key ring, fleet CA,
+    Wi-Fi credentials (`wifi`, the wifi.json bytes) and the enrollment last."""
     files = dict(app)
     files["slot.json"] = slot_pointer()
     if key_ring is not None:
         files["keys.json"] = json.dumps(key_ring).encode()
     if ca_der is not None:
         files[FLEET_CA] = ca_der
+    if wifi is not None:
+        files[WIFI] = wifi
     files[ENROLLMENT_FILE] = json.dumps(enrollment).encode()
     return files
 
@@ -152,14 +158,16 @@ def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
                  on_image: Callable[[BuiltImage], None] | None = None,
                  ca_der: bytes | None = None, insecure_http: bool = False,
                  pins: Path | None = None,
-                 on_firmware: Callable[[FirmwareInfo], None] | None = None) -> list[BuiltImage]:
+                 on_firmware: Callable[[FirmwareInfo], None] | None = None,
+                 wifi: bytes | None = None) -> list[BuiltImage]:
     """Register `sites` as enrollments in one batch and write one merged image per node.
 
     With one site, `out` is the image file; with several, `out` is a directory that gets
     <pole_id>.bin per node. Each image pins `ca_der` (the fleet CA, DER) as /fleet_ca.der,
     which an https:// `server` needs; an http:// `server` is refused unless `insecure_http`,
     which the enrollment document then records. The firmware is checked (check_firmware,
-    with the `pins` file if given) before anything is registered or written.
+    with the `pins` file if given) before anything is registered or written. `wifi` (the
+    wifi.json bytes, tools.technician.wifi) goes into every image: one network for the batch.
     """
     try:
         link_fields = check_link(server, ca_der, insecure_http)
@@ -180,7 +188,7 @@ def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
     for site, cred in zip(sites, creds, strict=True):
         enrollment = {"code": cred["enrollment_code"], "server": server.rstrip("/"),
                       "pole_id": site.pole_id, **link_fields}
-        fs = build_filesystem(node_image_files(app, enrollment, key_ring, ca_der))
+        fs = build_filesystem(node_image_files(app, enrollment, key_ring, ca_der, wifi))
         path = out / f"{site.pole_id}.bin" if len(sites) > 1 else out
         merge(firmware, fs, path)
         image = BuiltImage(site.pole_id, cred["device_id"], cred["enrollment_code"], path)

@@ -1,5 +1,5 @@
-"""Provision one node over its REPL (mpremote): identity, config, key ring, fleet CA, A/B app
-layout."""
+"""Provision one node over its REPL (mpremote): identity, config, key ring, fleet CA, Wi-Fi, A/B
+app layout."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ IDENTITY = "identity.json"
 KEYS = "keys.json"
 CONFIG = "config.json"
 FLEET_CA = "fleet_ca.der"  # the fleet CA (DER) the node checks its server against (http_client)
+WIFI = "wifi.json"  # the street's Wi-Fi (tools.technician.wifi): {"ssid": ..., "password": ...}
 SLOT_POINTER = "slot.json"
 APP_SLOT = "slots/a"
 APP_DIRS = ("lib", "boards")
@@ -173,9 +174,10 @@ def check_link(server: str, ca_der: bytes | None, insecure: bool) -> dict[str, A
 
 def node_files(identity: dict[str, Any], key_ring: dict[str, Any] | None,
                config: dict[str, Any] | None, app: dict[str, bytes],
-               ca_der: bytes | None = None) -> dict[str, bytes]:
-    """Every file provisioning writes, in write order: app first, then the key ring, config
-    and fleet CA, identity last (a node with an identity has all it needs to use it)."""
+               ca_der: bytes | None = None, wifi: bytes | None = None) -> dict[str, bytes]:
+    """Every file provisioning writes, in write order: app first, then the key ring, config,
+    fleet CA and Wi-Fi credentials (`wifi`, the wifi.json bytes), identity last (a node with
+    an identity has all it needs to use it)."""
     files = dict(app)
     files[SLOT_POINTER] = slot_pointer()
     if key_ring is not None:
@@ -184,6 +186,8 @@ def node_files(identity: dict[str, Any], key_ring: dict[str, Any] | None,
         files[CONFIG] = json.dumps(config).encode()
     if ca_der is not None:
         files[FLEET_CA] = ca_der
+    if wifi is not None:
+        files[WIFI] = wifi
     files[IDENTITY] = json.dumps(identity).encode()
     return files
 
@@ -292,6 +296,7 @@ def provision(link: NodeLink, site: Site, server: str, register: Register,
               config: dict[str, Any] | None = None, clean: bool = False,
               run_selftest: bool = True, ca_der: bytes | None = None,
               insecure_http: bool = False,
+              wifi: bytes | Callable[[str], bytes | None] | None = None,
               on_file: Callable[[str, int, int], None] | None = None,
               say: Callable[[str], None] = print) -> ProvisionResult:
     """Bring the node on `link` to a verified, provisioned state for `site`.
@@ -305,11 +310,15 @@ def provision(link: NodeLink, site: Site, server: str, register: Register,
     read with the node's state, in the same round trip).
     `ca_der` (the fleet CA, DER) is pinned as /fleet_ca.der: an https:// `server` needs it.
     An http:// `server` is refused unless `insecure_http`, which the identity then records.
+    `wifi` is the node's wifi.json (tools.technician.wifi), or a function of the node's board
+    that gives it (or None: no wifi.json), called before any registration; it is written like
+    every other file and never shown (`on_file` and `say` get its path only).
     """
     link_fields = check_link(server, ca_der, insecure_http)
     state = link.exec_json(node_script("node_state", f"node_state({IDENTITY!r}, {MARKER!r})"))
     board = board_of_platform(state["platform"])
     app_files_now = app if isinstance(app, dict) else app(board)  # before any registration
+    wifi_now = wifi(board) if callable(wifi) else wifi
     held = None
     resumed = False
     for source in (state.get("marker"), state.get("identity")):
@@ -342,7 +351,7 @@ def provision(link: NodeLink, site: Site, server: str, register: Register,
         say(f"registered pole {site.pole_id} as device {identity['device_id']}")
     identity.update(server=server.rstrip("/"), district=site.district, group=site.group,
                     lat=site.lat, lon=site.lon, tags=site.tags, **link_fields)
-    files = node_files(identity, key_ring, config, app_files_now, ca_der)
+    files = node_files(identity, key_ring, config, app_files_now, ca_der, wifi_now)
     marker = dict(identity, started=int(time.time()), files=sorted(files))
     link.write_file(MARKER, json.dumps(marker).encode())
     on_node = link.hashes(list(files))
