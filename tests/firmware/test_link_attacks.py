@@ -298,3 +298,45 @@ def test_a_lost_enrollment_reply_and_a_forged_one_do_not_strand_the_node(mpy, li
     out = mpy(_uplink_script(creds, live_server, live_server.url,
                              "print(json.dumps(attempt(up.checkin, {'fw_version': '1'})))\n"))
     assert out[-1][0] == "ok"
+
+
+def _time_script(creds: dict, server: FleetServer, url: str) -> str:
+    return _uplink_script(creds, server, url,
+                          "print(json.dumps(attempt(up.server_time)))\n"
+                          "print(json.dumps(attempt(up.server_time)))\n"
+                          "print(json.dumps(lines))\n")
+
+
+def test_a_node_without_a_clock_takes_the_time_only_from_a_reply_signed_for_it(
+        mpy, live_server, tmp_path):
+    """A node whose RTC says 2000 asks the fleet server's time (POST /device/v1/time, X-Timestamp
+    0). The proxy moves the first answer's time a year back, then replays the first genuine
+    answer to the second question: both are refused; honest, the answer is the server's time."""
+    creds = live_server.register("MITM-T1")
+    genuine: list[Reply] = []
+
+    def forge_then_replay(exchange, reply: Reply) -> Reply | None:
+        if not exchange.path.endswith("/time"):
+            return None
+        if not genuine:
+            genuine.append(reply)
+            headers = dict(reply.headers)
+            headers["x-server-time"] = str(int(headers["x-server-time"]) - 365 * 86400)
+            return Reply(reply.status, headers, reply.body)
+        return genuine[0]
+
+    proxy = _proxy(live_server, tmp_path, fleet_issued=True, tamper=forge_then_replay)
+    try:
+        out = mpy(_time_script(creds, live_server, proxy.url))
+    finally:
+        proxy.stop()
+    forged, replayed, lines = out[-3], out[-2], out[-1]
+    assert forged[0] == "failed" and "bad signature" in forged[1]
+    assert replayed[0] == "failed" and "bad signature" in replayed[1]
+    assert sum("reply_refused" in line and "/device/v1/time" in line for line in lines) == 2
+    honest = mpy(_time_script(creds, live_server, live_server.url))
+    assert honest[-3][0] == "ok" and abs(honest[-3][1] - time.time()) < 5
+    # asked with X-Timestamp 0: no request the node signs carries a clock it does not have
+    stamps = [{k.lower(): v for k, v in e.request_headers.items()}["x-timestamp"]
+              for e in proxy.exchanges]
+    assert stamps == ["0", "0"]
