@@ -58,11 +58,14 @@ def keys(tmp_path: Path) -> tuple[Path, str]:
 
 
 def provision_args(node: SerialRepl, server: FleetServer, token: str, keys: Path,
-                   pole: str = "P-0412") -> list[str]:
+                   pole: str = "P-0412", wifi: Path | None = None) -> list[str]:
     return [*CLI, "device", "provision", "--port", node.path, "--pole", pole,
             "--district", "harbour", "--group", "canary", "--lat", "51.9", "--lon", "4.48",
             "--tag", "seafront", "--server", server.url, "--token", token,
-            "--release-keys", str(keys)]
+            "--release-keys", str(keys), *(["--wifi", str(wifi)] if wifi else [])]
+
+
+WIFI_PASSWORD = "sodium-lamp 589"
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -90,9 +93,13 @@ def assert_fully_provisioned(flash: Path, device_id: str, key: str) -> None:
 
 
 def test_provision_reads_back_runs_the_selftest_and_is_idempotent(
-        live_server: FleetServer, node: SerialRepl, keys: tuple[Path, str]) -> None:
+        live_server: FleetServer, node: SerialRepl, keys: tuple[Path, str],
+        tmp_path: Path) -> None:
     token = technician_token(live_server)
-    first = run(provision_args(node, live_server, token, keys[0]))
+    wifi = tmp_path / "wifi.txt"  # an emulated node gets the street's Wi-Fi only when given
+    wifi.write_text(f"ssid=Harbour-Poles\npassword={WIFI_PASSWORD}\n")
+    wifi.chmod(0o600)
+    first = run(provision_args(node, live_server, token, keys[0], wifi=wifi))
     assert first.returncode == 0, first.stdout + first.stderr
     [device] = devices_on_pole(live_server, "P-0412")
     assert device["district"] == "harbour" and device["group"] == "canary"
@@ -108,6 +115,10 @@ def test_provision_reads_back_runs_the_selftest_and_is_idempotent(
     # the fleet CA the node checks the server's certificate against, and no http allowed
     assert (node.flash_dir / "fleet_ca.der").read_bytes() == live_server.tls.ca_der()
     assert "insecure_http" not in json.loads((node.flash_dir / "identity.json").read_text())
+    # the Wi-Fi credentials, written like every file, as the node reads them, never shown
+    assert json.loads((node.flash_dir / "wifi.json").read_text()) == {
+        "ssid": "Harbour-Poles", "password": WIFI_PASSWORD}
+    assert WIFI_PASSWORD not in first.stdout + first.stderr
 
     # the node's own modules import from the slot the pointer names
     check = subprocess.run([sys.executable, "-m", "mpremote", "connect", node.path, "exec",
@@ -115,7 +126,7 @@ def test_provision_reads_back_runs_the_selftest_and_is_idempotent(
                            capture_output=True, text=True, timeout=60, check=False)
     assert check.stdout.strip() == "a"
 
-    second = run(provision_args(node, live_server, token, keys[0]))
+    second = run(provision_args(node, live_server, token, keys[0], wifi=wifi))
     assert second.returncode == 0, second.stdout + second.stderr
     assert "reusing the registration" in second.stdout
     assert "0 file(s) written" in second.stdout
@@ -163,6 +174,9 @@ def test_a_node_of_another_pole_is_refused_unless_cleaned(
     cleaned = run([*provision_args(node, live_server, token, keys[0], pole="P-0999"),
                    "--clean"])
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    # an emulated node needs no Wi-Fi: without --wifi it gets none, and no terminal is asked
+    assert "emulated node: no wifi.json" in " ".join(cleaned.stdout.split())
+    assert not (node.flash_dir / "wifi.json").exists()
     assert not (node.flash_dir / "stray.txt").exists()
     identity = json.loads((node.flash_dir / "identity.json").read_text())
     assert identity["pole_id"] == "P-0999"
