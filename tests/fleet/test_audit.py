@@ -116,6 +116,14 @@ def test_a_refused_action_is_recorded_with_its_status_and_reason(client, tokens,
         f"device:{uid}", "refused", 422)
     assert "level_pct" in record["reason"]
 
+    malformed = client.put("/api/v1/groups/g/config", json={"config": "not a mapping"},
+                           headers=tokens["operator"])
+    assert malformed.status_code == 422
+    record = last(client, tokens, target="group:g")
+    assert (record["action"], record["outcome"], record["status"]) == ("config.set", "refused",
+                                                                        422)
+    assert record["reason"].startswith("body.config:")
+
     missing = client.post("/api/v1/devices/ll-000000000000/decommission",
                           headers=tokens["operator"])
     assert missing.status_code == 404
