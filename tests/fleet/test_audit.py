@@ -274,3 +274,28 @@ def test_the_audit_route_is_documented_with_its_errors(client):
         "actor", "target", "action", "outcome", "since", "until", "cursor", "limit"}
     assert route["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/AuditPage")
+
+
+def test_key_statements_and_refused_uploads_are_recorded(client, tokens, trusted, release_key,
+                                                         upload, tmp_path):
+    from ota.keys import generate_private_key, make_rotation, raw_public_key
+
+    rotation = make_rotation(release_key, raw_public_key(generate_private_key()), serial=1)
+    as_json = dict(tokens["operator"], **{"Content-Type": "application/json"})
+    published = client.post("/api/v1/keys/statements", content=rotation, headers=as_json)
+    assert published.status_code == 201, published.text
+    record = last(client, tokens, action="key_statement.publish")
+    assert (record["target"], record["outcome"]) == ("key_statement:1", "ok")
+    replayed = client.post("/api/v1/keys/statements", content=rotation, headers=as_json)
+    assert replayed.status_code == 409
+    record = last(client, tokens, action="key_statement.publish")
+    assert (record["target"], record["outcome"], record["status"]) == (
+        "key_statements", "refused", 409)
+    assert "replayed" in record["reason"]
+
+    junk = tmp_path / "junk.llb"
+    junk.write_bytes(b"not a bundle")
+    assert upload(junk).status_code == 422
+    record = last(client, tokens, action="release.register")
+    assert (record["target"], record["outcome"], record["status"]) == ("releases", "refused",
+                                                                        422)
