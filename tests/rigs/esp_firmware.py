@@ -9,7 +9,10 @@ own image classes (headers, segments, checksum, SHA-256 digest):
   the descriptor sits at offset 0x20 of the app image, as in a real one;
 - merged_image(): what micropython.org serves as ESP32_GENERIC-vX.Y.Z.bin, a file written at
   the chip's bootloader offset (ESP32: 0x1000) holding the bootloader, the partition table at
-  flash 0x8000 (MicroPython's ESP32_GENERIC 4 MiB table) and the app at flash 0x10000.
+  flash 0x8000 (MicroPython's ESP32_GENERIC 4 MiB table) and the app at flash 0x10000;
+- with vfs_rom=True, a firmware built with ROMFS: its app holds the qstr text "VfsRom" (the
+  name of vfs.VfsRom), and PARTITIONS_4MIB_ROMFS is a table with the `romfs` partition the
+  ESP32 port looks for (by label) beside the vfs partition where ESP32_GENERIC has it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from esptool.targets import CHIP_DEFS
 # ports/esp32/partitions-4MiB.csv: (label, type, subtype, offset, size)
 PARTITIONS_4MIB = [("nvs", 1, 0x02, 0x9000, 0x6000), ("phy_init", 1, 0x01, 0xF000, 0x1000),
                    ("factory", 0, 0x00, 0x10000, 0x1F0000), ("vfs", 1, 0x81, 0x200000, 0x200000)]
+# ports/esp32/partitions-4MiB-romfs.csv (the ESP32_GENERIC ROMFS variant: factory shrunk to
+# 0x1D0000, `romfs, data, 0x8f, 0x1E0000, 0x20000`), plus the vfs partition of the 4 MiB table
+PARTITIONS_4MIB_ROMFS = [("nvs", 1, 0x02, 0x9000, 0x6000), ("phy_init", 1, 0x01, 0xF000, 0x1000),
+                         ("factory", 0, 0x00, 0x10000, 0x1D0000),
+                         ("romfs", 1, 0x8F, 0x1E0000, 0x20000),
+                         ("vfs", 1, 0x81, 0x200000, 0x200000)]
 
 
 def app_descriptor(version: str, project: str = "micropython",
@@ -36,12 +45,13 @@ def app_descriptor(version: str, project: str = "micropython",
 
 
 def app_image(chip: str = "esp32", version: str = "v1.24.1", project: str = "micropython",
-              descriptor: bool = True) -> bytes:
+              descriptor: bool = True, vfs_rom: bool = False) -> bytes:
     cls = CHIP_DEFS[chip]
     img = cls.BOOTLOADER_IMAGE()  # esptool's image class for the chip (apps use the same)
     img.entrypoint = 0x40080400
+    qstrs = b"mount\0umount\0" + (b"VfsRom\0rom_ioctl\0" if vfs_rom else b"")
     rodata = (app_descriptor(version, project) if descriptor else b"\x5a" * 256) + \
-        os.urandom(1024)
+        os.urandom(1024).replace(b"V", b"v") + qstrs
     img.segments = [ELFSection(b".flash.appdesc", cls.DROM_MAP_START + 0x20, rodata, 0),
                     ELFSection(b".iram0.text", 0x40080000, os.urandom(2048), 0)]
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"app-{os.getpid()}-{os.urandom(4).hex()}"
@@ -72,7 +82,8 @@ def partition_table(partitions=PARTITIONS_4MIB) -> bytes:
 
 
 def merged_image(chip: str = "esp32", version: str = "v1.24.1", project: str = "micropython",
-                 descriptor: bool = True, partitions=PARTITIONS_4MIB) -> bytes:
+                 descriptor: bool = True, partitions=PARTITIONS_4MIB,
+                 vfs_rom: bool = False) -> bytes:
     """A micropython.org-style .bin: bootloader, partition table, app, from the chip's
     bootloader offset."""
     base = int(CHIP_DEFS[chip].BOOTLOADER_FLASH_OFFSET)
@@ -81,7 +92,7 @@ def merged_image(chip: str = "esp32", version: str = "v1.24.1", project: str = "
     out[:len(boot)] = boot
     table = partition_table(partitions)
     out[0x8000 - base:0x8000 - base + len(table)] = table
-    return bytes(out) + app_image(chip, version, project, descriptor)
+    return bytes(out) + app_image(chip, version, project, descriptor, vfs_rom)
 
 
 def write_firmware(path: Path, chip: str = "esp32", version: str = "v1.24.1",

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import tools.cli.device  # noqa: F401  (attaches the device commands)
 from tests.rigs.esp_firmware import (
     PARTITIONS_4MIB,
+    PARTITIONS_4MIB_ROMFS,
     app_image,
     merged_image,
     write_firmware,
@@ -87,11 +88,43 @@ def test_a_supported_release_names_its_version_and_goes_on_to_the_board(tmp_path
     fw = write_firmware(tmp_path / "ESP32_GENERIC-v1.24.1.bin", "esp32", "v1.24.1")
     code, said = flash(port[0], fw)
     assert f"{fw}: MicroPython v1.24.1 firmware for ESP32, ESP-IDF v5.2.2" in said
+    assert ("code: no ROMFS partition in its partition table: the node runs its code from its "
+            "files") in said
     # past the firmware check: it went on to look for the board's ROM loader
     assert code == 1 and "no answer from the board's ROM loader" in said
 
 
-@pytest.mark.parametrize("version", ["v1.21.0", "v1.22.2", "v1.25.0"])
+def test_the_stock_v1_25_build_is_refused_as_it_runs_the_code_from_files(tmp_path,
+                                                                          port) -> None:
+    fw = write_firmware(tmp_path / "ESP32_GENERIC-v1.25.0.bin", "esp32", "v1.25.0")
+    code, said = flash(port[0], fw)
+    assert code == 1 and port[1]() == b""
+    assert f"{fw} is MicroPython v1.25.0 without ROMFS (no ROMFS partition" in said
+    assert "only as a ROMFS build" in said and GET_IT in said
+
+
+def test_a_v1_25_romfs_build_says_the_code_runs_from_flash_and_goes_on(tmp_path, port) -> None:
+    fw = write_firmware(tmp_path / "ESP32_ROMFS-v1.25.0.bin", "esp32", "v1.25.0",
+                        partitions=PARTITIONS_4MIB_ROMFS, vfs_rom=True)
+    code, said = flash(port[0], fw)
+    assert f"{fw}: MicroPython v1.25.0 firmware for ESP32" in said
+    assert ("code: ROMFS partition `romfs` at 0x1e0000 (128 KiB): the node runs its code from "
+            "flash (the node packs its code there at its first boot)") in said
+    assert code == 1 and "no answer from the board's ROM loader" in said
+
+
+@pytest.mark.parametrize("build", ["partition only", "ROMFS only"])
+def test_a_romfs_build_needs_both_the_partition_and_vfs_rom(tmp_path, port, build) -> None:
+    table = PARTITIONS_4MIB_ROMFS if build == "partition only" else PARTITIONS_4MIB
+    fw = write_firmware(tmp_path / "ESP32_GENERIC-v1.24.1.bin", "esp32", "v1.24.1",
+                        partitions=table, vfs_rom=build == "ROMFS only")
+    code, said = flash(port[0], fw)
+    assert "the node runs its code from its files" in said
+    assert "from flash" not in said
+    assert code == 1 and "no answer from the board's ROM loader" in said
+
+
+@pytest.mark.parametrize("version", ["v1.21.0", "v1.22.2", "v1.26.0"])
 def test_an_unsupported_release_is_refused_naming_the_file_to_get(tmp_path, port,
                                                                   version) -> None:
     fw = write_firmware(tmp_path / f"ESP32_GENERIC-{version}.bin", "esp32", version)
@@ -256,6 +289,23 @@ def test_a_factory_image_refuses_firmware_whose_filesystem_is_elsewhere() -> Non
         check_firmware(merged_image(partitions=layout), "custom.bin")
     assert "no 0x200000-byte partition at 0x200000" in str(exc.value)
     assert "vfs 0x310000+0xf0000" in str(exc.value)
+
+
+@pytest.mark.parametrize("romfs, says", [
+    ((0x1F0000, 0x20000), "is not between the partition table and the filesystem at 0x200000"),
+    ((0x1D0000, 0x20000), "overlaps `factory` (0x10000+0x1d0000)"),
+    ((0x1E0000, 0x20800), "is not in whole 4096-byte blocks"),
+    ((0x4000, 0x1000), "starts inside the firmware"),
+])
+def test_a_factory_image_refuses_a_romfs_partition_that_would_overwrite_something(
+        romfs, says) -> None:
+    table = [p for p in PARTITIONS_4MIB_ROMFS if p[0] != "romfs"] + [("romfs", 1, 0x8F, *romfs)]
+    with pytest.raises(FactoryImageError) as exc:
+        check_firmware(merged_image(version="v1.25.0", partitions=table, vfs_rom=True),
+                       "ESP32_ROMFS-v1.25.0.bin")
+    assert f"ESP32_ROMFS-v1.25.0.bin's `romfs` partition ({romfs[0]:#x}+{romfs[1]:#x})" \
+        in str(exc.value)
+    assert says in str(exc.value) and "docs/technician.md" in str(exc.value)
 
 
 def test_a_factory_image_refuses_an_unsupported_release() -> None:

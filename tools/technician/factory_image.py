@@ -1,5 +1,5 @@
 """Factory images: MicroPython firmware + a littlefs2 filesystem (app, fleet CA, one node's
-enrollment)."""
+enrollment), and the app's code image where the firmware has a ROMFS partition."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.technician.firmware import FirmwareInfo, download_hint, vet_firmware
+from tools.technician import app_romfs
+from tools.technician.firmware import (
+    PARTITION_TABLE_OFFSET,
+    FirmwareInfo,
+    download_hint,
+    vet_firmware,
+)
 from tools.technician.flashing import FlashError, flash_offset, read_image_info
 from tools.technician.provisioning import (
     FLEET_CA,
@@ -92,8 +98,10 @@ def node_image_files(app: dict[str, bytes], enrollment: dict[str, Any],
     return files
 
 
-def merge(firmware: bytes, filesystem: bytes, out: Path) -> int:
-    """One flashable file: firmware at the chip's bootloader offset, the fs at VFS_OFFSET.
+def merge(firmware: bytes, filesystem: bytes, out: Path,
+          code: tuple[int, bytes] | None = None) -> int:
+    """One flashable file: firmware at the chip's bootloader offset, the fs at VFS_OFFSET and
+    `code` (offset, the app's ROMFS image from code_image()) in the ROMFS partition.
 
     The file starts at the bootloader offset (0x1000 on an ESP32), like MicroPython's own
     image, so `lamplighter device flash` writes it where it writes any firmware. Returns that
@@ -105,9 +113,34 @@ def merge(firmware: bytes, filesystem: bytes, out: Path) -> int:
     if base + len(firmware) > VFS_OFFSET:
         raise FactoryImageError(f"the firmware ({len(firmware)} bytes) overlaps the filesystem "
                                 f"partition at {VFS_OFFSET:#x}")
-    merge_bin([(base, firmware), (VFS_OFFSET, filesystem)], chip=SUPPORTED_CHIP, output=str(out),
-              target_offset=base)
+    parts = [(base, firmware), (VFS_OFFSET, filesystem)]
+    if code is not None:
+        if base + len(firmware) > code[0]:
+            raise FactoryImageError(f"the firmware ({len(firmware)} bytes) overlaps the ROMFS "
+                                    f"partition at {code[0]:#x}")
+        parts.insert(1, code)
+    merge_bin(parts, chip=SUPPORTED_CHIP, output=str(out), target_offset=base)
     return base
+
+
+def code_image(info: FirmwareInfo, app: dict[str, bytes]) -> tuple[int, bytes] | None:
+    """(offset, image) of the app's ROMFS code image for the firmware's `romfs` partition, as
+    the node packs it (same bytes, same stamp: it keeps it at first boot); None when the
+    firmware has no ROMFS (the node then runs from its files: code_on_flash says so).
+    Refuses an image the partition cannot hold."""
+    part = info.romfs
+    if part is None or not info.vfs_rom:
+        return None
+    image = app_romfs.code_image(app)
+    if image is None:
+        return None
+    if len(image) > part.size:
+        raise FactoryImageError(
+            f"the app's code image ({len(image)} bytes) does not fit the firmware's "
+            f"`{part.label}` partition ({part.size} bytes at {part.offset:#x}): the node would "
+            "run its code from its files. Use a firmware whose ROMFS partition holds at least "
+            f"{-(-len(image) // BLOCK_SIZE) * BLOCK_SIZE:#x} bytes (docs/technician.md)")
+    return part.offset, image
 
 
 def check_firmware(firmware: bytes, source: str, pins: Path | None = None) -> FirmwareInfo:
@@ -138,7 +171,32 @@ def check_firmware(firmware: bytes, source: str, pins: Path | None = None) -> Fi
             f"{source}'s partition table ({table}) has no {VFS_SIZE:#x}-byte partition at "
             f"{VFS_OFFSET:#x}, where the factory image's filesystem goes; "
             f"{download_hint(SUPPORTED_CHIP)}")
+    _check_romfs_partition(fw, source)
     return fw
+
+
+def _check_romfs_partition(fw: FirmwareInfo, source: str) -> None:
+    """Refuse a `romfs` partition that is not a block-aligned region of its own between the
+    partition table and the filesystem (the ROMFS image would overwrite something)."""
+    part = fw.romfs
+    if part is None:
+        return
+    where = f"{source}'s `{part.label}` partition ({part.offset:#x}+{part.size:#x})"
+    fix = ("give the firmware built for it with its own partition table, laid out as in "
+           "docs/technician.md")
+    if part.offset % BLOCK_SIZE or part.size % BLOCK_SIZE or part.size == 0:
+        raise FactoryImageError(f"{where} is not in whole {BLOCK_SIZE}-byte blocks; {fix}")
+    end = part.offset + part.size
+    if flash_offset(SUPPORTED_CHIP) + fw.firmware_length > part.offset:
+        raise FactoryImageError(f"{where} starts inside the firmware ({fw.firmware_length} "
+                                f"bytes from {flash_offset(SUPPORTED_CHIP):#x}); {fix}")
+    if part.offset < PARTITION_TABLE_OFFSET + 0x1000 or end > VFS_OFFSET:
+        raise FactoryImageError(f"{where} is not between the partition table and the "
+                                f"filesystem at {VFS_OFFSET:#x}; {fix}")
+    for other in fw.partitions:
+        if other is not part and other.offset < end and part.offset < other.offset + other.size:
+            raise FactoryImageError(f"{where} overlaps `{other.label}` "
+                                    f"({other.offset:#x}+{other.size:#x}); {fix}")
 
 
 @dataclass
@@ -181,6 +239,7 @@ def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
     if on_firmware:
         on_firmware(info)
     app = app_files(app_dir, board=BOARD) if app_dir else app_files(board=BOARD)
+    code = code_image(info, app)  # before any node is registered: it may not fit
     creds = register([s.registration(BOARD) for s in sites])
     built = []
     if len(sites) > 1:
@@ -190,7 +249,7 @@ def build_images(firmware_path: Path, sites: list[Site], out: Path, server: str,
                       "pole_id": site.pole_id, **link_fields}
         fs = build_filesystem(node_image_files(app, enrollment, key_ring, ca_der, wifi))
         path = out / f"{site.pole_id}.bin" if len(sites) > 1 else out
-        merge(firmware, fs, path)
+        merge(firmware, fs, path, code)
         image = BuiltImage(site.pole_id, cred["device_id"], cred["enrollment_code"], path)
         built.append(image)
         if on_image:

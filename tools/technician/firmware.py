@@ -41,8 +41,17 @@ from typing import Any
 #   littlefs-python 0.19 (littlefs 2.11, disk version 2.1);
 # - the `vfs` module (v1.23+), which firmware/lib/core/app_image.py imports;
 # - .mpy version 6 (v1.19+): the app is bytecode-only .mpy from mpy-cross 1.28.
-# A release is added here once it has run the app on a board.
-SUPPORTED_RELEASES = ("v1.23.0", "v1.24.0", "v1.24.1")
+# A release is added here once it has run the app on a board, except those in ROMFS_RELEASES.
+SUPPORTED_RELEASES = ("v1.23.0", "v1.24.0", "v1.24.1", "v1.25.0")
+# v1.25.0 is the first with ROMFS (vfs.VfsRom, vfs.rom_ioctl; its release notes), but its
+# ESP32_GENERIC build is not built with it (ROMFS is on only on PYBD-SFx, alif, an ESP8266
+# variant and stm32 Arduino boards). It is accepted only as a depot's own ROMFS build (the
+# app names vfs.VfsRom; a full .bin also has a `romfs` partition), the one thing it brings
+# over v1.24.1; it has not yet run the app on a board (docs/technician.md). Its ESP32_GENERIC
+# table is v1.24's (partitions-4MiB.csv: vfs at 0x200000). From v1.26 that table has no vfs
+# partition (the port sizes the filesystem at run time, PR 17337), which factory images do
+# not lay out: not added.
+ROMFS_RELEASES = ("v1.25.0",)
 RECOMMENDED_RELEASE = "v1.24.1"
 # micropython.org's board name for each chip's generic build
 BOARD_FOR_CHIP = {"esp32": "ESP32_GENERIC", "esp32s2": "ESP32_GENERIC_S2",
@@ -58,6 +67,13 @@ PARTITION_TABLE_MAX = 0xC00
 PARTITION_MAGIC = b"\xaa\x50"  # 0x50AA, little-endian
 PARTITION_ENTRY_FMT = "<2sBBII16sI"  # magic, type, subtype, offset, size, label, flags
 PARTITION_TYPE_APP = 0
+PARTITION_TYPE_DATA = 1
+# MicroPython's ESP32 port takes the data partition labelled "romfs" (any subtype) as its
+# ROMFS segment 0 (ports/esp32/esp32_partition.c, v1.25+); its own ESP32_GENERIC ROMFS
+# variant lays it out as `romfs, data, 0x8f, 0x1E0000, 0x20000` (partitions-4MiB-romfs.csv)
+ROMFS_LABEL = "romfs"
+# qstr text a firmware built with MICROPY_VFS_ROM holds (the name of vfs.VfsRom)
+VFS_ROM_QSTR = b"VfsRom\0"
 DEFAULT_APP_OFFSET = 0x10000  # the factory app partition in MicroPython's tables
 
 PINS_FILE = "lamplighter-firmware.toml"  # looked for in the current directory
@@ -147,6 +163,13 @@ class FirmwareInfo:
     sha256: str  # of the whole file
     firmware_sha256: str  # of its first firmware_length bytes
     partitions: list[Partition] = field(default_factory=list)
+    vfs_rom: bool = False  # built with ROMFS: its app names vfs.VfsRom
+
+    @property
+    def romfs(self) -> Partition | None:
+        """The partition the node keeps its code image in, or None."""
+        return next((p for p in self.partitions if p.label == ROMFS_LABEL
+                     and p.type == PARTITION_TYPE_DATA), None)
 
     @property
     def is_release(self) -> bool:
@@ -222,7 +245,7 @@ def read_firmware(data: bytes, source: str = "the firmware") -> FirmwareInfo:
                         firmware_length=min(length, len(data)),
                         sha256=hashlib.sha256(data).hexdigest(),
                         firmware_sha256=hashlib.sha256(data[:length]).hexdigest(),
-                        partitions=partitions)
+                        partitions=partitions, vfs_rom=VFS_ROM_QSTR in data[app_offset:length])
 
 
 def check_release(info: FirmwareInfo, source: str) -> None:
@@ -239,6 +262,13 @@ def check_release(info: FirmwareInfo, source: str) -> None:
     if info.version not in SUPPORTED_RELEASES:
         raise FirmwareError(f"{source} is MicroPython {info.version}, which these tools do not "
                             f"support (supported: {supported}); {hint}")
+    if info.version in ROMFS_RELEASES and not (info.vfs_rom and
+                                               (info.app_only or info.romfs is not None)):
+        raise FirmwareError(
+            f"{source} is MicroPython {info.version} without ROMFS ({code_on_flash(info)}): "
+            f"these tools take {info.version} only as a ROMFS build (MICROPY_VFS_ROM and a "
+            f"`{ROMFS_LABEL}` partition, docs/technician.md); its stock build runs the code "
+            f"from files like {RECOMMENDED_RELEASE}, which has run the app on a board: {hint}")
 
 
 @dataclass
@@ -312,6 +342,23 @@ def vet_firmware(data: bytes, source: str, pins_path: Path | None = None) -> Fir
     if pins_path is not None:
         check_pinned(info, load_pins(pins_path), source)
     return info
+
+
+def code_on_flash(info: FirmwareInfo) -> str:
+    """Where a node with this firmware runs its code from, and why (its ROMFS partition)."""
+    part = info.romfs
+    if info.app_only:
+        return ("app-only image: the board's own partition table decides whether the code "
+                "runs from flash (a `romfs` partition) or from files")
+    if part is None:
+        built = " (built with ROMFS, but no partition for it)" if info.vfs_rom else ""
+        return (f"no ROMFS partition in its partition table{built}: the node runs its code "
+                "from its files")
+    where = f"ROMFS partition `{part.label}` at {part.offset:#x} ({part.size // 1024} KiB)"
+    if not info.vfs_rom:
+        return (f"{where}, but the firmware was built without ROMFS (no vfs.VfsRom): the "
+                "node runs its code from its files")
+    return f"{where}: the node runs its code from flash"
 
 
 def describe(info: FirmwareInfo) -> str:

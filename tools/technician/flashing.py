@@ -15,6 +15,7 @@ from tools.technician.firmware import (  # noqa: F401  (the image checks, used f
     ImageInfo,
     chip_defs,
     chip_name_for_id,
+    code_on_flash,
     describe,
     flash_offset,
     read_image_info,
@@ -80,6 +81,19 @@ def connect(port: str, baud: int = 115200, attempts: int = 3) -> Any:
 Detect = Callable[[str], Any]
 
 
+def _code_image_note(info: FirmwareInfo, data: bytes) -> str:
+    """What a node flashed with `data` finds in its ROMFS partition at first boot."""
+    from tools.technician.app_romfs import holds_code_image
+
+    part = info.romfs
+    if part is None or not info.vfs_rom:
+        return ""
+    start = part.offset - flash_offset(info.chip)
+    if len(data) > start and holds_code_image(data[start:start + part.size]):
+        return " (this image already holds the app's code image there)"
+    return " (the node packs its code there at its first boot)"
+
+
 def write_plan(info: FirmwareInfo, chip: str, erase: bool) -> tuple[int, bool]:
     """Where the file goes and whether the whole flash is erased first.
 
@@ -112,6 +126,7 @@ def flash(port: str, firmware: Path, chip: str = "auto", baud: int = 460800, era
         check_chip(image, chip, str(firmware))
     info = vet_firmware(data, str(firmware), pins)
     say(f"{firmware}: {describe(info)}" + (f", pinned in {pins}" if pins else ""))
+    say(f"code: {code_on_flash(info)}{_code_image_note(info, data)}")
     problem = port_problem(port)
     if problem:
         raise FlashError(problem)
