@@ -111,7 +111,7 @@ def _wifi_from_file(path: Path) -> bytes:
 def _chosen(creds: Any) -> bytes:
     from tools.technician.wifi import OPEN_WARNING
 
-    out.print(f"Wi-Fi: {creds.describe()}")
+    out.print(f"wifi.json: {creds.describe()}")
     if creds.open:
         err.print(f"[bold red]{OPEN_WARNING.format(ssid=creds.ssid)}[/bold red]")
     return creds.wifi_json()
