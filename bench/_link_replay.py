@@ -242,9 +242,24 @@ def slice_ends(trace: Path, every_ms: int) -> list[int]:
     return ends
 
 
-def replay_script(trace: Path, measure_raw: bool, every_ms: int = 3_600_000) -> str:
+# With the code on flash: the slot's code image mounted first, as core.node_main.main mounts it
+# (the port's ROMFS segment must hold it already: nothing is written there)
+REPLAY_MOUNT = """
+from core import ondemand
+if ondemand.call("core.app_image", "mount", "./slots/a")[0] != "flash":
+    raise RuntimeError("the code image is not on the port's ROMFS segment")
+del ondemand
+"""
+
+
+def replay_script(trace: Path, measure_raw: bool, every_ms: int = 3_600_000,
+                  code_on_flash: bool = False) -> str:
     """The whole replay: setup, then a heap reading after boot and after each slice."""
-    pieces = [REPLAY_SETUP.replace("MEASURE_RAW_FLAG", str(bool(measure_raw))), "reading()"]
+    setup = REPLAY_SETUP.replace("MEASURE_RAW_FLAG", str(bool(measure_raw)))
+    if code_on_flash:
+        path_line = 'sys.path[:0] = ["slots/a/lib", "slots/a/boards"]\n'
+        setup = setup.replace(path_line, path_line + REPLAY_MOUNT, 1)
+    pieces = [setup, "reading()"]
     pieces += [REPLAY_SLICE.replace("WORLD_MS", str(ms)) for ms in slice_ends(trace, every_ms)]
     pieces.append(REPLAY_SLICE.replace("WORLD_MS", "None"))
     return TOP_LEVEL.join(pieces)
@@ -265,18 +280,21 @@ def prepare_replay_flash(flash: Path, trace: Path) -> None:
 
 
 def replay(flash: Path, port: str, measure_raw: bool, every_ms: int = 3_600_000,
-           timeout: float = 600.0) -> list[tuple[int, int]]:
+           timeout: float = 600.0, image: bytes | None = None) -> list[tuple[int, int]]:
     """Replay the trace in `flash` (prepare_replay_flash) on `port`: "wasm32" (MicroPython's
     WebAssembly port) or "unix64" (the unix port the emulator runs), the node's code loaded
-    from the slot's files. Returns (world ms, heap bytes after a collection) after boot and
-    about every `every_ms`. RuntimeError if the node diverged from the recording or did not
-    reach the trace's end.
+    from the slot's files, or on "wasm32" with `image` (the slot's ROMFS code image, stamped
+    for ./slots/a) from that image, held outside the heap as a device's flash. Returns (world
+    ms, heap bytes after a collection) after boot and about every `every_ms`. RuntimeError if
+    the node diverged from the recording or did not reach the trace's end.
     """
-    code = replay_script(flash / "link.trace", measure_raw, every_ms)
+    if image is not None and port != "wasm32":
+        raise ValueError("only the WebAssembly port holds a code image outside its heap")
+    code = replay_script(flash / "link.trace", measure_raw, every_ms, image is not None)
     if port == "wasm32":
         from bench._wasm32 import run_wasm
 
-        proc = run_wasm(code, flash, heap_kb=256, timeout=timeout, check=False)
+        proc = run_wasm(code, flash, heap_kb=256, timeout=timeout, check=False, romfs=image)
     elif port == "unix64":
         from tests.rigs.micropython import micropython_command
         from tools.emulator.launcher import NODE_HEAP_KB

@@ -35,12 +35,14 @@ def wasm_unavailable() -> str | None:
 
 
 def run_wasm(code: str, root: Path | None = None, heap_kb: int = 128,
-             timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+             timeout: float = 120.0, check: bool = True,
+             romfs: bytes | None = None) -> subprocess.CompletedProcess[str]:
     """Run `code` on the WebAssembly port with a copy of `root` as its working directory.
 
     `heap_kb` is the heap it starts with; the port grows its heap when that runs out, so it
-    is no cap: read gc.mem_alloc() for figures. With `check`, a Python exception raises with
-    the traceback in the message.
+    is no cap: read gc.mem_alloc() for figures. `romfs`, a ROMFS image, is the port's ROMFS
+    segment 0 (vfs.rom_ioctl(2, 0)), held outside its heap as a device's flash partition is.
+    With `check`, a Python exception raises with the traceback in the message.
     """
     reason = wasm_unavailable()
     if reason:
@@ -48,8 +50,12 @@ def run_wasm(code: str, root: Path | None = None, heap_kb: int = 128,
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "script.py"
         script.write_text(code)
+        extra = []
+        if romfs is not None:
+            (Path(tmp) / "romfs.img").write_bytes(romfs)
+            extra = [str(Path(tmp) / "romfs.img")]
         proc = subprocess.run(
-            ["node", str(RUNNER), str(heap_kb), str(root) if root else "-", str(script)],
+            ["node", str(RUNNER), str(heap_kb), str(root) if root else "-", str(script), *extra],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"the WebAssembly MicroPython exited with {proc.returncode}\n"

@@ -1,9 +1,11 @@
 // Run a MicroPython script on the WebAssembly port (wasm32: 32-bit words and GC blocks, as on
 // an ESP32) under Node.js, with a host directory copied into its in-memory filesystem.
 //
-//   node wasm_runner.mjs HEAP_KB ROOT_DIR SCRIPT
+//   node wasm_runner.mjs HEAP_KB ROOT_DIR SCRIPT [ROMFS_IMAGE]
 //
-// ROOT_DIR (or "-" for none) is copied to /flash, the script's working directory. The port's
+// ROOT_DIR (or "-" for none) is copied to /flash, the script's working directory. ROMFS_IMAGE,
+// a file, becomes the port's ROMFS segment 0 (vfs.rom_ioctl), held in the module's memory
+// outside the Python heap, as a device's ROMFS partition is memory-mapped flash. The port's
 // heap starts at HEAP_KB; it is not a hard cap (the port adds heap when it runs out), so the
 // caller reads gc.mem_alloc() rather than relying on MemoryError.
 //
@@ -17,9 +19,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
-const [heapKb, rootDir, scriptPath] = process.argv.slice(2);
+const [heapKb, rootDir, scriptPath, romfsPath] = process.argv.slice(2);
 const mp = await loadMicroPython({
   heapsize: parseInt(heapKb, 10) * 1024,
+  ...(romfsPath ? { romfs: new Uint8Array(fs.readFileSync(romfsPath)) } : {}),
   stdout: (line) => process.stdout.write(line + "\n"),
   stderr: (line) => process.stderr.write(line + "\n"),
 });

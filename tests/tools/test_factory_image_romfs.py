@@ -164,3 +164,21 @@ def test_a_romfs_partition_too_small_for_the_code_is_refused_before_registering(
     assert "does not fit the firmware's `romfs` partition (32768 bytes at 0x1f8000)" in said
     assert "Use a firmware whose ROMFS partition holds at least" in said
     assert not out.exists() and "S-1" not in poles(live_server)
+
+
+def test_the_32_bit_port_runs_the_code_from_the_image_outside_its_heap(tmp_path: Path) -> None:
+    """bench node_day's code-on-flash figures: the WebAssembly port (32-bit) holds the code
+    image the tools pack as its ROMFS segment, outside its heap, and the node's app_image
+    mounts it there; the resident modules then take less heap than from the files."""
+    from bench._wasm32 import wasm_unavailable
+    from bench.node_day import _resident_files_bytes_32
+    from tools.emulator.launcher import build_firmware, install_factory_app
+
+    if wasm_unavailable():
+        pytest.skip(str(wasm_unavailable()))
+    flash = tmp_path / "probe"
+    install_factory_app(flash, build_firmware())
+    files_32, files_64, image_32 = _resident_files_bytes_32(flash)
+    assert image_32 is not None  # the image mounted from the segment ("flash"), not refused
+    assert files_32 < files_64
+    assert image_32 < 0.7 * files_32  # bytecode and constants stayed in the image
