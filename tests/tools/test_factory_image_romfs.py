@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -122,6 +123,19 @@ def test_the_image_holds_the_code_where_the_node_keeps_it_and_the_node_keeps_it(
     assert node["mount"] == ["flash", node["size"], 0]
     assert node["ops"] == [1, 2]
     assert node["node"] == "/app/lib/core/node.mpy"
+
+    # `device flash` says so before it looks for the board (a pty nobody answers on)
+    master, slave = os.openpty()
+    try:
+        result = CliRunner().invoke(app, ["device", "flash", "--port", os.ttyname(slave),
+                                          "--firmware", str(out), "--baud", "115200"])
+    finally:
+        os.close(master)
+        os.close(slave)
+    said = " ".join(result.output.split())
+    assert ("the node runs its code from flash (this image already holds the app's code image "
+            "there)") in said
+    assert "no answer from the board's ROM loader" in said
 
 
 def test_the_stamp_names_the_slot_as_an_esp32_node_does() -> None:
