@@ -30,7 +30,7 @@ from tests.rigs.mitm import Exchange, MitmProxy, Reply, certificate_files, fleet
 from tests.rigs.netfault import FaultProxy
 from tests.rigs.scratch_postgres import scratch_postgres
 from tools.emulator.fleet_process import start_fleet_server
-from tools.emulator.scenario import Fault, Scenario
+from tools.emulator.scenario import Fault, NetFault, Scenario
 from tools.emulator.world import LAMP_RATED_W
 
 pytestmark = pytest.mark.slow
@@ -441,3 +441,55 @@ def _signed_checkin(rig: Rig, device_id: str, secret: str) -> httpx.Response:
     headers = signed_headers(device_id, secret, "POST", "/device/v1/checkin", body)
     return httpx.post(f"{rig.server.url}/device/v1/checkin", content=body, headers=headers,
                       verify=rig.server.ssl_context, timeout=30)
+
+
+def test_10_a_cold_rtc_without_ntp_and_a_power_cut_before_the_clock_is_set(rig, hil_record):
+    """A lamppost whose street has no NTP server, whose Wi-Fi refuses it for its first 20 s,
+    and whose power fails 8 s after it came on: both boots start its RTC at 2000-01-01. Once on
+    the network it asks the fleet server's time (in a reply signed for it), and every reading
+    of both boots reaches the server, in sequence, with a true time — the second boot's
+    exactly, the first's placed before the second began."""
+    rig.speed = 1.0  # virtual time is real time, so the server's clock is the world's truth
+    start = int(time.time())
+    [node] = rig.add_nodes(1, checkin_interval_s=30, scenario=lambda i: Scenario(
+        start_epoch=start, seed=i, ntp_reachable=False,
+        net_faults=[NetFault("association_fails", 0, 20)]))
+    launcher = node.launcher
+    time.sleep(8)
+    launcher.power_cut()
+    time.sleep(2)
+    launcher.power_restore()
+    rig.wait_until("the node online", lambda: _all_online(rig, 1), timeout=120)
+    rig.wait_until("the queue delivered", lambda: (
+        rig.devices()[node.device_id]["last_status"].get("queue_len") == 0), timeout=120)
+    readings = _readings(rig, device=node.device_id)
+    seqs = sorted(r["seq"] for r in readings)
+    assert seqs == list(range(1, len(seqs) + 1)), "a gap or a duplicate in the sequence"
+    boots = launcher.world.records.boots
+    assert len(boots) == 2 and [cause for _ms, cause in boots] == ["power_on", "power_on"]
+    now = time.time()
+    stamps = [_epoch(r["ts"]) for r in readings]
+    assert all(start - 15 <= ts <= now + 5 for ts in stamps), (start, now, sorted(stamps)[:5])
+    set_lines = launcher.events("clock_set")
+    assert [f["source"] for _ms, f in set_lines] == ["fleet"]
+    [(_ms, estimated)] = launcher.events("clock_estimated")
+    second_boot_s = start + boots[1][0] / 1000
+    first_boot = [r for r in readings if r["seq"] < int(estimated["end_seq"])]
+    second_boot = [r for r in readings if r["seq"] >= int(estimated["end_seq"])]
+    assert first_boot and second_boot
+    # the first boot's readings, taken before its clock was ever set: placed before the
+    # second boot began (how long the post was off is unknown to it)
+    assert all(start - 1 <= _epoch(r["ts"]) <= second_boot_s for r in first_boot)
+    # the second boot's, stamped in 2000 until the fleet server's time came: exact
+    assert all(_epoch(r["ts"]) >= second_boot_s - 1 for r in second_boot)
+    hil_record("readings", len(readings))
+    hil_record("first_boot_readings", len(first_boot))
+
+
+def _epoch(ts: object) -> float:
+    """A reading's ts from the API (ISO 8601 or epoch seconds) as epoch seconds."""
+    if isinstance(ts, int | float):
+        return float(ts)
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp()

@@ -22,6 +22,8 @@ from tools.emulator.scenario import Scenario
 from tools.emulator.sim import ensure_identity
 from tools.firmware_tree import FIRMWARE_DIR, STABLE_ROOT_FILES
 
+RIG_WIFI = {"ssid": "harbour-street", "password": "rig passphrase"}  # the world takes any
+
 
 @dataclass
 class RigNode:
@@ -82,9 +84,11 @@ class Rig:
                                        verify=self.server.ssl_context,
                                        insecure_http=tls is None)
             scen = scenario(i) if scenario else Scenario(start_epoch=self.epoch, seed=i)
+            # on the street's Wi-Fi (the world's access point), as a real post is
             launcher = Launcher(flash, scen, speed=self.speed, keys=self.key_ring,
                                 config={"checkin_interval_s": checkin_interval_s},
-                                ca_der=tls.ca_der() if tls is not None else None)
+                                ca_der=tls.ca_der() if tls is not None else None,
+                                wifi=RIG_WIFI)
             launcher.start()
             node = RigNode(pole, identity["device_id"], launcher)
             self.nodes.append(node)

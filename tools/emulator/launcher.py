@@ -194,6 +194,9 @@ class Launcher(Powered):
     `config` (a dict) is written to the node's flash as its saved configuration before boot.
     `ca_der` (the fleet CA, DER) is pinned on the node's flash as /fleet_ca.der: a node whose
     identity names an https:// server refuses it without one.
+    `wifi` ({"ssid", "password"}) is written as the node's /wifi.json: the node then joins the
+    world's access point (and rides its faults) before it reaches the network; without it the
+    emulated node is wired.
     """
 
     def __init__(self, flash_dir: Path, scenario: Scenario | None = None, speed: float = 0.0,
@@ -201,8 +204,9 @@ class Launcher(Powered):
                  config: dict | None = None, measure_raw: bool = False,
                  on_line: Callable[[str], None] | None = None, keep_lines: int = 200000,
                  compiled: bool = True, keys: dict | None = None,
-                 ca_der: bytes | None = None) -> None:
+                 ca_der: bytes | None = None, wifi: dict | None = None) -> None:
         self.flash_dir = Path(flash_dir)
+        self.wifi = wifi
         self.ca_der = ca_der
         self.app_dir = build_firmware() if compiled else FIRMWARE_DIR
         self.keys = keys  # release key set pinned in keys.json when the flash has none yet
@@ -223,6 +227,8 @@ class Launcher(Powered):
             pin_fleet_ca(self.flash_dir, self.ca_der)
         if self.config is not None:
             (self.flash_dir / "config.json").write_text(json.dumps(self.config))
+        if self.wifi is not None:
+            (self.flash_dir / "wifi.json").write_text(json.dumps(self.wifi))
         self.world.start()
         self.power.start()
         return self
