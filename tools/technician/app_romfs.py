@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tools.technician.provisioning import APP_DIRS, APP_SLOT
+from tools.firmware_tree import APP_DIRS, APP_SLOT
 
 # An ESP32 node's flash root is "" (firmware/boot.py), and bootsel.slot_dir("a", "") is
 # "/slots/a": the path the node hashes into the stamp.

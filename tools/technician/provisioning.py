@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.firmware_tree import FIRMWARE_DIR, STABLE_ROOT_FILES
+from tools.firmware_tree import APP_DIRS, APP_SLOT, FIRMWARE_DIR, STABLE_ROOT_FILES
 from tools.technician.node_scripts import node_script
 
 MARKER = "provisioning.json"  # written first, removed last: its presence means "half done"
@@ -21,10 +21,9 @@ CONFIG = "config.json"
 FLEET_CA = "fleet_ca.der"  # the fleet CA (DER) the node checks its server against (http_client)
 WIFI = "wifi.json"  # the street's Wi-Fi (tools.technician.wifi): {"ssid": ..., "password": ...}
 SLOT_POINTER = "slot.json"
-APP_SLOT = "slots/a"
-APP_DIRS = ("lib", "boards")
 FACTORY_SEQUENCE = 0
 CHUNK = 512
+
 
 class ProvisionError(Exception):
     """Provisioning cannot go on; the message says what the technician should do."""
