@@ -70,13 +70,72 @@ def migrate(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an on-disk SQLite database URL, else None (another database, or :memory:)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def describe_database(url: str) -> str:
+    """The database for a message: an SQLite file's path, else the URL without its password."""
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+MIGRATE_HINT = ("run `lamplighter server migrate` (with the same LAMPLIGHTER_DATABASE_URL / "
+                "LAMPLIGHTER_DATA_DIR) first")
+
+
 def check_migrated(engine: Engine) -> None:
-    """Raise SchemaNotMigrated unless the database is at the newest migration."""
-    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    """Raise SchemaNotMigrated unless the database is at the newest migration.
+
+    An SQLite file that does not exist is reported without being created (connecting would
+    leave an empty file behind); a database migrated by a newer version is named as such.
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    where = describe_database(url)
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise SchemaNotMigrated(f"the database at {where} is not migrated (there is no such "
+                                f"file yet): {MIGRATE_HINT}")
+    script = ScriptDirectory.from_config(alembic_config(url))
+    head = script.get_current_head()
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    if current != head:
+    if current == head:
+        return
+    if current is not None and current not in {s.revision for s in script.walk_revisions()}:
         raise SchemaNotMigrated(
-            f"the database is at migration {current or 'none'} but this server needs {head}: "
-            "run `lamplighter server migrate` (same LAMPLIGHTER_DATABASE_URL) and start again"
-        )
+            f"the database at {where} is at migration {current}, which this version of "
+            f"Lamplighter does not know (it needs {head}): a newer version migrated it; run "
+            "that version, or restore a backup taken before the upgrade")
+    raise SchemaNotMigrated(
+        f"the database at {where} is not migrated (it is at migration {current or 'none'}, "
+        f"this version needs {head}): {MIGRATE_HINT}")
+
+
+def require_migrated(url: str) -> None:
+    """check_migrated for the database at `url` with an engine of its own (disposed after);
+    a database that cannot be reached raises SchemaNotMigrated too, with the reason."""
+    from sqlalchemy.exc import OperationalError
+
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():  # before make_engine, which makes directories
+        raise SchemaNotMigrated(f"the database at {describe_database(url)} is not migrated "
+                                f"(there is no such file yet): {MIGRATE_HINT}")
+    engine = make_engine(url)
+    try:
+        check_migrated(engine)
+    except OperationalError as exc:
+        raise SchemaNotMigrated(f"cannot open the database at {describe_database(url)}: "
+                                f"{exc.orig or exc}") from None
+    finally:
+        engine.dispose()

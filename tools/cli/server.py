@@ -6,11 +6,15 @@ import base64
 import hashlib
 import secrets
 import ssl
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 server_app = typer.Typer(help="Run and administer the fleet server.", no_args_is_help=True)
 console = Console()
@@ -48,11 +52,13 @@ def run(
 ) -> None:
     import uvicorn
 
-    from fleet.core.db import SchemaNotMigrated, check_migrated, get_engine, migrate
+    from fleet.core.db import SchemaNotMigrated, migrate, require_migrated
     from fleet.core.settings import get_settings
     from fleet.core.tls import default_tls_files
+    from tools.cli.lifecycle import require_free_port
 
     settings = get_settings()
+    require_free_port(host, port)
     ssl_args: dict[str, str] = {}
     if behind_tls_proxy:
         if cert or key:
@@ -84,7 +90,7 @@ def run(
         migrate(url)
     try:
         settings.master_key_bytes()
-        check_migrated(get_engine())
+        require_migrated(url)
     except (SchemaNotMigrated, RuntimeError) as exc:
         err.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -96,6 +102,7 @@ def run(
                   f"expose {host}:{port} beyond the terminator's host or private network.")
     else:
         console.print(f"certificate: {ssl_args['ssl_certfile']}")
+    # uvicorn stops on SIGTERM and Ctrl-C, and with --workers N stops its worker processes too
     uvicorn.run("fleet.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=settings.log_level, access_log=False, **ssl_args)
 
@@ -231,11 +238,10 @@ def create_token_cmd(
     """Create an API token (printed once; only its hash is stored)."""
     from sqlmodel import Session
 
-    from fleet.core.db import get_engine
     from fleet.tokens import create_token
 
     try:
-        with Session(get_engine()) as session:
+        with Session(_migrated_engine()) as session:
             token = create_token(session, name, role)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
@@ -248,17 +254,86 @@ def revoke_token_cmd(name: Annotated[str, typer.Argument(help="The token's name.
     """Revoke every live token with this name."""
     from sqlmodel import Session
 
-    from fleet.core.db import get_engine
     from fleet.errors import NotFound
     from fleet.tokens import revoke_token
 
     try:
-        with Session(get_engine()) as session:
+        with Session(_migrated_engine()) as session:
             count = revoke_token(session, name)
     except NotFound as exc:
         err.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(1) from None
     console.print(f"revoked {count} token(s) named {name}")
+
+
+tokens_app = typer.Typer(help="The API tokens of the database this host's server uses "
+                              "(LAMPLIGHTER_DATABASE_URL / LAMPLIGHTER_DATA_DIR).",
+                         no_args_is_help=True)
+server_app.add_typer(tokens_app, name="tokens")
+tokens_app.command("create", help="Create an API token (printed once; only its hash is "
+                   "stored). Same as `lamplighter server create-token`.")(create_token_cmd)
+tokens_app.command("revoke", help="Revoke every live token with this name. Same as "
+                   "`lamplighter server revoke-token`.")(revoke_token_cmd)
+
+
+@tokens_app.command("list")
+def list_tokens_cmd(
+    all_tokens: Annotated[bool, typer.Option(
+        "--all", help="Include revoked tokens.")] = False,
+    role: Annotated[str | None, typer.Option(
+        help="Only this role: operator, technician or reader.")] = None,
+) -> None:
+    """The API tokens: name, role, created, revoked. Never a token or its hash: a token is
+    shown once, when it is created."""
+    from rich.table import Table
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from fleet.auth import ROLES
+    from fleet.models import ApiToken
+
+    if role is not None and role not in ROLES:
+        err.print(f"[red]unknown role {role!r}:[/red] choose one of {', '.join(ROLES)}")
+        raise typer.Exit(2)
+    query = select(ApiToken).order_by(ApiToken.name, ApiToken.id)
+    if not all_tokens:
+        query = query.where(ApiToken.revoked_at.is_(None))
+    if role is not None:
+        query = query.where(ApiToken.role == role)
+    with Session(_migrated_engine()) as session:
+        rows = session.execute(query).scalars().all()
+    if not rows:
+        console.print("no revoked or live tokens" if all_tokens else
+                      "no live tokens (--all shows revoked ones too)")
+        return
+    table = Table("name", "role", "created (UTC)", "state")
+    for row in rows:
+        state = ("[green]live[/green]" if row.revoked_at is None else
+                 f"[red]revoked[/red] {_utc(row.revoked_at)}")
+        table.add_row(row.name, row.role, _utc(row.created_at), state)
+    console.print(table)
+
+
+def _utc(when: datetime | None) -> str:
+    from fleet.models import aware
+
+    moment = aware(when)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else ""
+
+
+def _migrated_engine() -> Engine:
+    """The engine of this host's database, once it is known to be at the newest migration;
+    otherwise exit 2 naming the database and `lamplighter server migrate` (and never leave an
+    empty SQLite file behind)."""
+    from fleet.core.db import SchemaNotMigrated, get_engine, require_migrated
+    from fleet.core.settings import get_settings
+
+    try:
+        require_migrated(get_settings().resolved_database_url)
+    except SchemaNotMigrated as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return get_engine()
 
 
 @server_app.command("gen-master-key")

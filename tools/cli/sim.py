@@ -25,6 +25,7 @@ from tools.cli.api_client import (
 )
 
 if TYPE_CHECKING:
+    from tools.emulator.fleet_process import FleetServer
     from tools.emulator.sim import Verify
 
 console = Console()
@@ -178,8 +179,19 @@ def demo(
     The server and the lampposts trust one release key: sign a release with it (or rotate from
     it to your own, `lamplighter release rotate`) and roll it out to group `sim`.
     """
+    from tools.cli.lifecycle import require_free_port, stop_children_on_signals
+
+    require_free_port("127.0.0.1", port)
+    with stop_children_on_signals():
+        try:
+            _demo(nodes, port, duration_s, release_key)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the lampposts ran: all stopped
+            pass
+
+
+def _demo(nodes: int, port: int, duration_s: float | None, release_key: Path | None) -> None:
     from tools.emulator.fleet_process import start_fleet_server
-    from tools.emulator.sim import demo_release_key, trust_on_server
+    from tools.emulator.sim import demo_release_key
 
     data_dir = Path(os.environ.get("LAMPLIGHTER_DATA_DIR", "var"))
     private = None
@@ -194,6 +206,17 @@ def demo(
     except RuntimeError as exc:
         err.print(f"[red]the fleet server did not start:[/red] {exc}")
         raise typer.Exit(1) from None
+    try:
+        _demo_with(server, data_dir, nodes, duration_s, release_key, private)
+    finally:
+        server.stop()
+        console.print("fleet server stopped")
+
+
+def _demo_with(server: FleetServer, data_dir: Path, nodes: int, duration_s: float | None,
+               release_key: Path, private: Path | None) -> None:
+    from tools.emulator.sim import trust_on_server
+
     assert server.tls is not None
     console.print(f"dashboard: {server.url}/dashboard   API docs: {server.url}/docs")
     console.print(f"the server's CA: {server.tls.ca_cert} (the CLI trusts it when run from "
@@ -205,7 +228,6 @@ def demo(
                               verify=server.ssl_context)
     except (RuntimeError, httpx.HTTPError, OSError) as exc:
         err.print(f"[red]{exc}[/red]")
-        server.stop()
         raise typer.Exit(1) from None
     signing = f"; sign with {private}" if private else ""
     console.print(f"release key {kid} ({release_key}): trusted by the server and the "
@@ -220,6 +242,3 @@ def demo(
                 duration_s = None if duration_s is None else duration_s - 1
     except KeyboardInterrupt:
         pass
-    finally:
-        server.stop()
-        console.print("fleet server stopped")

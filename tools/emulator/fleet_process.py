@@ -127,22 +127,30 @@ def start_fleet_server(data_dir: Path, *, database_url: str | None = None,
     server = FleetServer(url=f"{scheme}://{url_host}:{port}", database_url=url,
                          operator_token=token, process=proc, log_path=log_path, env=env,
                          tls=files)
+    try:
+        _wait_until_it_answers(server)
+    except BaseException:  # a refusal, or Ctrl-C/SIGTERM while waiting: no orphan left behind
+        server.stop()
+        raise
+    return server
+
+
+def _wait_until_it_answers(server: FleetServer) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"fleet server exited: {log_path.read_text()[-2000:]}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"fleet server exited: {server.log_path.read_text()[-2000:]}")
         try:
             if httpx.get(f"{server.url}/api/v1/healthz", timeout=1,
                          verify=server.ssl_context).status_code == 200:
-                return server
+                return
         except httpx.HTTPError as exc:
             if _certificate_refused(exc):
-                server.stop()
                 raise RuntimeError(f"the fleet server's certificate does not verify against "
                                    f"{server.verify}: {exc}") from None
             time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"fleet server did not answer within 30 s: {log_path.read_text()[-2000:]}")
+    raise RuntimeError("fleet server did not answer within 30 s: "
+                       f"{server.log_path.read_text()[-2000:]}")
 
 
 def _certificate_refused(exc: BaseException) -> bool:
