@@ -3,6 +3,7 @@ server's certificate must chain to, and errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 from pathlib import Path
@@ -117,6 +118,12 @@ class ApiClient:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request; print the server's reason and exit non-zero on failure."""
+        return self.call_or_status(method, path, (), **kwargs)[1]
+
+    def call_or_status(self, method: str, path: str, statuses: tuple[int, ...],
+                       **kwargs: Any) -> tuple[int, Any]:
+        """Like call(), but an answer whose status is in `statuses` is returned as (status,
+        body) instead of ending the command (e.g. 405: this server has no such route)."""
         try:
             resp = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -127,16 +134,39 @@ class ApiClient:
             err.print(f"[red]cannot reach the fleet server at {self.server}:[/red] {exc}. "
                       "Is it running? (`lamplighter server run`, or check --server)")
             raise typer.Exit(3) from None
+        try:
+            body = resp.json() if resp.content else None
+        except ValueError:
+            body = resp.text
+        if resp.status_code in statuses:
+            return resp.status_code, body
         if resp.status_code >= 400:
-            try:
-                detail = resp.json().get("detail", resp.text)
-            except ValueError:
-                detail = resp.text
-            if isinstance(detail, list):  # FastAPI validation errors
-                detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}"
-                                   for d in detail)
             hint = {401: " (check the token)", 403: " (this token's role may not do that)"}
-            err.print(f"[red]{method} {path} refused ({resp.status_code}):[/red] {detail}"
-                      f"{hint.get(resp.status_code, '')}")
+            err.print(f"[red]{method} {path} refused ({resp.status_code}):[/red] "
+                      f"{refusal_reason(body)}{hint.get(resp.status_code, '')}",
+                      markup=True, highlight=False)
             raise typer.Exit(1)
-        return resp.json() if resp.content else None
+        return resp.status_code, body
+
+
+def refusal_reason(body: Any) -> str:
+    """The server's reason from an error body, readable: FastAPI's validation errors become
+    'where: what' (the request body's fields without the leading 'body.'), one per error."""
+    from rich.markup import escape
+
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list):  # FastAPI validation errors
+        parts = []
+        for d in detail:
+            if not isinstance(d, dict):
+                parts.append(str(d))
+                continue
+            loc = [str(p) for p in d.get("loc", [])]
+            if loc[:1] == ["body"]:
+                loc = loc[1:]
+            where = ".".join(loc)
+            parts.append(f"{where}: {d.get('msg')}" if where else str(d.get("msg")))
+        detail = "; ".join(parts)
+    elif not isinstance(detail, str):
+        detail = json.dumps(detail)
+    return escape(detail)

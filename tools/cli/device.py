@@ -1,4 +1,5 @@
-"""`lamplighter device …`: flash, provision, self-test, monitor, factory image, emulate."""
+"""`lamplighter device …`: list and show nodes; flash, provision, self-test, monitor, factory
+image, emulate, keys."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption
 
-device_app = typer.Typer(help="Technician tools for one node: flash, provision, emulate, monitor.",
+device_app = typer.Typer(help="The fleet's nodes: list and show them (operators), and the "
+                              "technician's tools for one node: flash, provision, emulate, "
+                              "monitor, keys.",
                          no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -597,3 +601,122 @@ def retire_key_cmd(device_id: DeviceIdArgument, server: ServerOption = None,
               "below (shown once; keep it out of logs)")
     out.print(json.dumps({"device_id": creds["device_id"], "secret": creds["secret"],
                           "key_version": creds["key_version"]}))
+
+
+# -- reading the fleet: list and show ---------------------------------------------------------
+
+def _ago(when: str | None) -> str:
+    """'2026-11-30 04:12:09 (3 min ago)' from an ISO time; 'never' for None."""
+    from datetime import UTC, datetime
+
+    if not when:
+        return "never"
+    moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
+    if seconds < 120:
+        since = f"{seconds} s"
+    elif seconds < 7200:
+        since = f"{seconds // 60} min"
+    elif seconds < 172800:
+        since = f"{seconds // 3600} h"
+    else:
+        since = f"{seconds // 86400} days"
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} ({since} ago)"
+
+
+def _state(node: dict[str, Any]) -> str:
+    if node["status"] != "active":
+        return f"[dim]{node['status']}[/dim]"
+    return "[green]online[/green]" if node["online"] else "[yellow]offline[/yellow]"
+
+
+@device_app.command("list")
+def list_cmd(
+    group: Annotated[str | None, typer.Option(help="Only nodes of this group.")] = None,
+    district: Annotated[str | None, typer.Option(help="Only nodes of this district.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only nodes with this tag.")] = None,
+    status: Annotated[str | None, typer.Option(
+        help="Only active or only decommissioned nodes.")] = None,
+    online: Annotated[bool | None, typer.Option(
+        "--online/--offline", help="Only nodes heard from within LAMPLIGHTER_OFFLINE_AFTER_S "
+        "(--online), or only those silent longer, never heard from, or retired (--offline).",
+        show_default=False)] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many.")] = 1000,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
+) -> None:
+    """The fleet's nodes as a table (GET /api/v1/devices; a reader token is enough)."""
+    if status is not None and status not in ("active", "decommissioned"):
+        raise typer.BadParameter("active or decommissioned", param_hint="--status")
+    params = {"group": group, "district": district, "tag": tag, "status": status,
+              "online": None if online is None else str(online).lower(), "limit": limit,
+              "offset": offset}
+    nodes = ApiClient(server, token, ca).call(
+        "GET", "/api/v1/devices", params={k: v for k, v in params.items() if v is not None})
+    if as_json:
+        out.print_json(data=nodes)
+        return
+    if not nodes:
+        out.print("no nodes match")
+        return
+    table = Table("device", "pole", "group", "district", "board", "state", "last check-in",
+                  "firmware", "config v.", "key v.")
+    for n in nodes:
+        table.add_row(n["device_id"], escape(n["pole_id"]), escape(n["group"]),
+                      escape(n["district"]), escape(n["board"]), _state(n),
+                      _ago(n["last_seen"]), escape(n["fw_version"] or ""),
+                      str(n["applied_config_version"]), str(n["key_version"]))
+    out.print(table)
+    if len(nodes) == limit:
+        out.print(f"{len(nodes)} nodes shown: there may be more (--offset {offset + limit})")
+    else:
+        out.print(f"{len(nodes)} node(s)")
+
+
+@device_app.command("show")
+def show_cmd(device_id: DeviceIdArgument,
+             as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")
+                                ] = False,
+             server: ServerOption = None, token: TokenOption = None,
+             ca: CaOption = None) -> None:
+    """One node: status, last check-in, firmware, applied configuration version, key
+    version, release key set and what it last reported (GET /api/v1/devices/ID)."""
+    n = ApiClient(server, token, ca).call("GET", f"/api/v1/devices/{device_id}")
+    if as_json:
+        out.print_json(data=n)
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    location = "" if n["lat"] is None else f"{n['lat']}, {n['lon']}"
+    keyset = "none reported" if n["keyset"] is None else f"serial {n['keyset']}"
+    rows: list[tuple[str, str]] = [
+        ("device", n["device_id"]), ("pole", escape(n["pole_id"])),
+        ("group", escape(n["group"])), ("district", escape(n["district"])),
+        ("board", escape(n["board"])), ("tags", escape(", ".join(n["tags"]))),
+        ("location", location), ("status", _state(n)),
+        ("last check-in", _ago(n["last_seen"])), ("firmware", escape(n["fw_version"] or "")),
+        ("config version", f"{n['applied_config_version']} applied"),
+        ("key version", str(n["key_version"])), ("release keys", keyset)]
+    if n.get("keyset_error"):
+        rows.append(("key set refused", f"[red]{escape(n['keyset_error'])}[/red]"))
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+    status = n["last_status"] or {}
+    if status:
+        out.print("[bold]last reported[/bold]")
+        reported = Table(show_header=False, box=None, pad_edge=False)
+        reported.add_column(style="dim")
+        reported.add_column()
+        for key in sorted(status):
+            value = status[key]
+            text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            reported.add_row(f"  {escape(key)}", escape(text))
+        out.print(reported)
+    else:
+        out.print("last reported: nothing yet")
+    out.print(f"commands: `lamplighter command list {n['device_id']}`")

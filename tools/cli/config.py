@@ -1,0 +1,189 @@
+"""`lamplighter config …`: a group's desired configuration and a node's overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption
+
+config_app = typer.Typer(
+    help="Nodes' configuration: a group's desired configuration, and one node's overrides "
+         "merged over it. Nodes receive the merged result at their next check-in.",
+    no_args_is_help=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+GroupOption = Annotated[str | None, typer.Option(
+    "--group", "-g", help="A group's desired configuration.")]
+DeviceOption = Annotated[str | None, typer.Option(
+    "--device", "-d", help="One node's overrides (merged over its group's configuration).")]
+
+
+def parse_value(text: str) -> Any:
+    """A value as JSON where it parses (40, 2.5, true, null, [1,2], {"a":1}, "quoted"), else
+    the text itself as a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
+    """{"key": value} from KEY=VALUE items (value as parse_value); a bad item is a usage error
+    naming it."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE (e.g. dim_pct=40, "
+                                     "mode=auto, schedule='[1,2]')", param_hint=what)
+        parsed[key] = parse_value(value)
+    return parsed
+
+
+def _scope(group: str | None, device: str | None) -> tuple[str, str, str]:
+    """(scope, target, API path) from exactly one of --group and --device."""
+    if (group is None) == (device is None):
+        raise typer.BadParameter("give exactly one of --group G and --device ID",
+                                 param_hint="--group/--device")
+    if group is not None:
+        return "group", group, f"/api/v1/groups/{group}/config"
+    assert device is not None
+    return "device", device, f"/api/v1/devices/{device}/config"
+
+
+def _print_config(config: dict[str, Any]) -> None:
+    if not config:
+        out.print("  (no keys)")
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key in sorted(config):
+        table.add_row(f"  {escape(key)}", escape(json.dumps(config[key])))
+    out.print(table)
+
+
+NO_READ_ROUTE = ("this fleet server has no route to read a stored configuration (GET {path} "
+                 "answers 405)")
+
+
+@config_app.command("get")
+def get_cmd(
+    group: GroupOption = None, device: DeviceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
+) -> None:
+    """The stored configuration of a group, or a node's overrides, with its version.
+
+    Where the server cannot show a stored configuration (no GET route for it), says so and
+    shows what it does know: the configuration version each node has applied.
+    """
+    scope, target, path = _scope(group, device)
+    api = ApiClient(server, token, ca)
+    status, body = api.call_or_status("GET", path, (405,))
+    if status != 405:
+        if as_json:
+            out.print_json(data=body)
+            return
+        out.print(f"{scope} {escape(target)}: configuration version {body.get('version')}")
+        _print_config(body.get("config") or {})
+        return
+    err.print(f"[yellow]{NO_READ_ROUTE.format(path=path)}[/yellow]; what it does know:")
+    if scope == "device":
+        node = api.call("GET", f"/api/v1/devices/{target}")
+        known = {"device_id": node["device_id"], "group": node["group"],
+                 "applied_config_version": node["applied_config_version"],
+                 "last_seen": node["last_seen"]}
+        if as_json:
+            out.print_json(data=known)
+            raise typer.Exit(1)
+        out.print(f"{node['device_id']} (group {escape(node['group'])}) has applied "
+                  f"configuration version {node['applied_config_version']} (the sum of its "
+                  "group's and its own profile versions; last check-in "
+                  f"{node['last_seen'] or 'never'})")
+    else:
+        nodes = api.call("GET", "/api/v1/devices", params={"group": target, "limit": 10000})
+        if as_json:
+            out.print_json(data=[{"device_id": n["device_id"],
+                                  "applied_config_version": n["applied_config_version"]}
+                                 for n in nodes])
+            raise typer.Exit(1)
+        if not nodes:
+            out.print(f"no nodes in group {escape(target)}")
+        for n in nodes:
+            out.print(f"{n['device_id']} ({escape(n['pole_id'])}): applied configuration "
+                      f"version {n['applied_config_version']}")
+    out.print("the audit trail names the keys each change set: `lamplighter audit list "
+              f"--action config.set --target {scope}:{escape(target)}`")
+    raise typer.Exit(1)
+
+
+@config_app.command("set")
+def set_cmd(
+    assignments: Annotated[list[str] | None, typer.Argument(
+        metavar="KEY=VALUE...", help="Keys to set; a VALUE is JSON where it parses (40, "
+        "true, null, [1,2], {\"a\":1}), else a string.", show_default=False)] = None,
+    group: GroupOption = None, device: DeviceOption = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", exists=True, dir_okay=False, readable=True,
+        help="A JSON object of keys to set (KEY=VALUE arguments override its keys).")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Store exactly these keys as the group's configuration (or the "
+        "node's overrides): keys not given are removed. Needed where the server cannot "
+        "show the stored configuration to merge into.")] = False,
+    server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
+) -> None:
+    """Set configuration keys of a group (--group) or one node's overrides (--device).
+
+    The given keys are merged into the stored configuration (other keys stay), or with
+    --replace become the whole of it. Nodes receive the merged result at their next check-in.
+    The server's reason is printed when it refuses a key or a value (422).
+    """
+    scope, target, path = _scope(group, device)
+    keys: dict[str, Any] = {}
+    if file is not None:
+        try:
+            loaded = json.loads(file.read_text())
+        except (ValueError, OSError) as exc:
+            raise typer.BadParameter(f"{file} is not JSON: {exc}", param_hint="--file") from None
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter(f"{file} must hold a JSON object of keys",
+                                     param_hint="--file")
+        keys.update(loaded)
+    keys.update(parse_assignments(assignments or [], "KEY=VALUE"))
+    if not keys and not replace:
+        raise typer.BadParameter("give KEY=VALUE arguments or --file F (or --replace with "
+                                 "neither to clear every key)", param_hint="KEY=VALUE")
+    api = ApiClient(server, token, ca)
+    body = keys
+    if not replace:
+        status, stored = api.call_or_status("GET", path, (404, 405))
+        if status == 405:
+            err.print(f"[red]not set:[/red] {NO_READ_ROUTE.format(path=path)}, so the keys "
+                      f"cannot be merged into the {scope}'s stored configuration, and setting "
+                      "them would remove every other key. Pass --replace to store exactly "
+                      f"these keys as the {scope}'s configuration: {escape(json.dumps(keys))}")
+            raise typer.Exit(1)
+        if status == 404 and scope == "device":
+            api.call("GET", f"/api/v1/devices/{target}")  # no such node: its reason, exit 1
+        current = stored.get("config") if status == 200 and isinstance(stored, dict) else None
+        body = {**(current or {}), **keys}
+    status, saved = api.call_or_status("PUT", path, (422,), json={"config": body})
+    if status == 422:
+        from tools.cli.api_client import refusal_reason
+
+        err.print(f"[red]the server refused this configuration (422):[/red] "
+                  f"{refusal_reason(saved)}", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"{scope} {escape(target)}: configuration version {saved['version']} stored; "
+              "nodes receive it at their next check-in")
+    _print_config(saved["config"])
