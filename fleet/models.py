@@ -242,6 +242,15 @@ class Rollout(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow,
                                  sa_column=Column(DateTime(timezone=True), nullable=False))
     created_by: str = Field(default="", max_length=64)
+    # Seconds a node may stay in each in-progress state ("planned" in a current wave counts as
+    # "offered") before it counts as failed with reason timeout; only open window time counts.
+    deadlines: dict[str, Any] = Field(default_factory=dict,
+                                      sa_column=Column(JSON, nullable=False))
+    # Which rollout a node shared with another is offered first (higher first), fixed at
+    # creation from the operator's precedence.
+    priority: int = 0
+    # When a request last looked for overdue nodes (check-ins do so at most every 30 s).
+    swept_at: datetime | None = _ts()
 
 
 class UpdateStatus(SQLModel, table=True):
@@ -252,10 +261,17 @@ class UpdateStatus(SQLModel, table=True):
     rollout_id: int = Field(foreign_key="rollout.id", index=True)
     device_id: int = Field(foreign_key="device.id", index=True)
     wave: int = 0
+    # planned (a member of its wave, not offered yet) | offered | downloading | installing |
+    # installed | committed | failed | rolled_back | refused | timeout | skipped (no longer
+    # eligible when its wave came) | superseded (offered a rollout that takes precedence)
     state: str = Field(default="offered", max_length=16)
     detail: str = Field(default="", max_length=200)
     updated_at: datetime = Field(default_factory=utcnow,
                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    # When the deadline of the current state began (reset on resume and when a wave starts).
+    since: datetime = Field(default_factory=utcnow,
+                            sa_column=Column(DateTime(timezone=True), nullable=False))
+    reported: str = Field(default="", max_length=16)  # the last state the node itself reported
 
 
 class UpdateEvent(SQLModel, table=True):

@@ -273,6 +273,20 @@ class Window(Strict):
     tz: Annotated[str, Field(max_length=64)] = "UTC"
 
 
+DeadlineS = Annotated[int, Field(ge=10, le=30 * 86400)]
+
+
+class Deadlines(Strict):
+    """Seconds a node may stay in each in-progress state before it counts as failed with
+    reason `timeout` (counted only while the rollout's window is open). `offered` also bounds
+    a node of the current wave that has not checked in to be offered."""
+
+    offered: DeadlineS = 3600
+    downloading: DeadlineS = 7200
+    installing: DeadlineS = 1800
+    installed: DeadlineS = 1800
+
+
 class RolloutIn(Strict):
     release_id: Count
     name: Annotated[str, Field(max_length=64)] = ""
@@ -285,12 +299,23 @@ class RolloutIn(Strict):
                                                     "(daytime, when the lamps are off)")
     allow_downgrade: bool = Field(False, description="Offer an older version (a signed "
                                                      "downgrade with a higher sequence)")
+    deadlines: Deadlines = Field(Deadlines(), description="Per in-progress state, seconds "
+                                 "before a node counts as failed with reason timeout")
+    precedence: Literal["new", "existing"] | None = Field(
+        None, description="Required when the target shares a node with an active or paused "
+                          "rollout: 'new' offers this rollout first on shared nodes, "
+                          "'existing' lets the other rollouts finish there first")
 
 
 class WaveOut(BaseModel):
     wave: int
     percent: int
-    planned: int
+    planned: int = Field(description="nodes matched at creation")
+    members: int = Field(description="every node in the wave now, late joiners included: the "
+                                     "denominator of both thresholds")
+    committed: int
+    failed: int = Field(description="failed, rolled back, refused or timed out")
+    timed_out: int
     states: dict[str, int]
 
 
@@ -308,6 +333,8 @@ class RolloutOut(BaseModel):
     success_threshold_pct: float | None
     window: dict[str, Any] | None
     allow_downgrade: bool
+    deadlines: dict[str, int]
+    priority: int
     created_at: datetime
 
 
@@ -317,6 +344,7 @@ class NodeUpdateOut(BaseModel):
     wave: int
     state: str
     detail: str
+    reported: str = Field(description="the last state the node itself reported")
     updated_at: datetime
 
 

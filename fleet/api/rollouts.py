@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -14,7 +14,13 @@ from fleet.errors import NotFound
 from fleet.models import Device, Rollout, UpdateEvent, UpdateStatus, aware
 from fleet.registry import get_device
 from fleet.releases import get_release
-from fleet.rollouts import create_rollout, get_rollout, operator_action, rollout_summary
+from fleet.rollouts import (
+    create_rollout,
+    get_rollout,
+    operator_action,
+    rollout_summary,
+    sweep,
+)
 from fleet.schemas import NodeUpdateOut, RolloutIn, RolloutOut, RowId, UpdateEventOut, WaveOut
 
 router = APIRouter(tags=["updates"])
@@ -28,20 +34,37 @@ def rollout_out(session: Session, row: Rollout) -> RolloutOut:
         waves=[WaveOut(**w) for w in rollout_summary(session, row)],
         failure_threshold_pct=row.failure_threshold_pct,
         success_threshold_pct=row.success_threshold_pct, window=row.window,
-        allow_downgrade=row.allow_downgrade, created_at=aware(row.created_at))
+        allow_downgrade=row.allow_downgrade, deadlines=row.deadlines, priority=row.priority,
+        created_at=aware(row.created_at))
+
+
+def swept(session: Session, row: Rollout) -> Rollout:
+    """The rollout with its overdue nodes marked `timeout` (the server has no scheduler: a read
+    is one of the moments deadlines are evaluated), committed before it is shown."""
+    if row.state == "active" and sweep(session, row.id or 0):
+        session.commit()
+    return row
 
 
 @router.post("/rollouts", response_model=RolloutOut, status_code=201,
              responses={404: {"description": "no such release"},
-                        409: {"description": "release already rolling out"},
+                        409: {"description": "release already rolling out, or the target "
+                                              "shares nodes with an active rollout and no "
+                                              "precedence was given"},
                         422: {"description": "bad waves or nothing to update"}})
 def start_rollout(body: RolloutIn, audit: Annotated[AuditEntry, audited(
                       "rollout.create", "rollouts", OPERATOR, Created(Rollout, "rollout:{id}"))],
                   session: SessionDep) -> RolloutOut:
-    """Offer a release to the target nodes in waves, canary first."""
+    """Offer a release to the target nodes in waves, canary first.
+
+    A node that stays in an in-progress state longer than its deadline counts as failed
+    (`timeout`). A target that shares a node with an active or paused rollout is refused (409)
+    unless `precedence` says which rollout goes first there."""
     audit.target = f"release:{body.release_id}"  # the rollout's own id once it exists
     audit.detail.update(release_id=body.release_id, waves=body.waves,
                         target=body.target.model_dump(exclude_none=True))
+    if body.precedence:
+        audit.detail["precedence"] = body.precedence
     release = get_release(session, body.release_id)
     audit.detail["version"] = release.version
     row = create_rollout(
@@ -49,21 +72,23 @@ def start_rollout(body: RolloutIn, audit: Annotated[AuditEntry, audited(
         waves=body.waves, failure_threshold_pct=body.failure_threshold_pct,
         success_threshold_pct=body.success_threshold_pct,
         window=body.window.model_dump() if body.window else None,
-        allow_downgrade=body.allow_downgrade, actor=audit.actor)
+        allow_downgrade=body.allow_downgrade, actor=audit.actor,
+        deadlines=body.deadlines.model_dump(), precedence=body.precedence)
     return rollout_out(session, row)
 
 
 @router.get("/rollouts", response_model=list[RolloutOut])
 def list_rollouts(_: ReaderDep, session: SessionDep) -> list[RolloutOut]:
-    """Every rollout, newest first, with per-wave counts."""
+    """Every rollout, newest first, with per-wave counts (overdue nodes marked first)."""
     rows = session.execute(select(Rollout).order_by(Rollout.id.desc())).scalars().all()
-    return [rollout_out(session, r) for r in rows]
+    return [rollout_out(session, swept(session, r)) for r in rows]
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut,
             responses={404: {"description": "no such rollout"}})
 def show_rollout(rollout_id: RowId, _: ReaderDep, session: SessionDep) -> RolloutOut:
-    return rollout_out(session, get_rollout(session, rollout_id))
+    """One rollout with per-wave counts (overdue nodes marked `timeout` first)."""
+    return rollout_out(session, swept(session, get_rollout(session, rollout_id)))
 
 
 @router.post("/rollouts/{rollout_id}/{action}", response_model=RolloutOut,
@@ -81,22 +106,28 @@ def act_on_rollout(rollout_id: RowId, action: str, audit: Annotated[AuditEntry, 
 
 @router.get("/rollouts/{rollout_id}/nodes", response_model=list[NodeUpdateOut],
             responses={404: {"description": "no such rollout"}})
-def rollout_nodes(rollout_id: RowId, _: ReaderDep, session: SessionDep) -> list[NodeUpdateOut]:
-    """Each node offered this rollout, with its wave and latest state."""
-    get_rollout(session, rollout_id)
-    rows = session.execute(select(UpdateStatus, Device.uid)
-                           .join(Device, Device.id == UpdateStatus.device_id)
-                           .where(UpdateStatus.rollout_id == rollout_id)
-                           .order_by(UpdateStatus.id)).all()
+def rollout_nodes(rollout_id: RowId, _: ReaderDep, session: SessionDep,
+                  planned: Annotated[bool, Query(
+                      description="also the members not offered yet (state planned)")] = False,
+                  ) -> list[NodeUpdateOut]:
+    """Each node offered this rollout, with its wave and latest state (`timeout`: past its
+    deadline; `reported` is what the node itself last said)."""
+    swept(session, get_rollout(session, rollout_id))
+    query = (select(UpdateStatus, Device.uid).join(Device, Device.id == UpdateStatus.device_id)
+             .where(UpdateStatus.rollout_id == rollout_id).order_by(UpdateStatus.id))
+    if not planned:
+        query = query.where(UpdateStatus.state != "planned")
+    rows = session.execute(query).all()
     return [NodeUpdateOut(rollout_id=rollout_id, device_id=uid, wave=s.wave, state=s.state,
-                          detail=s.detail, updated_at=aware(s.updated_at)) for s, uid in rows]
+                          detail=s.detail, reported=s.reported, updated_at=aware(s.updated_at))
+            for s, uid in rows]
 
 
 @router.get("/rollouts/{rollout_id}/events", response_model=list[UpdateEventOut],
             responses={404: {"description": "no such rollout"}})
 def rollout_events(rollout_id: RowId, _: ReaderDep, session: SessionDep) -> list[UpdateEventOut]:
-    """The rollout's history: creation, offers, node reports, pauses and wave advances."""
-    get_rollout(session, rollout_id)
+    """The rollout's history: creation, offers, node reports, timeouts, pauses and advances."""
+    swept(session, get_rollout(session, rollout_id))
     rows = session.execute(select(UpdateEvent, Device.uid)
                            .outerjoin(Device, Device.id == UpdateEvent.device_id)
                            .where(UpdateEvent.rollout_id == rollout_id)
