@@ -191,9 +191,14 @@ def test_command_send_and_list(live_server):
     assert sent.exit_code == 0, sent.output
     assert f"command 1 (identify) queued for {uid}" in sent.output
     override = run.invoke(cli, ["command", "send", uid, "lamp_override", "--arg",
-                                "level_pct=100", "--arg", "duration_s=600"])
+                                "level_pct=100", "--arg", "minutes=10"])
     assert override.exit_code == 0, override.output
-    assert '{"level_pct":100,"duration_s":600}' in override.output
+    assert '{"level_pct":100,"minutes":10}' in override.output
+    too_bright = run.invoke(cli, ["command", "send", uid, "lamp_override", "--arg",
+                                  "level_pct=150"])
+    assert too_bright.exit_code == 1
+    assert "refused (422): lamp_override needs args.level_pct between 0 and 100" in \
+        too_bright.output
 
     refused = run.invoke(cli, ["command", "send", uid, "explode"])
     assert refused.exit_code == 1

@@ -38,7 +38,7 @@ def send_cmd(
     arg: Annotated[list[str] | None, typer.Option(
         "--arg", "-a", help="An argument as KEY=VALUE (VALUE is JSON where it parses, else a "
         "string); repeat for several, e.g. lamp_override --arg level_pct=100 --arg "
-        "duration_s=600.")] = None,
+        "minutes=10.")] = None,
     server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
 ) -> None:
     """Queue a command for a node; it is delivered at the node's next check-in (an operator
