@@ -101,6 +101,13 @@ def test_an_empty_file_and_a_newer_schema(data_dir):
     assert result.exit_code == 2
     assert ("is at migration 0999, which this version of Lamplighter does not know" in
             _one_line(result.output))
+    for argv in (["server", "migrate"], ["server", "run", "--behind-tls-proxy", "--port", "0"]):
+        result = _invoke(argv)
+        assert result.exit_code == 2, result.output
+        text = _one_line(result.output)
+        assert f"cannot migrate the database at {db.resolve()}" in text
+        assert "a newer version of Lamplighter migrated it" in text
+        assert "Traceback" not in result.output
 
 
 def test_tokens_list_after_migrate(data_dir):

@@ -52,7 +52,7 @@ def run(
 ) -> None:
     import uvicorn
 
-    from fleet.core.db import SchemaNotMigrated, migrate, require_migrated
+    from fleet.core.db import SchemaNotMigrated, require_migrated
     from fleet.core.settings import get_settings
     from fleet.core.tls import default_tls_files
     from tools.cli.lifecycle import require_free_port
@@ -87,7 +87,7 @@ def run(
         ssl_args = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
     url = settings.resolved_database_url
     if migrate_first:
-        migrate(url)
+        _migrate(url)
     try:
         settings.master_key_bytes()
         require_migrated(url)
@@ -221,11 +221,10 @@ def _import_reason(exc: Exception, cert: Path, key: Path, ca: Path) -> str:
 @server_app.command("migrate")
 def migrate_cmd() -> None:
     """Bring the database to the newest schema (safe to run again)."""
-    from fleet.core.db import migrate
     from fleet.core.settings import get_settings
 
     url = get_settings().resolved_database_url
-    migrate(url)
+    _migrate(url)
     console.print(f"database at the newest schema: {_redact(url)}")
 
 
@@ -319,6 +318,28 @@ def _utc(when: datetime | None) -> str:
 
     moment = aware(when)
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else ""
+
+
+def _migrate(url: str) -> None:
+    """Migrate the database at `url`; a failure (a schema from a newer version, a database
+    that cannot be reached) ends the command with the reason instead of a traceback."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fleet.core.db import describe_database, migrate
+
+    try:
+        migrate(url)
+    except CommandError as exc:
+        newer = ("; a newer version of Lamplighter migrated it: run that version, or restore a "
+                 "backup taken before the upgrade") if "Can't locate revision" in str(exc) else ""
+        err.print(f"[red]cannot migrate the database at {describe_database(url)}:[/red] "
+                  f"{exc}{newer}")
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as exc:
+        err.print(f"[red]cannot migrate the database at {describe_database(url)}:[/red] "
+                  f"{getattr(exc, 'orig', None) or exc}")
+        raise typer.Exit(2) from None
 
 
 def _migrated_engine() -> Engine:
