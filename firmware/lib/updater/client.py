@@ -18,6 +18,11 @@ between steps and a power cut anywhere resumes the step or falls back to the run
 Phases: downloading -> installing -> installed -> switched (trial boot) -> committed, or the
 final refused / failed / rolled_back, reported until a check-in carried them.
 
+The maintenance window travels with the assignment ("window": {"start", "end", "period"}, epoch
+seconds of the open or next occurrence, and its period): the node downloads, installs and
+switches (reboots) only inside it, by its own clock, rolling the occurrence on by the period;
+outside it, or with its clock unset, the update holds where it stands.
+
 What the download never trusts: a manifest is checked as soon as it is on flash, but that
 check only lets the node stop early; the install verifies the manifest again from the bytes it
 installs, and every file as it writes it. Any restart of the download (416, a 200 to a Range
@@ -31,7 +36,14 @@ from micropython import const
 
 import bootsel
 from updater import keyring
-from updater.format import HEADER_SIZE, MANIFEST_TAG, MAX_FILE_SIZE, MAX_MANIFEST_SIZE, Refused
+from updater.format import (
+    HEADER_SIZE,
+    MANIFEST_TAG,
+    MAX_FILE_SIZE,
+    MAX_MANIFEST_SIZE,
+    MIN_VALID_CLOCK,
+    Refused,
+)
 from updater.verify import (
     FileCheck,
     check_path,
@@ -76,6 +88,33 @@ def budget(size):
     """Bytes a download of a `size`-byte bundle may take off the wire: the bundle, a quarter
     more for resumes, and two windows."""
     return size + size // 4 + 2 * WINDOW
+
+
+def _window(w):
+    """The assignment's maintenance window as [start, end, period] (epoch seconds), or None."""
+    if not isinstance(w, dict):
+        return None
+    try:
+        return [int(w["start"]), int(w["end"]), int(w.get("period", 0))]
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def window_wait(window, now):
+    """0 when `now` is inside the window (or there is none), else the opening to wait for
+    (-1: the clock is unset, or a window without a period has passed)."""
+    if not window:
+        return 0
+    if now < MIN_VALID_CLOCK:
+        return -1
+    start, end, period = window
+    if period > 0 and now >= end:
+        n = (now - end) // period + 1
+        start += n * period
+        end += n * period
+    if start <= now < end:
+        return 0
+    return start if now < start else -1
 
 
 def _mkdirs(path):
@@ -284,6 +323,10 @@ class Updater:
             same = isinstance(assignment, dict) and assignment.get("rollout_id") == st[
                 "rollout_id"]
             self._offered = same
+            if same and st["phase"] in ("downloading", "installing", "installed"):
+                w = _window(assignment.get("window"))
+                if w != st.get("window"):  # the server's occurrence moved on (or DST)
+                    self._save(window=w)
             if isinstance(assignment, dict) and not same and st["phase"] in ("downloading",
                                                                              "installing"):
                 _remove(self.root + PART_FILE)  # superseded by another rollout
@@ -299,7 +342,8 @@ class Updater:
                       "url": str(a["url"]), "size": int(a["size"]),
                       "version": str(a["version"])[:32], "sequence": int(a["sequence"]),
                       "phase": "downloading", "detail": "", "checked": False, "errors": 0,
-                      "restarts": 0, "wire": 0, "requests": 0, "retry_at": 0}  # type: dict
+                      "restarts": 0, "wire": 0, "requests": 0, "retry_at": 0,
+                      "window": _window(a.get("window"))}  # type: dict
         except (KeyError, TypeError, ValueError):
             return  # not an assignment this client understands; the server will ask again
         _remove(self.root + PART_FILE)
@@ -341,6 +385,13 @@ class Updater:
         phase = st["phase"]
         if phase not in ("downloading", "installing", "installed") or not self._offered:
             return False  # nothing to do, or paused on the server: hold until offered again
+        opens = window_wait(st.get("window"), self.clock_s())
+        if opens:  # outside the maintenance window: no download, install or reboot
+            detail = ("waiting for the window: opens at %d" % opens if opens > 0
+                      else "waiting for the window: clock unset or window passed")
+            if st.get("detail") != detail:
+                self._save(detail=detail)
+            return False
         try:
             if phase == "downloading":
                 if not self._download_step():
