@@ -11,6 +11,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleet.errors import error_body
+
 UPLOAD_PATHS = ("/api/v1/releases",)  # bodies that are release bundles
 
 
@@ -79,8 +81,8 @@ class BodyLimit:
 
 
 async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than {limit} bytes, the limit for "
-                                 "this endpoint"}).encode()
+    body = json.dumps(error_body(413, f"request body larger than {limit} bytes, the limit for "
+                                      "this endpoint")).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from sqlmodel import Session
 
@@ -46,6 +47,7 @@ def require_role(*roles: str) -> Callable[..., Caller]:
     def dependency(request: Request, session: SessionDep) -> Caller:
         return caller_with_role(request, session, roles)
 
+    dependency.roles = roles  # type: ignore[attr-defined]  # documented (fleet.api.openapi)
     return dependency
 
 
@@ -105,5 +107,52 @@ def audited(action: str, target: str, roles: tuple[str, ...],
         finally:
             entry.disarm()
 
+    dependency.roles = roles  # type: ignore[attr-defined]  # documented (fleet.api.openapi)
     return Depends(dependency, scope="function")
+
+
+def refuse_unknown_query(request: Request, known: frozenset[str] | None = None) -> None:
+    """422 naming each query parameter the route does not declare (a typo such as ?limt=10 is
+    refused, never silently ignored). `known`: the declared names, else read from the route.
+
+    Only compared, never rewritten: a device signs its request over path?query as sent.
+    """
+    if known is None:
+        route = request.scope.get("route")
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            return
+        known = _declared_query(dependant)
+    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
+    if unknown:
+        raise RequestValidationError([
+            {"type": "extra_forbidden", "loc": ("query", name), "msg": "unknown query parameter",
+             "input": request.query_params.get(name)} for name in unknown])
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _declared_query(dependant: Any) -> frozenset[str]:
+    """The query parameter names a route declares, its dependencies' included (cached)."""
+    names = _QUERY_NAMES.get(id(dependant))
+    if names is None:
+        found: set[str] = set()
+        pending = [dependant]
+        while pending:
+            current = pending.pop()
+            pending.extend(current.dependencies)
+            for param in current.query_params:
+                model = param.field_info.annotation
+                if isinstance(model, type) and issubclass(model, BaseModel):  # a query model
+                    found.update(f.alias or n for n, f in model.model_fields.items())
+                else:
+                    found.add(param.alias)
+        names = _QUERY_NAMES[id(dependant)] = frozenset(found)
+    return names
+
+
+def no_unknown_query(request: Request) -> None:
+    """The router dependency of every API route (fleet.api.main): see refuse_unknown_query."""
+    refuse_unknown_query(request)
 

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from fleet.api.deps import refuse_unknown_query
 from fleet.auth import authenticated_device, sign_replies_with, signed_headers, signed_path
 from fleet.checkin import handle_checkin
 from fleet.core.db import get_engine
@@ -29,6 +30,7 @@ async def checkin(request: Request) -> Response:
     stranger learns nothing from a 422) and answers a plain check-in without a thread hop.
     """
     signed = signed_headers(request)
+    refuse_unknown_query(request, known=frozenset())  # served outside the router's dependency
     raw = await request.body()
     try:
         report = CheckIn.model_validate_json(raw)
