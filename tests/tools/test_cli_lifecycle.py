@@ -146,6 +146,30 @@ def test_demo_stops_its_server_and_lampposts(tmp_path, sig):
     assert "emulated lampposts powered off" in text and "fleet server stopped" in text
 
 
+@pytest.mark.slow
+def test_sim_powers_its_lampposts_off_on_sigterm(tmp_path, live_server):
+    log = tmp_path / "log"
+    env = {"LAMPLIGHTER_SERVER": live_server.url, "LAMPLIGHTER_TOKEN": live_server.operator_token,
+           "LAMPLIGHTER_CA": live_server.verify}
+    os.environ.update(env)
+    try:
+        proc = _lamplighter(["sim", "--nodes", "2", "--root", str(tmp_path / "sim")],
+                            tmp_path / "var", log)
+    finally:
+        for name in env:
+            os.environ.pop(name)
+    try:
+        def both_up() -> bool:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            return sum("micropython" in _cmdline(p) for p in _descendants(proc.pid)) == 2
+        _wait_for(both_up, 120, "two lampposts were not running", log)
+        _stop_and_check(proc, signal.SIGTERM, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "emulated lampposts powered off" in log.read_text()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_server_run_stops_its_workers(tmp_path, sig):
     log = tmp_path / "log"

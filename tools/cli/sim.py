@@ -147,8 +147,15 @@ def sim(
     else:
         err.print(f"[yellow]warning: {url} is plain HTTP; the emulated lampposts are told to "
                   "accept it (a node in the street refuses a server without TLS)[/yellow]")
-    run_sim(url, token, nodes, root, speed, prefix, checkin_interval_s, duration_s, release_key,
-            verify=verify, ca_der=ca_der, insecure_http=not url.startswith("https://"))
+    from tools.cli.lifecycle import stop_children_on_signals
+
+    with stop_children_on_signals():  # SIGTERM powers the lampposts off, as Ctrl-C does
+        try:
+            run_sim(url, token, nodes, root, speed, prefix, checkin_interval_s, duration_s,
+                    release_key, verify=verify, ca_der=ca_der,
+                    insecure_http=not url.startswith("https://"))
+        except KeyboardInterrupt:  # while they were booting: those started are stopped
+            pass
 
 
 def _check_server_certificate(url: str, verify: Verify, ca: Path | None) -> None:
