@@ -523,8 +523,12 @@ def _start_wave(session: Session, rollout: Rollout, now: datetime) -> None:
         UpdateStatus.state == "planned").values(since=now))
 
 
-def evaluate(session: Session, rollout_id: int, now: datetime | None = None) -> None:
-    """Pause on too many failures in any wave; advance when the current wave succeeded enough.
+def evaluate(session: Session, rollout_id: int, now: datetime | None = None, *,
+             settled_check: bool = True) -> None:
+    """Pause on too many failures in any wave; advance when the current wave succeeded enough;
+    pause when every member of the current wave has settled (committed, failed or timed out)
+    below the success threshold, which it then can no longer reach (not after an operator's
+    resume, which asks to wait for late reports).
 
     Both percentages are over the wave's members now (late joiners included); a timeout is a
     failure.
@@ -552,6 +556,13 @@ def evaluate(session: Session, rollout_id: int, now: datetime | None = None) -> 
         size = _members(counts)
         done = counts.get("committed", 0)
         if size and 100 * done / size < rollout.success_threshold_pct:
+            if settled_check and not any(counts.get(s, 0) for s in WAITING):
+                failed = sum(counts.get(s, 0) for s in FAILED)
+                _set_state(session, rollout, "paused",
+                           f"wave {rollout.wave} settled below its success threshold: {done} "
+                           f"of {size} committed, {failed} failed "
+                           f"({counts.get('timeout', 0)} timed out; threshold "
+                           f"{rollout.success_threshold_pct:g} %)")
             return
         if rollout.wave + 1 >= len(rollout.waves):
             _set_state(session, rollout, "completed", f"last wave: {done} of {size} committed")
@@ -594,7 +605,7 @@ def operator_action(session: Session, rollout: Rollout, action: str, actor: str)
             UpdateStatus.rollout_id == rollout.id, UpdateStatus.state.in_(WAITING))
             .values(since=now))
         session.flush()
-        evaluate(session, rollout.id or 0, now)
+        evaluate(session, rollout.id or 0, now, settled_check=False)
     session.commit()
     return rollout
 

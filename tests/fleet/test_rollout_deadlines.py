@@ -77,7 +77,7 @@ def test_a_node_silent_past_its_deadline_times_out_and_a_later_report_still_coun
     assert nodes(client, tokens, rid)[stuck["device_id"]]["state"] == "downloading"
     age(session, rid, 601, state="downloading")
     shown = show(client, tokens, rid)  # the read finds it overdue
-    assert shown["state"] == "active"
+    assert shown["state"] == "active", shown
     assert shown["waves"][0]["timed_out"] == 1 and shown["waves"][0]["failed"] == 1
     row = nodes(client, tokens, rid)[stuck["device_id"]]
     assert row["state"] == "timeout" and row["detail"].startswith("timeout: downloading")
@@ -89,11 +89,14 @@ def test_a_node_silent_past_its_deadline_times_out_and_a_later_report_still_coun
     for n in rest:
         checkin(device_call, n, fw_version="1.1.0", update={"rollout_id": rid,
                                                             "state": "committed"})
-    assert show(client, tokens, rid)["state"] == "active"  # 3 of 4 committed, threshold 100
+    # 3 of 4 committed, the fourth timed out: the wave cannot reach 100 % and says so
+    assert show(client, tokens, rid)["state"] == "paused"
     checkin(device_call, stuck, fw_version="1.1.0", update={"rollout_id": rid,
                                                             "state": "committed"})
     shown = show(client, tokens, rid)
-    assert shown["state"] == "completed" and shown["waves"][0]["timed_out"] == 0
+    assert shown["waves"][0]["timed_out"] == 0 and shown["waves"][0]["committed"] == 4
+    resumed = client.post(f"/api/v1/rollouts/{rid}/resume", headers=tokens["operator"])
+    assert resumed.json()["state"] == "completed"
     history = client.get(f"/api/v1/devices/{stuck['device_id']}/updates",
                          headers=tokens["reader"]).json()
     assert [e["state"] for e in history] == ["offered", "downloading", "timeout",
@@ -270,3 +273,27 @@ def test_deadlines_are_validated(fleet, release, client, tokens):
     assert "downloading" in str(resp["detail"])
     resp = start(client, tokens, release, expect=422, deadlines={"booting": 60})
     assert "booting" in str(resp["detail"])
+
+
+def test_a_wave_settled_below_its_success_threshold_pauses_instead_of_hanging(
+        fleet, release, client, tokens, device_call, session):
+    rid = start(client, tokens, release, failure_threshold_pct=60)["id"]
+    for n in fleet:
+        checkin(device_call, n)
+    for n in fleet[:3]:
+        checkin(device_call, n, fw_version="1.1.0", update={"rollout_id": rid,
+                                                            "state": "committed"})
+    checkin(device_call, fleet[3], update={"rollout_id": rid, "state": "downloading"})
+    assert show(client, tokens, rid)["state"] == "active"  # 3 of 4, one still downloading
+    age(session, rid, 7201, state="downloading")
+    shown = show(client, tokens, rid)
+    assert shown["state"] == "paused"
+    assert shown["state_reason"].startswith("wave 0 settled below its success threshold: "
+                                            "3 of 4 committed, 1 failed (1 timed out")
+    # resumed, it waits for the straggler (still offered), which then completes it
+    op = tokens["operator"]
+    assert client.post(f"/api/v1/rollouts/{rid}/resume", headers=op).json()["state"] == "active"
+    assert checkin(device_call, fleet[3])["update"]["rollout_id"] == rid
+    checkin(device_call, fleet[3], fw_version="1.1.0", update={"rollout_id": rid,
+                                                               "state": "committed"})
+    assert show(client, tokens, rid)["state"] == "completed"
