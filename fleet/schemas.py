@@ -17,6 +17,11 @@ Count = Annotated[int, Field(ge=0, le=INT32_MAX)]  # fits a 32-bit column on eve
 RowId = Annotated[int, Path(ge=1, le=INT32_MAX, description="numeric id")]
 
 
+def example(body: dict[str, Any]) -> ConfigDict:
+    """A request body's example for the OpenAPI document (every request body has one)."""
+    return ConfigDict(json_schema_extra={"examples": [body]})
+
+
 class Strict(BaseModel):
     """Bodies refuse unknown fields: a typo is a 422 that names it, never silently ignored."""
 
@@ -24,6 +29,10 @@ class Strict(BaseModel):
 
 
 class DeviceRegistration(Strict):
+    model_config = example({
+        "pole_id": "HB-0042", "district": "harbour", "group": "harbour-east", "lat": 51.5072,
+        "lon": -0.1276, "board": "esp32_devkitc", "tags": ["pilot"]})
+
     pole_id: Name
     district: Annotated[str, Field(max_length=64)] = ""
     group: Name = "default"
@@ -34,6 +43,13 @@ class DeviceRegistration(Strict):
 
 
 class DeviceBatch(Strict):
+    model_config = example({
+        "devices": [{"pole_id": "HB-0043", "district": "harbour", "group": "harbour-east",
+                     "board": "esp32_devkitc"},
+                    {"pole_id": "HB-0044", "district": "harbour", "group": "harbour-east",
+                     "board": "esp32_devkitc", "tags": ["pilot"]}],
+        "enrollment": True, "enrollment_ttl_days": 30})
+
     devices: Annotated[list[DeviceRegistration], Field(min_length=1, max_length=1000)]
     enrollment: bool = Field(False, description="Also issue a one-time enrollment code per node")
     enrollment_ttl_days: Annotated[int, Field(ge=1, le=365)] = 30
@@ -72,6 +88,9 @@ class DeviceOut(BaseModel):
 
 
 class ConfigBody(Strict):
+    model_config = example({
+        "config": {"checkin_interval_s": 600, "dimming": {"dim_level": 40}}})
+
     config: dict[str, Any] = Field(description="Keys the node's configuration accepts")
 
 
@@ -83,6 +102,8 @@ class ConfigOut(BaseModel):
 
 
 class CommandIn(Strict):
+    model_config = example({"type": "lamp_override", "args": {"level_pct": 100, "minutes": 30}})
+
     type: Literal["reboot", "identify", "lamp_override"]
     args: dict[str, Any] = {}
 
@@ -99,6 +120,8 @@ class CommandOut(BaseModel):
 
 
 class EnrollRequest(Strict):
+    model_config = example({"code": "K7QF-2M9X-PL4D-8RWA"})
+
     code: Annotated[str, Field(min_length=8, max_length=32)]
 
 
@@ -118,6 +141,13 @@ class UpdateReport(Strict):
 
 
 class CheckIn(Strict):
+    model_config = example({
+        "fw_version": "1.4.2", "uptime_s": 86400, "mem_free": 61440, "rssi": -67,
+        "wifi_reconnects": 1, "boot_reason": "power_on", "sensor_faults": {},
+        "config_version": 3, "update_state": "idle", "queue_len": 12, "queue_dropped": 0,
+        "lamp_level_pct": 30.0, "acks": [{"id": 17, "ok": True, "result": "done"}],
+        "keyset": 2})
+
     fw_version: Annotated[str, Field(max_length=32)] = ""
     uptime_s: Count = 0
     mem_free: Count | None = None
@@ -189,6 +219,10 @@ class TokenOut(BaseModel):
 
 
 class KeyIn(Strict):
+    model_config = example({
+        "public_key": "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+        "name": "release-2026"})
+
     public_key: Annotated[str, Field(min_length=64, max_length=400,
                                      description="hex of the raw 32-byte key, or PEM")]
     name: Annotated[str, Field(max_length=64)] = ""
@@ -216,6 +250,10 @@ class KeyOut(BaseModel):
 
 class KeyStatementIn(Strict):
     """A signed key statement envelope exactly as `lamplighter release rotate/revoke` writes it."""
+
+    model_config = example({
+        "key_id": "9f1c2b7d04e3a6b5", "signature": "5e" * 64,
+        "statement": '{"kind":"rotate","serial":3,"new_key":"..."}'})
 
     key_id: Annotated[str, Field(max_length=16, description="the signer's key id")]
     signature: Annotated[str, Field(max_length=128, description="128 hex digits")]

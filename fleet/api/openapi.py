@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from fleet.errors import ErrorBody
 
@@ -87,7 +87,7 @@ def standard_errors(path: str, operation: dict[str, Any]) -> list[int]:
     return sorted(codes)
 
 
-def document_operation(path: str, operation: dict[str, Any], route: APIRoute | None) -> None:
+def document_operation(path: str, operation: dict[str, Any], route: Any) -> None:
     """Add the security requirement, the standard errors and the error body to one operation."""
     if path.startswith(API_PREFIX):
         roles = route_roles(route.dependant) if route is not None else None
@@ -113,9 +113,10 @@ def documented_openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description,
                          routes=app.routes)
-    routes = {(route.path, method.lower()): route for route in app.routes
-              if isinstance(route, APIRoute) and route.include_in_schema
-              for method in route.methods}
+    routes = {(route.path_format, method.lower()): route
+              for route in iter_route_contexts(app.routes)
+              if isinstance(route.original_route, APIRoute) and route.include_in_schema
+              for method in route.methods or ()}
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             document_operation(path, operation, routes.get((path, method)))

@@ -39,6 +39,10 @@ BATCH_SCHEMA: dict[str, Any] = {
             },
         },
     }},
+    "examples": [{"readings": [
+        {"seq": 1041, "ts": 1795950000.0, "m": "lux", "v": 12.5},
+        {"seq": 1042, "ts": 1795950060.0, "m": "temperature_c", "v": 8.25},
+    ]}],
 }
 
 
