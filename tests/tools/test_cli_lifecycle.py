@@ -190,3 +190,21 @@ def test_server_run_stops_its_workers(tmp_path, sig):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_demo_on_a_database_a_newer_version_migrated(tmp_path):
+    import sqlite3
+
+    from fleet.core.db import migrate
+
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    migrate(f"sqlite:///{data_dir / 'fleet.db'}")
+    with sqlite3.connect(data_dir / "fleet.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0999'")
+    log = tmp_path / "log"
+    proc = _lamplighter(["demo", "--nodes", "0", "--port", str(free_port())], data_dir, log)
+    assert proc.wait(60) == 2
+    text = " ".join(log.read_text().split())
+    assert f"cannot migrate the demo's database in {data_dir}" in text
+    assert "a newer version of Lamplighter migrated it" in text and "Traceback" not in text

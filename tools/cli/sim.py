@@ -197,6 +197,9 @@ def demo(
 
 
 def _demo(nodes: int, port: int, duration_s: float | None, release_key: Path | None) -> None:
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
     from tools.emulator.fleet_process import start_fleet_server
     from tools.emulator.sim import demo_release_key
 
@@ -213,6 +216,12 @@ def _demo(nodes: int, port: int, duration_s: float | None, release_key: Path | N
     except RuntimeError as exc:
         err.print(f"[red]the fleet server did not start:[/red] {exc}")
         raise typer.Exit(1) from None
+    except (CommandError, SQLAlchemyError) as exc:  # migrating its database failed
+        newer = ("; a newer version of Lamplighter migrated it: run that version, or move "
+                 f"{data_dir} aside") if "Can't locate revision" in str(exc) else ""
+        err.print(f"[red]cannot migrate the demo's database in {data_dir}:[/red] "
+                  f"{getattr(exc, 'orig', None) or exc}{newer}")
+        raise typer.Exit(2) from None
     try:
         _demo_with(server, data_dir, nodes, duration_s, release_key, private)
     finally:
