@@ -16,10 +16,14 @@ reports apart (`image=` on its heap line) and which is left out of the heap figu
 What the image saves is measured in the same run: the resident modules imported from the
 slot's files against from the image.
 
-The day's node reports to its world. A second node, on the HTTP uplink to a live fleet
-server (SQLite), runs 5 virtual hours at 600× so that its check-ins and uploads are real
-signed requests; its peak is printed too, since that node also keeps its uplink's state and
-the update client's proxy resident.
+The day's node is on the street's Wi-Fi (the world's access point) and reports to its
+world. A second node, on Wi-Fi and the HTTP uplink to a live fleet server (SQLite), runs 5
+virtual hours at 600× so that its check-ins and uploads are real signed requests; its peak is
+printed too, since that node also keeps its uplink's state and the update client's proxy
+resident, and its exchanges intern the names of the code they load (past 620 names the
+64-bit port adds a pool of about 7.5 KB; an ESP32's 32-bit entries take about half). That
+node cannot be replayed on the WebAssembly port (no sockets there), so its 32-bit figure is
+derived from its 64-bit one by the day's measured 32/64-bit ratio, and labelled so.
 
 The unix port is 64-bit: object words and GC blocks are twice an ESP32's, but bytecode is
 the same bytes, so the 32-bit size of this heap lies between half of it and all of it. The
@@ -62,7 +66,7 @@ from pathlib import Path
 from bench._link_replay import REPLAY_MOUNT, RecordingProxy, prepare_replay_flash, replay
 from bench._wasm32 import TOP_LEVEL, run_wasm, wasm_unavailable
 from bench.report import Figure
-from tests.rigs.hil_rig import Rig
+from tests.rigs.hil_rig import RIG_WIFI, Rig
 from tests.rigs.micropython import micropython_command
 from tools.emulator.fleet_process import start_fleet_server
 from tools.emulator.launcher import (
@@ -273,8 +277,9 @@ def run() -> list[Figure]:
     end_ms = HOURS * 3600 * 1000
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as pool:
         trace = Path(tmp) / "link.trace"
+        # on the street's Wi-Fi as a stock board is: the Wi-Fi loop is part of its day
         launcher = Launcher(Path(tmp) / "flash", scenario, end_ms=end_ms,
-                            config=BENCH_CONFIG, measure_raw=True)
+                            config=BENCH_CONFIG, measure_raw=True, wifi=RIG_WIFI)
         # the node reaches its world through a recorder of its link (for the 32-bit replay)
         with RecordingProxy(launcher.world.port, trace) as recorder:
             launcher.world.port = recorder.port
@@ -296,6 +301,7 @@ def run() -> list[Figure]:
             replay_flash = Path(tmp) / "replay"
             install_factory_app(replay_flash, launcher.app_dir)
             (replay_flash / "config.json").write_text(json.dumps(BENCH_CONFIG))
+            (replay_flash / "wifi.json").write_text(json.dumps(RIG_WIFI))
             replayed = pool.submit(_replay_day, replay_flash, trace)
 
         # what the image saves: the resident modules' heap, imported both ways
@@ -370,6 +376,15 @@ def run() -> list[Figure]:
                    "port)", files_32 / 1024, "KB", baseline="64-bit unix port",
                    baseline_value=files_64 / 1024),
         ]
+        # the HTTP node cannot be replayed on the WebAssembly port (no sockets, no TLS): its
+        # 32-bit peak is derived from its 64-bit one by this day's 32/64-bit ratio
+        figures_32.append(Figure(
+            "peak heap after GC of the node on the HTTP uplink, 32-bit, DERIVED (its 64-bit "
+            "peak × this run's 32/64-bit ratio of the replayed day), code from files",
+            server_peak_kb * peak_32_kb / peak_64_kb, "KB",
+            baseline="64-bit, measured", baseline_value=server_peak_kb,
+            target=f"≤ {HEAP_TARGET_KB} KB",
+            met=server_peak_kb * peak_32_kb / peak_64_kb <= HEAP_TARGET_KB))
         if image_32 is not None:
             figures_32.append(Figure(
                 "heap of the resident modules from the code image on flash, 32-bit "
@@ -381,9 +396,10 @@ def run() -> list[Figure]:
                baseline="first reading, at boot", baseline_value=allocs[0] / 1024,
                target=f"≤ {HEAP_TARGET_KB} KB on ESP32 (proved here only at ≤ 64 KB)",
                met=peak_kb <= HEAP_TARGET_KB),
-        Figure(f"peak heap after GC of a node on the HTTP uplink to a live fleet server "
-               f"({SERVER_HOURS} h, code image apart)", server_peak_kb, "KB",
-               target=f"≤ {HEAP_TARGET_KB} KB", met=server_peak_kb <= HEAP_TARGET_KB),
+        Figure(f"peak heap after GC of a node on Wi-Fi and the HTTP uplink to a live fleet "
+               f"server (64-bit unix port, {SERVER_HOURS} h, code image apart)",
+               server_peak_kb, "KB", target=f"≤ {HEAP_TARGET_KB} KB (a proof for ESP32)",
+               met=server_peak_kb <= HEAP_TARGET_KB),
         *figures_32,
         Figure("code image of the slot (flash on a device; one heap buffer on the unix port)",
                image_kb, "KB"),

@@ -474,8 +474,8 @@ def test_10_a_cold_rtc_without_ntp_and_a_power_cut_before_the_clock_is_set(rig, 
     assert [f["source"] for _ms, f in set_lines] == ["fleet"]
     [(_ms, estimated)] = launcher.events("clock_estimated")
     second_boot_s = start + boots[1][0] / 1000
-    first_boot = [r for r in readings if r["seq"] < int(estimated["end_seq"])]
-    second_boot = [r for r in readings if r["seq"] >= int(estimated["end_seq"])]
+    first_boot = [r for r in readings if r["seq"] < int(estimated["end"])]
+    second_boot = [r for r in readings if r["seq"] >= int(estimated["end"])]
     assert first_boot and second_boot
     # the first boot's readings, taken before its clock was ever set: placed before the
     # second boot began (how long the post was off is unknown to it)
@@ -493,3 +493,97 @@ def _epoch(ts: object) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(str(ts).replace("Z", "+00:00")).timestamp()
+
+
+
+def _wait_line(node, predicate, what: str, timeout: float = 120) -> str:
+    """The first of the node's log lines that `predicate` accepts (polled every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(node.launcher.lines):
+            if predicate(line):
+                return line
+        time.sleep(0.01)
+    tail = list(node.launcher.lines)[-12:]
+    raise AssertionError(f"timed out waiting for {what}; node log: {json.dumps(tail)[:3000]}")
+
+
+def _downloading(line: str) -> bool:
+    """The update client's log line after a download window ("<have>/<size> bytes")."""
+    return " update " in line and "phase=downloading" in line and "bytes" in line
+
+
+def test_11_rollouts_never_hang_a_node_cut_mid_download_times_out_a_window_holds_an_offer(
+        rig, hil_record):
+    """Issue 14 on emulated lampposts. (a) Four nodes, waves 50/100: one of the canary wave's
+    two nodes is switched off in the middle of its download. The server (no scheduler) counts
+    it `timeout` once its 20 s downloading deadline has passed; the other canary commits, the
+    wave moves on and the rollout completes, the timeout counted as a failure. (b) A node whose
+    own clock is 6 virtual minutes before its maintenance window is offered the update (the
+    server's clock is inside the window): it holds the offer, reports that it waits for the
+    window, and downloads, installs and reboots only once its clock reaches the window."""
+    nodes = rig.add_nodes(4, group="rig", checkin_interval_s=20)
+    rig.wait_until("four nodes online", lambda: _all_online(rig, 4), timeout=180)
+
+    # (a) a node switched off mid-download
+    release = rig.release("0.11.0", 11)
+    rollout = rig.api("POST", "/api/v1/rollouts", json={
+        "release_id": release["id"], "target": {"group": "rig"}, "waves": [50, 100],
+        "success_threshold_pct": 50, "failure_threshold_pct": 60,
+        "deadlines": {"offered": 120, "downloading": 20, "installing": 120,
+                      "installed": 180}})
+    rid = rollout["id"]
+    planned = rig.api("GET", f"/api/v1/rollouts/{rid}/nodes", params={"planned": "true"})
+    canaries = [n for n in nodes if n.device_id in
+                {r["device_id"] for r in planned if r["wave"] == 0}]
+    assert len(canaries) == 2
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline:
+        victim = next((n for n in canaries if any(
+            _downloading(line) for line in list(n.launcher.lines))), None)
+        time.sleep(0.01)
+    assert victim is not None, "no canary started downloading"
+    victim.launcher.power_cut()
+    state = json.loads((rig.work / victim.pole_id / "update" / "state.json").read_text())
+    assert state["phase"] == "downloading", state  # switched off mid-download
+    rig.wait_until("the switched-off node counted timeout and the rollout completed", lambda: (
+        _rollout_nodes(rig, rid).get(victim.device_id) == "timeout"
+        and rig.api("GET", f"/api/v1/rollouts/{rid}")["state"] == "completed"), timeout=300)
+    status = rig.api("GET", f"/api/v1/rollouts/{rid}")
+    wave0, wave1 = status["waves"]
+    assert (wave0["timed_out"], wave0["failed"], wave0["committed"]) == (1, 1, 1), wave0
+    assert wave1["committed"] == 2, wave1
+    row = {r["device_id"]: r for r in rig.api("GET", f"/api/v1/rollouts/{rid}/nodes")}[
+        victim.device_id]
+    assert row["detail"].startswith("timeout: downloading"), row
+    events = rig.api("GET", f"/api/v1/rollouts/{rid}/events")
+    assert [e["device_id"] for e in events if e["state"] == "timeout"] == [victim.device_id]
+    assert any(e["state"] == "advanced" for e in events)
+    hil_record("timed_out", 1)
+
+    # (b) an offer that reaches a node before its window: the window is this UTC hour and
+    # the next (the server is inside it); the node's clock starts 6 minutes before this hour
+    # began and runs at 4x, so it reaches the window about 90 s from now
+    window_start = int(time.time()) // 3600 * 3600
+    hour = time.gmtime(window_start).tm_hour
+    lead_s = 360
+    rig.speed, rig.epoch = 4.0, window_start - lead_s
+    [held] = rig.add_nodes(1, group="window", checkin_interval_s=20)
+    release_b = rig.release("0.12.0", 12)
+    rollout_b = rig.api("POST", "/api/v1/rollouts", json={
+        "release_id": release_b["id"], "target": {"group": "window"}, "waves": [100],
+        "window": {"start_hour": hour, "end_hour": (hour + 2) % 24, "tz": "UTC"}})
+    waiting = _wait_line(held, lambda line: "waiting for the window" in line,
+                         "the node holding the offer until its window")
+    assert f"opens at {window_start}" in waiting, waiting
+    first = _wait_line(held, _downloading, "the first download window", timeout=240)
+    boot_ms = held.launcher.world.records.boots[0][0]
+    node_clock = window_start - lead_s + (boot_ms + int(first.split(" ", 1)[0])) / 1000
+    assert node_clock >= window_start - 2, (first, node_clock, window_start)
+    rig.wait_until("the held node committed inside its window", lambda: list(
+        _rollout_nodes(rig, rollout_b["id"]).values()) == ["committed"], timeout=240)
+    boots = held.launcher.world.records.boots
+    assert len(boots) == 2 and window_start - lead_s + boots[1][0] / 1000 >= window_start
+    assert rig.devices()[held.device_id]["fw_version"] == "0.12.0"
+    hil_record("node_clock_before_window_s", lead_s)

@@ -243,12 +243,12 @@ class EmuWLAN:
         self.link.tx[3] = _WIFI_DISCONNECT
         self.link.call(_OP_WIFI, 1)
 
-    def status(self, param=None):
+    def status(self, key=None):
         link = self.link
         link.tx[3] = _WIFI_STATUS
         link.call(_OP_WIFI, 1)
         code, rssi = struct.unpack_from("<Hb", link.rx, 0)
-        return rssi if param == "rssi" else code
+        return rssi if key == "rssi" else code
 
     def isconnected(self):
         return self.status() == 1010  # network.STAT_GOT_IP
@@ -349,11 +349,11 @@ class Board:
         the world's scenario says otherwise, until NTP or the fleet server sets it)."""
         return self._start_epoch + self.link.now_ms // 1000
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, value):
         """Set the RTC (it keeps the time through resets until the next power cut)."""
-        struct.pack_into("<I", self.link.tx, 3, int(epoch))
+        struct.pack_into("<I", self.link.tx, 3, int(value))
         self.link.call(_OP_RTC_SET, 4)
-        self._start_epoch = int(epoch) - self.link.now_ms // 1000
+        self._start_epoch = int(value) - self.link.now_ms // 1000
 
     def ntp_s(self):
         """UTC seconds from an NTP server over the network, or None when none answers."""

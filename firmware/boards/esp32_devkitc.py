@@ -55,9 +55,9 @@ class Board:
         """UTC seconds since 1970 from the RTC: 2000-01-01 after a power cut, until set."""
         return int(time.time()) + self._epoch_offset
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, value):
         """Set the RTC (kept through resets and deep sleep, lost with power)."""
-        t = time.gmtime(epoch - self._epoch_offset)
+        t = time.gmtime(value - self._epoch_offset)
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
     def ntp_s(self):

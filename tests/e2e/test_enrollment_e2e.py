@@ -91,3 +91,50 @@ def test_a_capture_of_enrollment_checkin_and_telemetry_shows_no_secret_and_no_re
         secrets[f"reading {reading['metric']}"] = f'"m":"{reading["metric"]}"'.encode()
     seen = [name for name, value in secrets.items() if value in wire]
     assert seen == [], f"in clear on the wire: {seen}"
+
+
+@pytest.mark.slow
+def test_a_node_that_cannot_reach_the_server_at_first_boot_enrolls_later_without_a_power_cycle(
+        live_server, tmp_path):
+    """A factory-imaged post on the street's Wi-Fi whose server is unreachable at first boot
+    (the path is down): it runs on with its lamp, tries its code again at each check-in, and
+    once the path is back it enrolls, resets itself once and reports with its identity."""
+    assert live_server.tls is not None
+    port = int(live_server.url.rsplit(":", 1)[1])
+    path = FaultProxy("127.0.0.1", port, scheme="https")
+    path.outage(True)
+    issued = httpx.post(f"{live_server.url}/api/v1/devices/batch",
+                        json={"devices": [{"pole_id": "LATE-1", "board": "emulated"}],
+                              "enrollment": True}, headers=live_server.operator_headers,
+                        verify=live_server.ssl_context).json()[0]
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "enrollment.json").write_text(json.dumps(
+        {"code": issued["enrollment_code"], "server": path.url, "pole_id": "LATE-1"}))
+    launcher = Launcher(flash, Scenario(start_epoch=int(time.time()) - 3600), speed=20,
+                        config={"checkin_interval_s": 30}, ca_der=live_server.tls.ca_der(),
+                        wifi={"ssid": "depot", "password": "depot passphrase"})
+    shown: dict = {}
+    try:
+        with launcher:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(launcher.events("enroll")) < 2:
+                time.sleep(0.5)
+            assert [f["result"] for _ms, f in launcher.events("enroll")][:2] == ["retry", "retry"]
+            assert len(launcher.world.records.boots) == 1  # no reboot to retry
+            path.outage(False)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                shown = httpx.get(f"{live_server.url}/api/v1/devices/{issued['device_id']}",
+                                  headers=live_server.operator_headers,
+                                  verify=live_server.ssl_context).json()
+                if shown["online"]:
+                    break
+                time.sleep(0.5)
+            boots = [cause for _ms, cause in launcher.world.records.boots]
+    finally:
+        path.stop()
+    assert shown["online"] is True
+    assert boots == ["power_on", "soft"]  # one reset, to boot with the identity
+    assert json.loads((flash / "identity.json").read_text())["device_id"] == issued["device_id"]
+    assert not (flash / "enrollment.json").exists()

@@ -110,7 +110,7 @@ def test_association_failing_at_boot_then_weak_signal(tmp_path):
                                     NetFault("weak_signal", 120, 3600)])
     out, readings, associations, _ntp, _lamp = _run(tmp_path, scenario, 900)
     text = "\n".join(out["log"])
-    assert "wifi_connect_failed reason=assoc_fail" in text
+    assert "wifi_connect_failed reason=association_failed" in text
     assert associations == 1 and out["statuses"][-1]["wifi_reconnects"] == 0
     assert out["statuses"][-1]["rssi"] == -87
     assert [r[0] for r in readings] == list(range(1, out["queued"] + 1))

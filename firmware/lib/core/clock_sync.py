@@ -4,7 +4,7 @@ that are corrected (loaded at boot, to set the clock, and to correct an upload).
 # A cold-booted ESP32's RTC starts at 2000-01-01. Readings stamped before the clock is set
 # carry that RTC time; /clock.json records, for each run of the RTC since it last lost power
 # with the clock unset, the queue seqs it stamped and, once known, the offset to true time:
-#   {"runs": [[first_seq, end_seq|null, offset_s|null, cold, rtc_at_boot, last_rtc|null]]}
+#   [[first_seq, end_seq|null, offset_s|null, cold, rtc_at_boot, last_rtc|null], ...]
 # A run continued by a soft or watchdog reset (the RTC kept counting) gets the same offset
 # exactly. A run cut off by a power cut before its clock was set is placed to end when the
 # next run began (the time the node was off is unknown): its offset is logged as estimated.
@@ -13,22 +13,21 @@ from micropython import const
 
 from core.files import read_json, write_json
 
-VALID_FROM = const(1735689600)  # 2025-01-01: an RTC earlier than this has not been set
+_VALID_FROM = const(1735689600)  # 2025-01-01: an RTC earlier than this has not been set
 _FILE = const("/clock.json")
 _MAX_RUNS = const(8)
 _KEPT_CAUSES = const(("soft", "watchdog", "deepsleep"))  # resets that keep the RTC counting
 
 
 def _load(node):
-    doc = read_json(node.board.flash_dir.rstrip("/") + _FILE)
-    runs = doc.get("runs") if isinstance(doc, dict) else None
+    runs = read_json(node.board.flash_dir.rstrip("/") + _FILE)
     return runs if isinstance(runs, list) else []
 
 
-def _save(node, runs):
+def _save(node, data):
     path = node.board.flash_dir.rstrip("/") + _FILE
-    if runs:
-        write_json(path, {"runs": runs})
+    if data:
+        write_json(path, data)
         return True
     try:
         import os
@@ -84,8 +83,8 @@ def sync(node):
             except Exception as e:  # the next attempt comes from the loop
                 node.log.warn("clock_sync_failed", source=source, error=repr(e)[:80])
                 return False
-    if t is None or t < VALID_FROM:
-        node.log.warn("clock_sync_failed", source=source, error="no time")
+    if t is None or t < _VALID_FROM:
+        node.log.warn("clock_sync_failed", source=source, error=None)
         return False
     settle(node, t, source)
     return True
@@ -98,30 +97,26 @@ def settle(node, t, source):
     if not node.clock_ok:
         runs = _load(node)
         if runs:
-            _resolve(node, runs, offset)
+            cur = runs[-1]
+            cur[1] = node.queue.next_seq
+            if cur[2] is None:
+                cur[2] = offset
+            for i in range(len(runs) - 2, -1, -1):
+                run, after = runs[i], runs[i + 1]
+                if run[2] is not None:
+                    continue
+                if not after[3]:  # the RTC kept counting into the next run: its offset holds
+                    run[2] = after[2]
+                else:  # cut off by a power cut: end it when the next run began
+                    last = run[5] if run[5] is not None else run[4]
+                    run[2] = after[4] + after[2] - last - 1
+                    node.log.warn("clock_estimated", seq=run[0], end=run[1], offset_s=run[2])
             node.restamp = _save(node, runs)
         node.clock_ok = True
         node.log.warn("clock_set", source=source, offset_s=offset)
     elif offset > 2 or offset < -2:
         node.log.info("clock_set", source=source, offset_s=offset)
     board.set_epoch(t)
-
-
-def _resolve(node, runs, offset):
-    cur = runs[-1]
-    cur[1] = node.queue.next_seq
-    if cur[2] is None:
-        cur[2] = offset
-    for i in range(len(runs) - 2, -1, -1):
-        run, after = runs[i], runs[i + 1]
-        if run[2] is not None:
-            continue
-        if not after[3]:  # the RTC kept counting into the next run: its offset holds here
-            run[2] = after[2]
-        else:  # cut off by a power cut: end it when the next run began
-            last = run[5] if run[5] is not None else run[4]
-            run[2] = after[4] + after[2] - last - 1
-            node.log.warn("clock_estimated", first_seq=run[0], end_seq=run[1], offset_s=run[2])
 
 
 def restamp(node, records):
@@ -135,7 +130,7 @@ def restamp(node, records):
     out = []
     for seq, payload in records:
         ts = _ts(payload)
-        if ts is not None and ts < VALID_FROM:
+        if ts is not None and ts < _VALID_FROM:
             run = None
             for r in kept:
                 if r[0] <= seq and (r[1] is None or seq < r[1]):

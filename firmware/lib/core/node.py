@@ -26,7 +26,7 @@ _HOUSEKEEPING_MS = const(3600000)  # heap and stats line once an hour
 _MAX_CONSECUTIVE_ERRORS = const(10)  # loop exceptions in a row before the node reboots itself
 _UPLOAD_BATCHES_PER_ROUND = const(10)
 _FIRST_CHECKIN_MS = const(5000)
-_CLOCK_VALID_FROM = const(1735689600)  # core.clock_sync.VALID_FROM: an RTC before it is unset
+_CLOCK_VALID_FROM = const(1735689600)  # core.clock_sync._VALID_FROM: an RTC before it is unset
 _CLOCK_RETRY_MS = const(30000)  # NTP, then the fleet server, while the clock is unset
 _CLOCK_RESYNC_MS = const(86400000)  # NTP once a day once set
 _NET_POLL_MS = const(1000)  # the Wi-Fi link's state, and how long exchanges wait for it
@@ -412,8 +412,12 @@ class Node:
         if now >= due["report"]:
             self._report_interval(now, ts)
             due["report"] = now + REPORT_INTERVAL_S * 1000
-        if self.uplink is not None and not (self.clock_ok and self._net_up()):
-            # no request is signed with an unset clock, and none is tried without a link
+        wifi = self.wifi
+        linked = wifi is None or wifi.isconnected()
+        # no request is signed with an unset clock (an uplink that signs can ask the server's
+        # time), and none is tried without a link
+        if self.uplink is not None and not (
+                linked and (self.clock_ok or not hasattr(self.uplink, "server_time"))):
             for key in ("checkin", "upload"):
                 if due[key] <= now:
                     due[key] = now + _NET_POLL_MS
@@ -445,12 +449,9 @@ class Node:
         wait = nxt - board.ticks_ms()
         return wait if wait > 0 else 0
 
-    def _net_up(self):
-        return self.wifi is None or self.wifi.up
-
     def _sync_clock(self, now):
         """Set the clock (NTP, else the fleet server's time while unset) once the link is up."""
-        if not self._net_up():
+        if self.wifi is not None and not self.wifi.isconnected():
             self._due["clock"] = now + _NET_POLL_MS
             return
         if ondemand.call("core.clock_sync", "sync", self):

@@ -12,6 +12,7 @@ _FATAL_RETRY_MS = const(5000)
 _IDENTITY_FILE = const("identity.json")
 # updater.client.STATE_FILE, read here without importing it
 _UPDATE_STATE = const("/update/state.json")
+_ENROLLMENT_FILE = const("/enrollment.json")  # {"code", "server", ...}, factory images
 _WIFI_FILE = const("/wifi.json")  # {"ssid", "password"}, provisioned; never logged
 _ENROLL_WAIT_MS = const(30000)  # how long a first boot waits for Wi-Fi before enrolling
 
@@ -45,30 +46,29 @@ def make_wifi(board, log):
     return Wifi(make(), creds, log)
 
 
-def _wait_for_wifi(board, wifi):
-    """Poll the link until it is up or _ENROLL_WAIT_MS have passed (the watchdog fed)."""
-    end = board.ticks_ms() + _ENROLL_WAIT_MS
-    while not wifi.poll(board.ticks_ms()) and board.ticks_ms() < end:
-        board.feed_watchdog()
-        board.sleep_ms(500)
-
-
 def make_uplink(board, log, wifi=None):
     """The signed HTTP link to the fleet server when the node has an identity; otherwise the
     board's own stand-in (an emulated board reports to its world) or nothing.
 
     A factory-imaged node first redeems its one-time enrollment code for an identity; when
-    the server cannot be reached it tries again at the next boot.
+    the server cannot be reached (no link within _ENROLL_WAIT_MS, a server down) the node runs
+    with an _Enrolling stand-in that tries again at each check-in.
     """
     from core import ondemand
     from core.files import read_json
 
     root = board.flash_dir.rstrip("/")
-    if read_json(root + "/enrollment.json") is not None:
-        if wifi is not None:
-            _wait_for_wifi(board, wifi)
-        # first boot only: neither enroll nor its HTTP client stays loaded
-        log.info("enroll", result=ondemand.call("net.enroll", "redeem", root, None, log))
+    if read_json(root + _ENROLLMENT_FILE) is not None:
+        # the link first: poll it for up to _ENROLL_WAIT_MS (the watchdog fed)
+        end = board.ticks_ms() + _ENROLL_WAIT_MS
+        while wifi is not None and not wifi.poll(board.ticks_ms()) and board.ticks_ms() < end:
+            board.feed_watchdog()
+            board.sleep_ms(500)
+        # neither enroll nor its HTTP client stays loaded
+        result = ondemand.call("net.enroll", "redeem", root, None, log)
+        log.info("enroll", result=result)
+        if result == "retry":
+            return _Enrolling(board, log)
     identity = read_json(root + "/" + _IDENTITY_FILE)
     if identity is None:
         make = getattr(board, "world_uplink", None)
@@ -76,6 +76,29 @@ def make_uplink(board, log, wifi=None):
     from net.uplink import Uplink
 
     return Uplink(identity, board.epoch_s, log, root=root)
+
+
+class _Enrolling:
+    """The uplink of a node whose enrollment code is not redeemed yet: each check-in tries the
+    code again (once the link is up; no clock needed) and, once it is redeemed, resets the
+    board, which boots with its identity (the RTC keeps its time). Telemetry stays queued."""
+
+    def __init__(self, board, log):
+        self.board = board
+        self.log = log
+
+    def checkin(self, status):
+        from core import ondemand
+
+        result = ondemand.call("net.enroll", "redeem", self.board.flash_dir.rstrip("/"), None,
+                               self.log)
+        self.log.info("enroll", result=result)
+        if result == "enrolled":
+            self.board.reset()
+        return None
+
+    def post_telemetry(self, records):
+        return None
 
 
 def make_updater(board, uplink, log):
