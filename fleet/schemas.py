@@ -396,8 +396,12 @@ class UpdateEventOut(BaseModel):
 
 class IngestReply(BaseModel):
     stored: int = Field(description="Readings new to the server, stored now")
-    duplicates: int = Field(description="Readings the server already had (same seq), skipped")
+    duplicates: int = Field(description="Readings the server already had (same seq, same "
+                                        "reading), skipped")
     acked_seq: int = Field(description="Highest seq in the batch: the node may drop up to it")
+    conflicts: list[int] = Field([], description=(
+        "Seqs the server already holds with a different reading (ts, metric or value): not "
+        "stored, the first reading stands; recorded as a telemetry_conflict device event"))
 
 
 class ReadingOut(BaseModel):

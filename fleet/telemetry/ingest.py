@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from fleet.errors import Invalid
-from fleet.models import Reading
+from fleet.models import DeviceEvent, Reading
 from fleet.telemetry.metrics import CATALOGUE, METRIC_NAMES
+
+log = logging.getLogger("fleet.telemetry")
 
 READING_KEYS = frozenset(("seq", "ts", "m", "v"))
 MAX_SEQ = 2**63 - 1
@@ -62,11 +65,17 @@ class BatchRefused(Invalid):
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What the node is told: new readings stored, duplicates skipped, highest seq received."""
+    """What the node is told: new readings stored, duplicates skipped (same seq, same reading),
+    conflicts refused (a seq the server holds with another reading: the stored one stands),
+    highest seq received."""
 
     stored: int
     duplicates: int
     acked_seq: int
+    conflicts: list[int] = field(default_factory=list)
+
+
+MAX_CONFLICTS_SHOWN = 5  # readings compared in full in the device event
 
 
 def _is_number(value: object) -> bool:
@@ -171,7 +180,36 @@ def store_batch(session: Session, device_id: int,
         result = session.execute(_SQLITE_INSERT, [
             {"device_id": device_id, "seq": seq, "ts": ts, "metric": metric, "value": value,
              "received_at": received_at} for seq, ts, metric, value in readings])
-    stored = len(result.all())
+    new = {row[0] for row in result.all()}
+    conflicts = _conflicts(session, device_id, [r for r in readings if r[0] not in new])
     session.commit()
-    return IngestResult(stored=stored, duplicates=len(readings) - stored,
-                        acked_seq=max(r[0] for r in readings))
+    return IngestResult(stored=len(new), duplicates=len(readings) - len(new) - len(conflicts),
+                        acked_seq=max(r[0] for r in readings), conflicts=conflicts)
+
+
+def _conflicts(session: Session, device_id: int,
+               resent: list[tuple[int, float, str, float]]) -> list[int]:
+    """The seqs of `resent` (readings the server already held by seq) whose stored reading
+    differs: the node reused a seq (a reset queue, a bug). The stored reading stands; the node is
+    told, and a `telemetry_conflict` device event (in the batch's transaction) and a warning
+    record it. A true duplicate (same content) is the ordinary resend after a lost reply."""
+    if not resent:
+        return []
+    held = {row.seq: (row.seq, row.ts, row.metric, row.value) for row in session.execute(
+        select(_TABLE.c.seq, _TABLE.c.ts, _TABLE.c.metric, _TABLE.c.value).where(
+            _TABLE.c.device_id == device_id, _TABLE.c.seq.in_([r[0] for r in resent])))}
+    differing = [(held[r[0]], r) for r in resent if r[0] in held and held[r[0]] != r]
+    if not differing:
+        return []
+    seqs = sorted(sent[0] for _, sent in differing)
+
+    def shown(r: tuple[int, float, str, float]) -> dict[str, Any]:
+        return {"ts": r[1], "m": r[2], "v": r[3]}
+
+    session.add(DeviceEvent(device_id=device_id, kind="telemetry_conflict", detail={
+        "count": len(seqs), "seqs": seqs[:100],
+        "readings": [{"seq": sent[0], "stored": shown(old), "sent": shown(sent)}
+                     for old, sent in differing[:MAX_CONFLICTS_SHOWN]]}))
+    log.warning("telemetry: device %s resent %d seq(s) with other content (first %s); the "
+                "stored readings stand", device_id, len(seqs), seqs[0])
+    return seqs

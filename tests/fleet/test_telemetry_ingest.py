@@ -30,7 +30,7 @@ def test_batch_is_stored_and_acknowledged(register, device_call, session):
     batch = [reading(1), reading(2, "humidity_pct", 55.0), reading(3, "presence_count", 4)]
     resp = device_call(creds, PATH, {"readings": batch})
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"stored": 3, "duplicates": 0, "acked_seq": 3}
+    assert resp.json() == {"stored": 3, "duplicates": 0, "acked_seq": 3, "conflicts": []}
     assert stored(session) == [(1, "temperature_c", 21.5), (2, "humidity_pct", 55.0),
                                (3, "presence_count", 4.0)]
 
@@ -41,15 +41,17 @@ def test_resent_batch_stores_nothing_twice(register, device_call, session):
     assert device_call(creds, PATH, batch).json()["stored"] == 5
     again = device_call(creds, PATH, batch)
     assert again.status_code == 200
-    assert again.json() == {"stored": 0, "duplicates": 5, "acked_seq": 14}
+    assert again.json() == {"stored": 0, "duplicates": 5, "acked_seq": 14, "conflicts": []}
     assert len(stored(session)) == 5
 
 
 def test_overlapping_batch_stores_only_the_new_readings(register, device_call, session):
     creds = register()
-    device_call(creds, PATH, {"readings": [reading(s) for s in (1, 2, 3)]})
-    reply = device_call(creds, PATH, {"readings": [reading(s) for s in (2, 3, 4, 5)]}).json()
-    assert reply == {"stored": 2, "duplicates": 2, "acked_seq": 5}
+    ts = time.time() - 60
+    device_call(creds, PATH, {"readings": [reading(s, ts=ts) for s in (1, 2, 3)]})
+    reply = device_call(creds, PATH, {"readings": [reading(s, ts=ts) for s in (2, 3, 4, 5)]}
+                        ).json()
+    assert reply == {"stored": 2, "duplicates": 2, "acked_seq": 5, "conflicts": []}
     assert [r[0] for r in stored(session)] == [1, 2, 3, 4, 5]
 
 
@@ -64,7 +66,34 @@ def test_identical_repeat_within_a_batch_is_kept_once(register, device_call, ses
     creds = register()
     same = reading(7)
     reply = device_call(creds, PATH, {"readings": [same, dict(same)]}).json()
-    assert reply == {"stored": 1, "duplicates": 0, "acked_seq": 7}
+    assert reply == {"stored": 1, "duplicates": 0, "acked_seq": 7, "conflicts": []}
+
+
+def test_seq_resent_with_other_content_is_a_conflict_not_a_duplicate(register, device_call,
+                                                                     session, caplog):
+    from fleet.models import DeviceEvent
+
+    creds = register()
+    ts = time.time() - 60
+    device_call(creds, PATH, {"readings": [reading(s, ts=ts) for s in (1, 2, 3)]})
+    # seq 2 again as it was; seq 3 with another value and seq 1 with another time: a node that
+    # reused its sequence numbers. The stored readings stand; the node hears of it.
+    resend = [reading(2, ts=ts), reading(3, ts=ts, v=30.0), reading(1, ts=ts + 1), reading(4)]
+    resp = device_call(creds, PATH, {"readings": resend})
+    assert resp.status_code == 200
+    assert resp.json() == {"stored": 1, "duplicates": 1, "acked_seq": 4, "conflicts": [1, 3]}
+    assert stored(session) == [(1, "temperature_c", 21.5), (2, "temperature_c", 21.5),
+                               (3, "temperature_c", 21.5), (4, "temperature_c", 21.5)]
+    [event] = session.execute(select(DeviceEvent).where(
+        DeviceEvent.kind == "telemetry_conflict")).scalars().all()
+    assert event.detail["count"] == 2 and event.detail["seqs"] == [1, 3]
+    shown = {r["seq"]: r for r in event.detail["readings"]}
+    assert shown[3]["stored"]["v"] == 21.5 and shown[3]["sent"]["v"] == 30.0
+    assert shown[1]["sent"]["ts"] == ts + 1
+    assert "other content" in caplog.text
+    # Resent again: still conflicts (and recorded again), never stored.
+    again = device_call(creds, PATH, {"readings": resend}).json()
+    assert again == {"stored": 0, "duplicates": 2, "acked_seq": 4, "conflicts": [1, 3]}
 
 
 NOW = int(time.time())
@@ -132,7 +161,7 @@ def test_rejected_batch_leaves_earlier_data_and_resend_works(register, device_ca
     bad = device_call(creds, PATH, {"readings": [reading(2), reading(3, "lux", -5)]})
     assert bad.status_code == 422
     fixed = device_call(creds, PATH, {"readings": [reading(2), reading(3, "lux", 5)]})
-    assert fixed.json() == {"stored": 2, "duplicates": 0, "acked_seq": 3}
+    assert fixed.json() == {"stored": 2, "duplicates": 0, "acked_seq": 3, "conflicts": []}
     assert [r[0] for r in stored(session)] == [1, 2, 3]
 
 

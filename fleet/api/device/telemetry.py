@@ -25,6 +25,9 @@ router = APIRouter(tags=["device"])
 async def ingest(request: Request) -> Response:
     """Store a batch of readings: all or nothing, idempotent by (node, seq).
 
+    A seq resent with the same reading is a duplicate; with a different one, a conflict (the
+    stored reading stands; the reply lists its seq and a device event records it).
+
     The signature headers are checked on the event loop; the rest (signature, nonce, the
     batch's validation and insert) runs in one thread-pool call and one transaction.
     """
@@ -44,4 +47,4 @@ def _ingest(request: Request, raw: bytes) -> IngestReply:
         assert ident.device.id is not None
         result = store_batch(session, ident.device.id, readings)
     return IngestReply(stored=result.stored, duplicates=result.duplicates,
-                       acked_seq=result.acked_seq)
+                       acked_seq=result.acked_seq, conflicts=result.conflicts)
