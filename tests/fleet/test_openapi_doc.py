@@ -186,3 +186,19 @@ def test_an_unknown_query_parameter_is_a_422_naming_it(client, tokens, register)
                        headers=signed_headers(creds["device_id"], creds["secret"], "POST", path,
                                               raw))
     assert resp.status_code == 200, resp.text
+
+
+def test_a_bundle_download_refuses_a_bad_range_with_the_error_body(trusted, make_bundle, upload,
+                                                                   register, client):
+    rel = upload(make_bundle("1.1.0", 11)).json()
+    creds = register()
+    url = f"/device/v1/releases/{rel['id']}/bundle"
+
+    def get(extra: dict[str, str]):
+        headers = signed_headers(creds["device_id"], creds["secret"], "GET", url, b"")
+        return client.get(url, headers={**headers, **extra})
+
+    assert get({"Range": "bytes=10-"}).status_code == 206
+    body = assert_error_body(get({"Range": "bytes=99999999-"}), 416)
+    assert "not satisfiable" in body["detail"]
+    assert_error_body(get({"Range": "pages=1-2"}), 400)
