@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from fleet.auth import DeviceIdentity, DeviceRow
+from fleet.commands import deliverable
 from fleet.config_profiles import desired_config
 from fleet.core.crypto import decrypt_secret, rotation_pad, xor32
 from fleet.core.settings import get_settings
@@ -64,12 +65,12 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
         session.add(DeviceEvent(device_id=device.id, at=now, kind="keyset_error", detail={
             "error": keyset["keyset_error"] or "", "previous": device.keyset_error or "",
             "keyset": report.keyset}))
-    for ack in report.acks:
+    for ack in report.acks:  # an answer counts even after the expiry: the node did receive it
         session.execute(
             update(Command)
             .where(Command.id == ack.id, Command.device_id == device.id,
                    Command.acked_at.is_(None))
-            .values(acked_at=now, result=(ack.result or ("ok" if ack.ok else "failed"))[:200])
+            .values(acked_at=now, ok=ack.ok, reason=ack.reason, result=ack.result)
         )
     if report.update is not None:
         record_report(session, device, report.update.rollout_id, report.update.state,
@@ -78,7 +79,7 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     pending = [
         row for row in session.execute(
             select(Command.id, Command.type, Command.args, Command.delivered_at)
-            .where(Command.device_id == device.id, Command.acked_at.is_(None))
+            .where(Command.device_id == device.id, deliverable(now))
             .order_by(Command.id).limit(MAX_COMMANDS_PER_REPLY + len(acked))
         ).all() if row.id not in acked
     ][:MAX_COMMANDS_PER_REPLY]

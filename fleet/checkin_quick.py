@@ -51,7 +51,8 @@ _CONNECTION_OPTIONS = {"autocommit": True, "options": "-c synchronous_commit=off
 _LOOKUP = "SELECT id, key_version, status, secret_enc FROM device WHERE uid = %s"
 
 # For each (node, nonce, state) row: writes the nonce and the state only for an active node with
-# that key version that has nothing pending; returns the ids of the nodes it settled. keyset is
+# that key version that has nothing pending (a command to deliver: unanswered and unexpired, as
+# fleet.commands.deliverable says); returns the ids of the nodes it settled. keyset is
 # the node's reported key-set serial (NULL: not reported; then no statement may follow it);
 # sets_error says the check-in states the node's key-set refusal, keyset_error (NULL: none
 # stands), which must then be the stored one: a change is an event the full path records.
@@ -66,7 +67,8 @@ WITH input AS (
 ), settled AS (
     SELECT i.* FROM input i JOIN device d ON d.id = i.id
     WHERE d.status = 'active' AND d.key_version = i.key_version AND d.next_secret_enc IS NULL
-      AND NOT EXISTS (SELECT 1 FROM command c WHERE c.device_id = d.id AND c.acked_at IS NULL)
+      AND NOT EXISTS (SELECT 1 FROM command c WHERE c.device_id = d.id AND c.acked_at IS NULL
+                      AND c.expires_at > %(now)s)
       AND NOT EXISTS (SELECT 1 FROM rollout r WHERE r.state = 'active')
       AND (SELECT coalesce(sum(p.version), 0) FROM configprofile p
            WHERE (p.scope = 'group' AND p.target = d.group_name)

@@ -129,7 +129,11 @@ class ConfigProfile(SQLModel, table=True):
 
 
 class Command(SQLModel, table=True):
-    """A command for one node (reboot, identify, lamp_override), delivered at check-in and acked."""
+    """A command for one node (reboot, identify, lamp_override), delivered at check-in and acked.
+
+    Its state is derived, never stored (fleet.commands.command_state): acked once the node
+    answered, else expired once `expires_at` has passed, else delivered or queued.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: int = Field(foreign_key="device.id", index=True)
@@ -137,9 +141,12 @@ class Command(SQLModel, table=True):
     args: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow,
                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     delivered_at: datetime | None = _ts()
     acked_at: datetime | None = _ts()
-    result: str = Field(default="", max_length=200)
+    ok: bool | None = None  # the node's answer: carried out (True) or refused (False)
+    reason: str = Field(default="", max_length=200)  # why the node refused it
+    result: str = Field(default="", max_length=200)  # what the node did
 
 
 class DeviceEvent(SQLModel, table=True):

@@ -101,22 +101,43 @@ class ConfigOut(BaseModel):
     config: dict[str, Any]
 
 
+COMMAND_TTL_S = 86400  # a command's lifetime unless its sender says otherwise
+COMMAND_TTL_RANGE_S = (60, 7 * 86400)
+
+
 class CommandIn(Strict):
-    model_config = example({"type": "lamp_override", "args": {"level_pct": 100, "minutes": 30}})
+    model_config = example({"type": "lamp_override", "args": {"level_pct": 100, "minutes": 30},
+                            "expires_in_s": 3600})
 
     type: Literal["reboot", "identify", "lamp_override"]
     args: dict[str, Any] = {}
+    expires_in_s: Annotated[int, Field(ge=COMMAND_TTL_RANGE_S[0], le=COMMAND_TTL_RANGE_S[1])] = \
+        Field(COMMAND_TTL_S, description="Seconds from now after which the command, if the node "
+                                         "has not answered it, expires and is no longer "
+                                         "delivered (default a day)")
 
 
 class CommandOut(BaseModel):
+    """A command and its life: queued, delivered (sent at a check-in, again at each until the
+    node answers), then acked with the node's answer, or expired unanswered."""
+
     id: int
     device_id: str
     type: str
     args: dict[str, Any]
+    state: Literal["queued", "delivered", "acked", "expired"] = Field(
+        description="queued: not yet sent; delivered: sent, not yet answered; acked: the node "
+                    "answered (see ok); expired: not answered by expires_at, no longer sent")
     created_at: datetime
-    delivered_at: datetime | None
-    acked_at: datetime | None
-    result: str
+    expires_at: datetime
+    delivered_at: datetime | None = Field(description="when a check-in reply first carried it")
+    acked_at: datetime | None = Field(description="when the node's answer arrived")
+    ok: bool | None = Field(description="the node's answer: true, carried out; false, refused "
+                                        "(see reason); null until it answers")
+    reason: str = Field(description="why the node refused it, e.g. 'unknown command' or "
+                                    "'bad level_pct'; empty otherwise")
+    result: str = Field(description="what the node did, e.g. 'blinking 10 s' or "
+                                    "'level 100 % for 30 min'; empty when it says nothing")
 
 
 class EnrollRequest(Strict):
@@ -126,9 +147,14 @@ class EnrollRequest(Strict):
 
 
 class CommandAck(Strict):
+    """A node's answer to a command it was sent (older firmware sends only id and ok: true)."""
+
     id: Count
-    ok: bool = True
-    result: Annotated[str, Field(max_length=200)] = ""
+    ok: bool = Field(True, description="true: carried out; false: refused")
+    reason: Annotated[str, Field(max_length=200)] = Field(
+        "", description="why it was refused (short: 'unknown command', 'bad minutes')")
+    result: Annotated[str, Field(max_length=200)] = Field(
+        "", description="what the node did (short: 'blinking 10 s')")
 
 
 class UpdateReport(Strict):
@@ -145,7 +171,8 @@ class CheckIn(Strict):
         "fw_version": "1.4.2", "uptime_s": 86400, "mem_free": 61440, "rssi": -67,
         "wifi_reconnects": 1, "boot_reason": "power_on", "sensor_faults": {},
         "config_version": 3, "update_state": "idle", "queue_len": 12, "queue_dropped": 0,
-        "lamp_level_pct": 30.0, "acks": [{"id": 17, "ok": True, "result": "done"}],
+        "lamp_level_pct": 30.0, "acks": [{"id": 17, "ok": True, "result": "blinking 10 s"},
+                                          {"id": 18, "ok": False, "reason": "bad minutes"}],
         "keyset": 2})
 
     fw_version: Annotated[str, Field(max_length=32)] = ""

@@ -8,17 +8,19 @@ from fastapi import APIRouter
 
 from fleet.api.deps import OPERATOR, ReaderDep, SessionDep, audited
 from fleet.audit import AuditEntry
-from fleet.commands import queue_command, recent_commands
+from fleet.commands import command_state, get_command, queue_command, recent_commands
 from fleet.models import Command, aware
-from fleet.schemas import CommandIn, CommandOut
+from fleet.schemas import CommandIn, CommandOut, RowId
 
 router = APIRouter(tags=["devices"])
 
 
 def _command_out(cmd: Command, uid: str) -> CommandOut:
     return CommandOut(id=cmd.id or 0, device_id=uid, type=cmd.type, args=cmd.args,
-                      created_at=aware(cmd.created_at), delivered_at=aware(cmd.delivered_at),
-                      acked_at=aware(cmd.acked_at), result=cmd.result)
+                      state=command_state(cmd), created_at=aware(cmd.created_at),
+                      expires_at=aware(cmd.expires_at), delivered_at=aware(cmd.delivered_at),
+                      acked_at=aware(cmd.acked_at), ok=cmd.ok, reason=cmd.reason,
+                      result=cmd.result)
 
 
 @router.post("/devices/{device_id}/commands", response_model=CommandOut, status_code=201,
@@ -29,11 +31,20 @@ def send_command(device_id: str, body: CommandIn, audit: Annotated[AuditEntry, a
                  session: SessionDep) -> CommandOut:
     """Queue a command (reboot, identify, lamp_override) for the node's next check-in."""
     audit.detail.update(type=body.type, args=body.args)
-    return _command_out(queue_command(session, device_id, body.type, body.args), device_id)
+    return _command_out(queue_command(session, device_id, body.type, body.args,
+                                      body.expires_in_s), device_id)
 
 
 @router.get("/devices/{device_id}/commands", response_model=list[CommandOut],
             responses={404: {"description": "no such device"}})
 def list_commands(device_id: str, _: ReaderDep, session: SessionDep) -> list[CommandOut]:
-    """The node's commands, newest first, with delivery and acknowledgement times."""
+    """The node's commands, newest first, each with its state and the node's answer."""
     return [_command_out(c, device_id) for c in recent_commands(session, device_id)]
+
+
+@router.get("/devices/{device_id}/commands/{command_id}", response_model=CommandOut,
+            responses={404: {"description": "no such device, or no such command for it"}})
+def show_command(device_id: str, command_id: RowId, _: ReaderDep,
+                 session: SessionDep) -> CommandOut:
+    """One command's life: queued, delivered, acked (ok or refused, reason, result), expired."""
+    return _command_out(get_command(session, device_id, command_id), device_id)
