@@ -353,6 +353,11 @@ class Deadlines(Strict):
 
 
 class RolloutIn(Strict):
+    model_config = example({
+        "release_id": 7, "name": "1.5.0 harbour", "target": {"group": "harbour-east"},
+        "waves": [5, 25, 100], "failure_threshold_pct": 20.0, "success_threshold_pct": 90.0,
+        "window": {"start_hour": 9, "end_hour": 16, "tz": "Europe/London"}})
+
     release_id: Count
     name: Annotated[str, Field(max_length=64)] = ""
     target: RolloutTarget = RolloutTarget()
