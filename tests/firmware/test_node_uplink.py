@@ -74,7 +74,7 @@ def test_checkin_applies_config_and_commands_uploads_and_fails_lit(tmp_path):
                 "config_version", "queue_len", "queue_dropped", "lamp_level_pct"):
         assert key in first
     assert first["config_version"] == 0 and second["config_version"] == 5
-    assert second["acks"] == [{"id": "c1", "ok": True}]
+    assert second["acks"] == [{"id": "c1", "ok": True, "result": "level 55 % for 2 min"}]
     assert out["saved"] == 5
     assert out["errors"] >= 3 and statuses[-1]["sensor_faults"]["controller"] >= 3
     assert out["seqs"] == list(range(1, len(out["seqs"]) + 1))
@@ -94,7 +94,7 @@ def test_reboot_command_restarts_the_node_and_is_acknowledged(tmp_path):
     assert causes[:2] == ["power_on", "soft"]
     statuses = [s for _, s in launcher.world.records.checkins]
     assert statuses[1]["boot_reason"] == "soft"
-    assert statuses[1]["acks"] == [{"id": "r9", "ok": True}]
+    assert statuses[1]["acks"] == [{"id": "r9", "ok": True, "result": "rebooting"}]
     assert statuses[2]["acks"] == []
 
 

@@ -95,7 +95,7 @@ class Node:
         self.lux = None
         self._pms_fresh = False
         self._identify_until = None
-        # acks owed from before a reboot
+        # answers to commands owed from before a reboot
         self._done_cmds = ondemand.call("core.commands", "load_done", self.state_path)
         self._next_checkin_s = None
         # the RTC (2000-01-01 after a power cut) is set by NTP or the fleet server before any
@@ -286,7 +286,7 @@ class Node:
             "queue_len": len(self.queue),
             "queue_dropped": self.queue.dropped,
             "lamp_level_pct": round(self.lamp.level, 1),
-            "acks": [{"id": cid, "ok": True} for cid in self._done_cmds],
+            "acks": self._done_cmds,  # answers to commands (core/commands.py makes them)
         }
 
     def checkin(self, now):
