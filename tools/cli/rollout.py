@@ -16,6 +16,41 @@ rollout_app = typer.Typer(help="Roll a release out in waves, watch it, pause, re
 console = Console()
 
 
+DEADLINE_STATES = ("offered", "downloading", "installing", "installed")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration_s(text: str) -> int:
+    """Seconds from '90', '90s', '30m', '2h' or '1d'."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:], None)
+    number = text[:-1] if unit else text
+    try:
+        return int(float(number) * (unit or 1))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration: use e.g. 90s, 30m, 2h") from None
+
+
+def _deadlines(items: list[str] | None) -> dict[str, int]:
+    """--deadline STATE=DURATION options as the API's `deadlines` (unnamed states keep the
+    server's defaults)."""
+    out: dict[str, int] = {}
+    for item in items or []:
+        state, sep, value = item.partition("=")
+        if not sep or state.strip() not in DEADLINE_STATES:
+            raise typer.BadParameter(f"--deadline is STATE=DURATION with STATE one of "
+                                     f"{', '.join(DEADLINE_STATES)}, e.g. downloading=2h")
+        out[state.strip()] = _duration_s(value)
+    return out
+
+
+def _human_s(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def _waves(text: str) -> list[int]:
     try:
         waves = [int(p) for p in text.split(",")]
@@ -40,6 +75,12 @@ REFUSAL_HINTS = {
     "over_budget": "the download took far more bytes than the bundle: look for a proxy or "
                    "server that restarts or pads downloads",
     "not_announced": "the bundle served is not the release offered: check the artifact store",
+    "timeout": "the node stopped reporting within its deadline (switched off, offline, stuck): "
+               "check its power and link; it is still offered the update, and a later report "
+               "from it still counts",
+    "version_mismatch": "the node reported committed but runs another version: look at its "
+                        "boot log (a rollback the bootloader made, or a release built with the "
+                        "wrong version)",
 }
 
 
@@ -54,20 +95,33 @@ def refusal_hint(detail: str) -> str:
 
 
 def print_rollout(r: dict[str, Any]) -> None:
-    """A rollout's state and a table of its waves."""
+    """A rollout's state, its deadlines and a table of its waves (timeouts among the failed)."""
     colour = {"active": "green", "paused": "yellow", "aborted": "red",
               "completed": "cyan"}.get(r["state"], "white")
     console.print(f"rollout {r['id']} of {r['version']} [{colour}]{r['state']}[/{colour}]"
                   f"{' — ' + r['state_reason'] if r['state_reason'] else ''}; "
                   f"current wave {r['wave']}; target {json.dumps(r['target'])}")
-    table = Table("wave", "percent", "planned", "offered", "committed", "failed", "in progress")
+    deadlines = r.get("deadlines") or {}
+    if deadlines:
+        window = r.get("window")
+        console.print("deadlines: " + ", ".join(
+            f"{k} {_human_s(deadlines[k])}" for k in DEADLINE_STATES if k in deadlines)
+            + (" (window time only)" if window else "")
+            + (f"; precedence {r['priority']:+d}" if r.get("priority") else ""))
+    table = Table("wave", "percent", "planned", "members", "offered", "committed", "failed",
+                  "timed out", "in progress")
     for w in r["waves"]:
         s = w["states"]
-        failed = sum(s.get(k, 0) for k in ("failed", "rolled_back", "refused"))
+        failed = w.get("failed", sum(s.get(k, 0) for k in ("failed", "rolled_back", "refused",
+                                                              "timeout")))
         busy = sum(s.get(k, 0) for k in ("offered", "downloading", "installing", "installed"))
+        offered = sum(n for k, n in s.items() if k not in ("planned", "skipped", "superseded"))
         marker = " ←" if w["wave"] == r["wave"] else ""
+        timed = w.get("timed_out", s.get("timeout", 0))
         table.add_row(f"{w['wave']}{marker}", f"{w['percent']} %", str(w["planned"]),
-                      str(sum(s.values())), str(s.get("committed", 0)), str(failed), str(busy))
+                      str(w.get("members", w["planned"])), str(offered),
+                      str(s.get("committed", 0)), str(failed),
+                      f"[red]{timed}[/red]" if timed else "0", str(busy))
     console.print(table)
 
 
@@ -93,15 +147,34 @@ def create(
     downgrade: Annotated[bool, typer.Option(help="Allow offering an older version (signed "
                                                "downgrade with a higher sequence).")] = False,
     name: Annotated[str, typer.Option(help="A name for the dashboard.")] = "",
+    deadline: Annotated[list[str] | None, typer.Option(
+        "--deadline", metavar="STATE=DURATION",
+        help="How long a node may stay in a state before it counts as failed (timeout), "
+             "e.g. downloading=2h; repeat for each state: offered (also: a node of the "
+             "current wave not yet offered), downloading, installing, installed. Defaults "
+             "1h, 2h, 30m, 30m; with --window only window time counts.")] = None,
+    precedence: Annotated[str | None, typer.Option(
+        help="When the target shares nodes with an active or paused rollout (refused "
+             "otherwise): 'new' offers this one first on those nodes, 'existing' lets the "
+             "other finish there first.")] = None,
     server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
 ) -> None:
-    """Start offering a release to the matching nodes, canary wave first."""
+    """Start offering a release to the matching nodes, canary wave first.
+
+    The window travels with the offer: nodes download, install and reboot only inside it.
+    """
     body: dict[str, Any] = {
         "release_id": release_id, "name": name, "waves": _waves(waves),
         "target": {k: v for k, v in {"group": group, "district": district, "board": board,
                                      "tag": tag, "from_version": from_version}.items() if v},
         "failure_threshold_pct": failure_threshold,
         "success_threshold_pct": success_threshold or None, "allow_downgrade": downgrade}
+    if deadline:
+        body["deadlines"] = _deadlines(deadline)
+    if precedence is not None:
+        if precedence not in ("new", "existing"):
+            raise typer.BadParameter("--precedence is 'new' or 'existing'")
+        body["precedence"] = precedence
     if window:
         try:
             start, end = (int(x) for x in window.split("-"))
@@ -115,10 +188,15 @@ def create(
 def status(rollout_id: Annotated[int | None, typer.Argument(
     help="Rollout id; all when omitted.")] = None,
            nodes: Annotated[bool, typer.Option(
-               help="Also list every node's update state.")] = False,
+               help="Also list every node's update state (timeouts in red, with what the "
+                    "node last reported).")] = False,
+           planned: Annotated[bool, typer.Option(
+               help="With --nodes, also the members not offered yet.")] = False,
            server: ServerOption = None, token: TokenOption = None,
                 ca: CaOption = None) -> None:
-    """Show a rollout's waves and counts (or every rollout)."""
+    """Show a rollout's waves and counts, timeouts included (or every rollout).
+
+    Reading a rollout is when the server marks nodes past their deadline as timed out."""
     api = ApiClient(server, token, ca)
     if rollout_id is None:
         for r in api.call("GET", "/api/v1/rollouts"):
@@ -126,12 +204,14 @@ def status(rollout_id: Annotated[int | None, typer.Argument(
         return
     print_rollout(api.call("GET", f"/api/v1/rollouts/{rollout_id}"))
     if nodes:
-        table = Table("node", "wave", "state", "detail", "updated")
+        table = Table("node", "wave", "state", "reported", "detail", "updated")
         hints = set()
-        for n in api.call("GET", f"/api/v1/rollouts/{rollout_id}/nodes"):
-            table.add_row(n["device_id"], str(n["wave"]), n["state"], n["detail"],
-                          n["updated_at"][:19])
-            if n["state"] == "refused":
+        params = {"planned": "true"} if planned else None
+        for n in api.call("GET", f"/api/v1/rollouts/{rollout_id}/nodes", params=params):
+            state = f"[red]{n['state']}[/red]" if n["state"] == "timeout" else n["state"]
+            table.add_row(n["device_id"], str(n["wave"]), state, n.get("reported", ""),
+                          n["detail"], n["updated_at"][:19])
+            if n["state"] in ("refused", "timeout", "failed"):
                 hints.add(refusal_hint(n["detail"] or ""))
         console.print(table)
         for hint in sorted(h for h in hints if h):
