@@ -14,7 +14,8 @@ router = APIRouter(tags=["device"])
 
 
 @router.post("/enroll", response_model=DeviceCredentials,
-             responses={404: {"description": "unknown code"},
+             responses={403: {"description": "the code's node is decommissioned"},
+                        404: {"description": "unknown code"},
                         409: {"description": "code used (and its grace period over)"},
                         410: {"description": "code expired"},
                         429: {"description": "too many attempts on the code, or refusals for "
