@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,11 +20,11 @@ from fleet.api.body_limit import BodyLimit
 from fleet.api.device.checkin import checkin
 from fleet.api.device.reply_signing import SignedReplies
 from fleet.api.main import api_router, device_router
+from fleet.api.openapi import documented_openapi
 from fleet.checkin_quick import QuickCheckin
 from fleet.core.db import check_migrated, get_engine
 from fleet.core.logs import setup_logging
 from fleet.core.settings import get_settings
-from fleet.api.openapi import documented_openapi
 from fleet.errors import DomainError, TooMany, error_body, http_status
 
 log = logging.getLogger("fleet")

@@ -142,7 +142,8 @@ def run_schemathesis(app: ASGIApp, operator: dict[str, str]) -> tuple[int, list[
 @pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 def test_schemathesis_finds_nothing(client, tokens, register):
     creds = register()
-    cases, failures = run_schemathesis(LeaveStreams(SignDeviceRequests(client.app, creds)), tokens["operator"])
+    app = LeaveStreams(SignDeviceRequests(client.app, creds))
+    cases, failures = run_schemathesis(app, tokens["operator"])
     print(f"\nschemathesis: {cases} cases, {len(failures)} distinct failures")
     for failure in failures:
         print("  " + failure)
