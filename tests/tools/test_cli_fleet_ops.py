@@ -190,6 +190,7 @@ def test_command_send_and_list(live_server):
     sent = run.invoke(cli, ["command", "send", uid, "identify"])
     assert sent.exit_code == 0, sent.output
     assert f"command 1 (identify) queued for {uid}" in sent.output
+    assert "unless it expires first" in sent.output
     override = run.invoke(cli, ["command", "send", uid, "lamp_override", "--arg",
                                 "level_pct=100", "--arg", "minutes=10"])
     assert override.exit_code == 0, override.output
@@ -212,20 +213,31 @@ def test_command_send_and_list(live_server):
     rows = [line for line in listed.output.splitlines() if "identify" in line
             or "lamp_override" in line]
     assert "lamp_override" in rows[0] and "identify" in rows[1]  # newest first
-    assert all("waiting" in r for r in rows)
+    assert all("waiting" in r and "queued" in r for r in rows)
+    short = run.invoke(cli, ["command", "send", uid, "reboot", "--expires-in", "120"])
+    assert short.exit_code == 0, short.output
+    too_short = run.invoke(cli, ["command", "send", uid, "reboot", "--expires-in", "5"])
+    assert too_short.exit_code == 1 and "expires_in_s" in too_short.output
 
     # delivered at the next check-in, acknowledged at the one after
     reply = _check_in(live_server, node, {"fw_version": "1.0.0"})
     first = next(c for c in reply["commands"] if c["type"] == "identify")
+    reboot = next(c for c in reply["commands"] if c["type"] == "reboot")
     _check_in(live_server, node, {"fw_version": "1.0.0",
-                                  "acks": [{"id": first["id"], "ok": True, "result": "blinked"}]})
+                                  "acks": [{"id": first["id"], "ok": True, "result": "blinked"},
+                                           {"id": reboot["id"], "ok": False,
+                                            "reason": "unknown command"}]})
     after = run.invoke(cli, ["command", "list", uid])
     row = next(line for line in after.output.splitlines() if "identify" in line)
-    assert "blinked" in row and "waiting" not in row and "not yet" not in row
+    assert "blinked" in row and "acked" in row
+    assert "waiting" not in row and "not yet" not in row
+    refused = next(line for line in after.output.splitlines() if "reboot" in line)
+    assert "refused: unknown command" in refused
     pending = next(line for line in after.output.splitlines() if "lamp_override" in line)
-    assert "not yet" in pending
+    assert "not yet" in pending and "delivered" in pending
     as_json = run.invoke(cli, ["command", "list", uid, "--json"])
-    assert [c["type"] for c in json.loads(as_json.output)] == ["lamp_override", "identify"]
+    assert [c["type"] for c in json.loads(as_json.output)] == ["reboot", "lamp_override",
+                                                               "identify"]
 
     empty = run.invoke(cli, ["command", "list", live_server.register("CMD-2")["device_id"]])
     assert empty.exit_code == 0 and "no commands for" in empty.output

@@ -15,7 +15,8 @@ from tools.cli.config import parse_assignments
 
 command_app = typer.Typer(
     help="Commands for one node (reboot, identify, lamp_override): delivered at its next "
-         "check-in, until it acknowledges them.",
+         "check-in, until it answers them (ok with a result, or refused with a reason) or "
+         "they expire.",
     no_args_is_help=True)
 out = Console(soft_wrap=True)
 
@@ -39,17 +40,24 @@ def send_cmd(
         "--arg", "-a", help="An argument as KEY=VALUE (VALUE is JSON where it parses, else a "
         "string); repeat for several, e.g. lamp_override --arg level_pct=100 --arg "
         "minutes=10.")] = None,
+    expires_in: Annotated[int | None, typer.Option(
+        "--expires-in", metavar="SECONDS", help="Expire the command if the node has not "
+        "answered it within SECONDS (60 to 604800; the server's default is a day): an expired "
+        "command is no longer delivered.", show_default=False)] = None,
     server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
 ) -> None:
     """Queue a command for a node; it is delivered at the node's next check-in (an operator
     token). The server's reason is printed when it refuses the type or an argument."""
     args = parse_assignments(arg or [], "--arg")
+    body: dict[str, Any] = {"type": command_type, "args": args}
+    if expires_in is not None:
+        body["expires_in_s"] = expires_in
     sent = ApiClient(server, token, ca).call(
-        "POST", f"/api/v1/devices/{device_id}/commands",
-        json={"type": command_type, "args": args})
+        "POST", f"/api/v1/devices/{device_id}/commands", json=body)
     what = " ".join(filter(None, (sent["type"], _args(sent["args"]))))
     out.print(f"command {sent['id']} ({escape(what)}) "
-              f"queued for {sent['device_id']}: delivered at its next check-in; follow it "
+              f"queued for {sent['device_id']}: delivered at its next check-in, unless it "
+              f"expires first ({_when(sent['expires_at'])} UTC); follow it "
               f"with `lamplighter command list {sent['device_id']}`")
 
 
@@ -59,8 +67,9 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
     server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
 ) -> None:
-    """A node's commands, newest first: when each was queued, delivered and acknowledged,
-    and the node's result (a reader token is enough)."""
+    """A node's commands, newest first: each one's state (queued, delivered, acked,
+    expired), when it was queued, delivered and acknowledged, and the node's answer: its
+    result, or its reason for refusing (a reader token is enough)."""
     commands = ApiClient(server, token, ca).call("GET", f"/api/v1/devices/{device_id}/commands")
     if as_json:
         out.print_json(data=commands)
@@ -68,11 +77,25 @@ def list_cmd(
     if not commands:
         out.print(f"no commands for {device_id}")
         return
-    table = Table("id", "type", "args", "queued (UTC)", "delivered", "acknowledged", "result")
+    table = Table("id", "type", "args", "state", "queued (UTC)", "delivered", "acknowledged",
+                  "answer")
     for c in commands:
-        delivered = _when(c["delivered_at"]) or "[yellow]waiting[/yellow]"
-        acked = _when(c["acked_at"]) or ("[yellow]not yet[/yellow]" if c["delivered_at"]
+        state = c["state"]
+        delivered = _when(c["delivered_at"]) or ("[yellow]waiting[/yellow]"
+                                                 if state == "queued" else "")
+        acked = _when(c["acked_at"]) or ("[yellow]not yet[/yellow]" if state == "delivered"
                                          else "")
         table.add_row(str(c["id"]), escape(c["type"]), escape(_args(c["args"])),
-                      _when(c["created_at"]), delivered, acked, escape(c["result"]))
+                      _STATE_STYLE.get(state, "{}").format(state), _when(c["created_at"]),
+                      delivered, acked, _answer(c))
     out.print(table)
+
+
+_STATE_STYLE = {"acked": "[green]{}[/green]", "expired": "[red]{}[/red]"}
+
+
+def _answer(c: dict[str, Any]) -> str:
+    """The node's answer: its result, or its reason for refusing ("" before it answers)."""
+    if c["ok"] is False:
+        return f"[red]refused[/red]: {escape(c['reason'])}"
+    return escape(c["result"])
