@@ -31,6 +31,8 @@ def send_command(device_id: str, body: CommandIn, audit: Annotated[AuditEntry, a
                  session: SessionDep) -> CommandOut:
     """Queue a command (reboot, identify, lamp_override) for the node's next check-in."""
     audit.detail.update(type=body.type, args=body.args)
+    if "expires_in_s" in body.model_fields_set:
+        audit.detail["expires_in_s"] = body.expires_in_s
     return _command_out(queue_command(session, device_id, body.type, body.args,
                                       body.expires_in_s), device_id)
 

@@ -88,6 +88,9 @@ def test_an_expired_command_is_not_delivered_but_a_late_answer_counts(
     uid = creds["device_id"]
     never = _send(client, tokens, uid, {"type": "reboot", "expires_in_s": 60})
     assert _ts(never["expires_at"]) - _ts(never["created_at"]) == timedelta(seconds=60)
+    records = client.get("/api/v1/audit", params={"action": "command.send", "limit": 1},
+                         headers=tokens["operator"]).json()["records"]
+    assert records[0]["detail"] == {"type": "reboot", "args": {}, "expires_in_s": 60}
     _expire(session, never["id"])
     assert _show(client, tokens, uid, never["id"])["state"] == "expired"
     assert device_call(creds, "/device/v1/checkin", REPORT).json()["commands"] == []
