@@ -53,7 +53,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 }
 
 STANDARD_ERRORS: dict[int, str] = {
-    400: "the body cannot be read (not UTF-8, a malformed Range header)",
+    400: "the body cannot be read (e.g. a JSON body that is not UTF-8)",
     401: "missing, unknown or bad credentials",
     403: "the credentials may not do this (the token's role, a decommissioned node)",
     404: "nothing by that name or id",
