@@ -346,7 +346,8 @@ def _move(session: Session, status: UpdateStatus, state: str, detail: str,
 
 def sweep(session: Session, rollout_id: int, now: datetime | None = None, *,
           throttle: bool = False) -> int:
-    """Mark the rollout's overdue nodes `timeout` and let the thresholds react.
+    """Mark the overdue nodes of an active (or completed: its stragglers) rollout `timeout`
+    and let the thresholds react.
 
     Runs in the caller's transaction, under the rollout's row lock; the caller commits. With
     `throttle` (check-ins) only when no request swept it in the last SWEEP_EVERY_S: the request
@@ -363,8 +364,8 @@ def sweep(session: Session, rollout_id: int, now: datetime | None = None, *,
             return 0
     rollout = session.execute(select(Rollout).where(Rollout.id == rollout_id).with_for_update()
                               .execution_options(populate_existing=True)).scalar_one()
-    if rollout.state != "active":
-        return 0
+    if rollout.state not in ("active", "completed"):
+        return 0  # a paused rollout's clocks stand still (resume restarts them)
     if not throttle:
         rollout.swept_at = now
         session.add(rollout)
@@ -383,7 +384,7 @@ def sweep(session: Session, rollout_id: int, now: datetime | None = None, *,
         _move(session, status, "timeout", f"timeout: {what} for {limit} s"
               + (" of window time" if rollout.window else ""), now)
         timed_out += 1
-    if timed_out:
+    if timed_out and rollout.state == "active":
         session.flush()
         evaluate(session, rollout_id, now)
     return timed_out
@@ -523,12 +524,10 @@ def _start_wave(session: Session, rollout: Rollout, now: datetime) -> None:
         UpdateStatus.state == "planned").values(since=now))
 
 
-def evaluate(session: Session, rollout_id: int, now: datetime | None = None, *,
-             settled_check: bool = True) -> None:
-    """Pause on too many failures in any wave; advance when the current wave succeeded enough;
-    pause when every member of the current wave has settled (committed, failed or timed out)
-    below the success threshold, which it then can no longer reach (not after an operator's
-    resume, which asks to wait for late reports).
+def evaluate(session: Session, rollout_id: int, now: datetime | None = None) -> None:
+    """Pause on too many failures in any wave; advance when the current wave succeeded enough,
+    or when every member of it has settled (committed, failed or timed out) with failures
+    under the failure threshold: a wave never waits on a node that cannot answer any more.
 
     Both percentages are over the wave's members now (late joiners included); a timeout is a
     failure.
@@ -555,21 +554,19 @@ def evaluate(session: Session, rollout_id: int, now: datetime | None = None, *,
         counts = _wave_counts(session, rollout_id, rollout.wave)
         size = _members(counts)
         done = counts.get("committed", 0)
+        why = f"{done} of {size} committed"
         if size and 100 * done / size < rollout.success_threshold_pct:
-            if settled_check and not any(counts.get(s, 0) for s in WAITING):
-                failed = sum(counts.get(s, 0) for s in FAILED)
-                _set_state(session, rollout, "paused",
-                           f"wave {rollout.wave} settled below its success threshold: {done} "
-                           f"of {size} committed, {failed} failed "
-                           f"({counts.get('timeout', 0)} timed out; threshold "
-                           f"{rollout.success_threshold_pct:g} %)")
-            return
+            if any(counts.get(s, 0) for s in WAITING):
+                return  # still waiting on nodes that may commit
+            failed = sum(counts.get(s, 0) for s in FAILED)
+            why += (f", the other {failed} failed ({counts.get('timeout', 0)} timed out), "
+                    "under the failure threshold")
         if rollout.wave + 1 >= len(rollout.waves):
-            _set_state(session, rollout, "completed", f"last wave: {done} of {size} committed")
+            _set_state(session, rollout, "completed", f"last wave: {why}")
             return
         _start_wave(session, rollout, now)
         session.add(UpdateEvent(rollout_id=rollout_id, state="advanced",
-                                detail=f"to wave {rollout.wave} after {done} of {size} committed"))
+                                detail=f"to wave {rollout.wave} after {why}"[:200]))
 
 
 def _set_state(session: Session, rollout: Rollout, state: str, reason: str) -> None:
@@ -605,7 +602,7 @@ def operator_action(session: Session, rollout: Rollout, action: str, actor: str)
             UpdateStatus.rollout_id == rollout.id, UpdateStatus.state.in_(WAITING))
             .values(since=now))
         session.flush()
-        evaluate(session, rollout.id or 0, now, settled_check=False)
+        evaluate(session, rollout.id or 0, now)
     session.commit()
     return rollout
 

@@ -41,7 +41,7 @@ def rollout_out(session: Session, row: Rollout) -> RolloutOut:
 def swept(session: Session, row: Rollout) -> Rollout:
     """The rollout with its overdue nodes marked `timeout` (the server has no scheduler: a read
     is one of the moments deadlines are evaluated), committed before it is shown."""
-    if row.state == "active" and sweep(session, row.id or 0):
+    if row.state in ("active", "completed") and sweep(session, row.id or 0):
         session.commit()
     return row
 
