@@ -351,7 +351,8 @@ def sweep(session: Session, rollout_id: int, now: datetime | None = None, *,
 
     Runs in the caller's transaction, under the rollout's row lock; the caller commits. With
     `throttle` (check-ins) only when no request swept it in the last SWEEP_EVERY_S: the request
-    that moves `swept_at` on sweeps, the others go on. Returns how many nodes timed out.
+    that moves `swept_at` on sweeps, the others go on. A `planned` node decommissioned before
+    its turn leaves its wave (`skipped`). Returns how many rows changed.
     """
     now = now or utcnow()
     if throttle:
@@ -370,12 +371,17 @@ def sweep(session: Session, rollout_id: int, now: datetime | None = None, *,
         rollout.swept_at = now
         session.add(rollout)
     shortest = min(deadline_s(rollout, s) for s in IN_PROGRESS)
-    rows = session.execute(select(UpdateStatus).where(
+    rows = session.execute(select(UpdateStatus, Device.status).join(
+        Device, Device.id == UpdateStatus.device_id).where(
         UpdateStatus.rollout_id == rollout_id, UpdateStatus.state.in_(WAITING),
         UpdateStatus.wave <= rollout.wave,
-        UpdateStatus.since < now - timedelta(seconds=shortest))).scalars().all()
-    timed_out = 0
-    for status in rows:
+        UpdateStatus.since < now - timedelta(seconds=shortest))).all()
+    changed = 0
+    for status, device_status in rows:
+        if status.state == "planned" and device_status != "active":
+            _move(session, status, "skipped", f"node {device_status}", now)
+            changed += 1
+            continue  # a node retired before its turn leaves the wave
         limit = deadline_s(rollout, status.state)
         if open_seconds(rollout.window, aware(status.since), now, limit) < limit:
             continue
@@ -383,11 +389,11 @@ def sweep(session: Session, rollout_id: int, now: datetime | None = None, *,
                 else f"{status.state}, no further report")
         _move(session, status, "timeout", f"timeout: {what} for {limit} s"
               + (" of window time" if rollout.window else ""), now)
-        timed_out += 1
-    if timed_out and rollout.state == "active":
+        changed += 1
+    if changed and rollout.state == "active":
         session.flush()
         evaluate(session, rollout_id, now)
-    return timed_out
+    return changed
 
 
 def _supersede(session: Session, device_id: int, rollout_id: int, now: datetime) -> None:

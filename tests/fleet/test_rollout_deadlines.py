@@ -319,3 +319,20 @@ def test_a_completed_rollouts_straggler_times_out_too(fleet, release, client, to
     age(session, rid, 3601, state="offered")
     shown = show(client, tokens, rid)
     assert shown["state"] == "completed" and shown["waves"][0]["timed_out"] == 2
+
+
+def test_a_node_decommissioned_before_its_turn_leaves_the_wave(fleet, release, client, tokens,
+                                                              device_call, session):
+    rid = start(client, tokens, release)["id"]
+    for n in fleet[:3]:
+        checkin(device_call, n)
+    gone = fleet[3]
+    assert client.post(f"/api/v1/devices/{gone['device_id']}/decommission",
+                       headers=tokens["operator"]).status_code == 200
+    age(session, rid, 3601, state="planned")
+    for n in fleet[:3]:
+        checkin(device_call, n, fw_version="1.1.0", update={"rollout_id": rid,
+                                                            "state": "committed"})
+    shown = show(client, tokens, rid)
+    assert shown["state"] == "completed" and shown["waves"][0]["members"] == 3
+    assert shown["waves"][0]["states"]["skipped"] == 1 and shown["waves"][0]["failed"] == 0
