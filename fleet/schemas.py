@@ -95,10 +95,51 @@ class ConfigBody(Strict):
 
 
 class ConfigOut(BaseModel):
-    scope: str
-    target: str
-    version: int
-    config: dict[str, Any]
+    model_config = example({"scope": "group", "target": "harbour-east", "version": 3,
+                            "config": {"checkin_interval_s": 600, "dimming": {"dim_level": 40}}})
+
+    scope: str = Field(description="group or device")
+    target: str = Field(description="The group's name or the node's id")
+    version: int = Field(description="The stored profile's version (0: nothing stored)")
+    config: dict[str, Any] = Field(description="The stored document: the keys this group sets, "
+                                               "or this node overrides")
+
+
+class ConfigKey(BaseModel):
+    key: str = Field(description="The key's dotted path, e.g. dimming.dim_level")
+    value: Any = Field(description="Its desired value")
+    source: Literal["default", "group", "node"] = Field(
+        description="Where the value comes from: the node's default, the group's "
+                    "configuration, or the node's override")
+
+
+class ConfigView(ConfigOut):
+    """A stored configuration document (as the PUT answers it) and the desired configuration
+    it leads to: defaults < group < node, merged deeply, key by key."""
+
+    model_config = example({
+        "scope": "device", "target": "ll-3f9a0c21d4e5", "version": 1,
+        "config": {"dimming": {"dusk_lux": 20.0}},
+        "group": "harbour-east", "desired_version": 4, "applied_version": 4,
+        "desired": {"checkin_interval_s": 600,  # every key; shortened here
+                    "dimming": {"dusk_lux": 20.0, "dim_level": 40, "full_level": 100}},
+        "keys": [{"key": "checkin_interval_s", "value": 600, "source": "group"},
+                 {"key": "dimming.dusk_lux", "value": 20.0, "source": "node"},
+                 {"key": "dimming.dim_level", "value": 40, "source": "group"},
+                 {"key": "dimming.full_level", "value": 100, "source": "default"}],
+        "refused": []})
+
+    group: str | None = Field(None, description="The node's group (a node's view only)")
+    desired_version: int = Field(description="The version nodes are offered: the sum of the "
+                                             "group's and the node's profile versions")
+    applied_version: int | None = Field(None, description="The version the node last "
+                                                          "reported applied (a node's view only)")
+    desired: dict[str, Any] = Field(description="The whole desired configuration, merged")
+    keys: list[ConfigKey] = Field(description="Every key of `desired` with its source "
+                                              "(the example is shortened)")
+    refused: list[str] = Field(description="What a node would refuse of `desired`, 'key: rule' "
+                                           "(only a document stored before the server "
+                                           "validated them can cause this)")
 
 
 COMMAND_TTL_S = 86400  # a command's lifetime unless its sender says otherwise

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
-from fleet.api.deps import OPERATOR, SessionDep, audited
+from fleet.api.deps import OPERATOR, ReaderDep, SessionDep, audited
 from fleet.audit import AuditEntry
-from fleet.config_profiles import set_group_config
-from fleet.schemas import ConfigBody, ConfigOut, Name
+from fleet.config_profiles import config_view, set_group_config
+from fleet.config_schema import leaves
+from fleet.schemas import ConfigBody, ConfigOut, ConfigView, Name
 
 router = APIRouter(tags=["devices"])
 
@@ -18,7 +19,19 @@ router = APIRouter(tags=["devices"])
 def put_group_config(group: Name, body: ConfigBody, audit: Annotated[AuditEntry, audited(
                          "config.set", "group:{group}", OPERATOR)],
                      session: SessionDep) -> ConfigOut:
-    """Set the desired configuration of a group; its nodes receive it at their next check-in."""
-    audit.detail["keys"] = sorted(body.config)
+    """Set the desired configuration of a group; its nodes receive it at their next check-in.
+
+    The document is checked against the node's configuration schema: a 422 names each refused
+    key (`loc`) and its rule (`msg`), e.g. `dimming.dim_level: must be an integer 0–100 (%),
+    got 500`, also where a node's override would break a rule between two keys over it."""
+    audit.detail["keys"] = sorted(leaves(body.config))
     row = set_group_config(session, group, body.config)
     return ConfigOut(scope="group", target=group, version=row.version, config=row.body)
+
+
+@router.get("/groups/{group}/config", response_model=ConfigView)
+def get_group_config(group: Name, _: ReaderDep, session: SessionDep) -> ConfigView:
+    """A group's stored configuration and the desired configuration it gives its nodes
+    (defaults < group, merged deeply), each key with its source. A group with nothing stored
+    answers version 0 and the defaults."""
+    return ConfigView.model_validate(config_view(session, "group", group))

@@ -49,13 +49,13 @@ def _identity_script(creds: dict, server: FleetServer, clock_offset: int, body: 
 def test_node_checks_in_and_the_server_records_it(mpy, live_server):
     creds = live_server.register("UP-1", group="harbour")
     httpx.put(f"{live_server.url}/api/v1/groups/harbour/config",
-              json={"config": {"dim_level": 25}}, headers=live_server.operator_headers,
+              json={"config": {"dimming": {"dim_level": 25}}}, headers=live_server.operator_headers,
               verify=live_server.ssl_context)
     out = mpy(_identity_script(creds, live_server, 0,
         "reply = up.checkin({'fw_version': '0.1.0', 'uptime_s': 5, 'config_version': 0})\n"
         "print(json.dumps(reply))\n"))
     reply = out[-1]
-    assert reply["config"] == {"dim_level": 25} and reply["next_checkin_s"] > 0
+    assert reply["config"] == {"dimming": {"dim_level": 25}} and reply["next_checkin_s"] > 0
     shown = httpx.get(f"{live_server.url}/api/v1/devices/{creds['device_id']}",
                       headers=live_server.operator_headers,
                       verify=live_server.ssl_context).json()

@@ -37,9 +37,10 @@ def test_each_kind_of_operator_action_is_recorded_with_actor_target_and_outcome(
         "target": f"device:{uid}", "outcome": "ok", "status": None, "reason": "",
         "detail": {"pole_id": node["pole_id"], "group": "default", "board": "emulated"}}
 
-    assert client.put("/api/v1/groups/harbour/config", json={"config": {"interval_s": 60}},
+    assert client.put("/api/v1/groups/harbour/config", json={"config": {"checkin_interval_s": 60}},
                       headers=op).status_code == 200
-    assert client.put(f"/api/v1/devices/{uid}/config", json={"config": {"dim_pct": 30}},
+    assert client.put(f"/api/v1/devices/{uid}/config",
+                      json={"config": {"dimming": {"dim_level": 30}}},
                       headers=op).status_code == 200
     assert client.post(f"/api/v1/devices/{uid}/commands", json={"type": "identify"},
                        headers=op).status_code == 201
@@ -81,7 +82,7 @@ def test_each_kind_of_operator_action_is_recorded_with_actor_target_and_outcome(
     ]
     assert seen[0][0].startswith("local:")
     details = {r["action"]: r["detail"] for r in audit(client, tokens, limit=1000)}
-    assert details["config.set"] == {"keys": ["interval_s"]}  # the group's (the first one)
+    assert details["config.set"] == {"keys": ["checkin_interval_s"]}  # the group's (the first)
     assert details["command.send"] == {"type": "identify", "args": {}}
     assert details["rollout.create"]["version"] == "1.1.0"
 
@@ -154,7 +155,7 @@ def test_an_action_and_its_record_share_one_transaction(client, tokens, session,
 
     monkeypatch.setattr(fleet_audit, "small_detail", broken)
     with pytest.raises(RuntimeError):
-        client.put("/api/v1/groups/harbour/config", json={"config": {"x": 1}},
+        client.put("/api/v1/groups/harbour/config", json={"config": {"telemetry_batch": 10}},
                    headers=tokens["operator"])
     assert session.execute(select(ConfigProfile)).first() is None
 

@@ -48,6 +48,6 @@ def test_a_release_upload_may_be_as_large_as_a_bundle(client, tokens, monkeypatc
 
 
 def test_an_ordinary_request_passes(client, tokens):
-    resp = client.put("/api/v1/groups/default/config", json={"config": {"dim_level": 20}},
-                      headers=tokens["operator"])
+    resp = client.put("/api/v1/groups/default/config",
+                      json={"config": {"dimming": {"dim_level": 20}}}, headers=tokens["operator"])
     assert resp.status_code == 200, resp.text

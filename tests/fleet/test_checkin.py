@@ -40,21 +40,25 @@ def test_silent_node_is_offline(register, device_call, client, tokens, session):
 def test_group_config_then_device_override_reach_the_node(register, device_call, client, tokens):
     creds = register(group="harbour")
     op = tokens["operator"]
-    client.put("/api/v1/groups/harbour/config", json={"config": {"dim_level": 30}}, headers=op)
+    client.put("/api/v1/groups/harbour/config",
+               json={"config": {"dimming": {"dim_level": 30}}}, headers=op)
     reply = device_call(creds, "/device/v1/checkin", REPORT).json()
-    assert reply["config"] == {"dim_level": 30}
+    assert reply["config"] == {"dimming": {"dim_level": 30}}
     version = reply["config_version"]
     applied = dict(REPORT, config_version=version)
     assert device_call(creds, "/device/v1/checkin", applied).json()["config"] is None
     client.put(f"/api/v1/devices/{creds['device_id']}/config",
-               json={"config": {"dim_level": 10}}, headers=op)
+               json={"config": {"dimming": {"dim_level": 10}}}, headers=op)
     reply = device_call(creds, "/device/v1/checkin", applied).json()
-    assert reply["config"] == {"dim_level": 10} and reply["config_version"] > version
-    client.put("/api/v1/groups/harbour/config", json={"config": {"dim_level": 40,
-               "checkin_interval_s": 120}}, headers=op)
+    assert reply["config"] == {"dimming": {"dim_level": 10}} and reply["config_version"] > version
+    client.put("/api/v1/groups/harbour/config", json={"config": {
+               "dimming": {"dim_level": 40, "dusk_lux": 20.0}, "checkin_interval_s": 120}},
+               headers=op)
     newer = device_call(creds, "/device/v1/checkin",
                         dict(REPORT, config_version=reply["config_version"])).json()
-    assert newer["config"] == {"dim_level": 10, "checkin_interval_s": 120}
+    # merged deeply: the node's dim_level over the group's, the group's dusk_lux beside it
+    assert newer["config"] == {"dimming": {"dim_level": 10, "dusk_lux": 20.0},
+                               "checkin_interval_s": 120}
 
 
 def test_commands_are_delivered_until_acknowledged(register, device_call, client, tokens):

@@ -56,10 +56,11 @@ def test_commands_and_config_reach_a_node_whose_secret_is_cached(quick, register
     sent = client.post(f"/api/v1/devices/{creds['device_id']}/commands",
                        json={"type": "identify"}, headers=op)
     assert sent.status_code in (200, 201), sent.text
-    client.put("/api/v1/groups/quay/config", json={"config": {"dim_level": 25}}, headers=op)
+    client.put("/api/v1/groups/quay/config", json={"config": {"dimming": {"dim_level": 25}}},
+               headers=op)
     reply = device_call(creds, "/device/v1/checkin", REPORT).json()
     assert [c["type"] for c in reply["commands"]] == ["identify"]
-    assert reply["config"] == {"dim_level": 25}
+    assert reply["config"] == {"dimming": {"dim_level": 25}}
     assert quick.settled == 1  # only the first one
 
 

@@ -14,7 +14,7 @@ def test_audit_list_shows_and_filters_operator_actions(live_server):
     node = live_server.register("AUDIT-1")
     uid = node["device_id"]
     with live_server.client(headers=live_server.operator_headers) as api:
-        api.put("/api/v1/groups/harbour/config", json={"config": {"dim_pct": 40}})
+        api.put("/api/v1/groups/harbour/config", json={"config": {"dimming": {"dim_level": 40}}})
         api.post(f"/api/v1/devices/{uid}/commands", json={"type": "identify"})
         refused = api.post("/api/v1/devices/ll-000000000000/commands", json={"type": "reboot"})
         assert refused.status_code == 404
@@ -27,7 +27,7 @@ def test_audit_list_shows_and_filters_operator_actions(live_server):
     lines = listed.output.splitlines()
     row = next(line for line in lines if "config.set" in line)
     assert "local-operator" in row and "group:harbour" in row and "ok" in row
-    assert '{"keys":["dim_pct"]}' in row
+    assert '{"keys":["dimming.dim_level"]}' in row
     assert any("device.register" in line and f"device:{uid}" in line for line in lines)
     assert any("token.create" in line and "local:" in line for line in lines)
 

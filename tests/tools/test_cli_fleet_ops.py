@@ -76,51 +76,70 @@ def test_device_list_and_show(live_server):
     assert missing.exit_code == 1 and "refused (404): no device ll-000000000000" in missing.output
 
 
+def _row(output: str, key: str) -> list[str]:
+    return next(line.split() for line in output.splitlines() if line.split()[:1] == [key])
+
+
 def test_config_get_and_set(live_server, tmp_path):
     node = live_server.register("CFG-1", group="harbour")
     uid = node["device_id"]
     run = _runner(live_server)
 
-    # this server cannot read a stored configuration back: set refuses to merge blindly
-    merged = run.invoke(cli, ["config", "set", "--group", "harbour", "dim_pct=40"])
-    assert merged.exit_code == 1
-    assert "no route to read a stored configuration" in merged.output
-    assert "--replace" in merged.output and '{"dim_pct": 40}' in merged.output
-
-    stored = run.invoke(cli, ["config", "set", "--group", "harbour", "--replace", "dim_pct=40",
-                              "mode=auto", "window=[22,6]", "night=true", "label=\"42\""])
-    assert stored.exit_code == 0, stored.output
-    assert "group harbour: configuration version 1 stored" in stored.output
+    first = run.invoke(cli, ["config", "set", "--group", "harbour", "dimming.dim_level=40",
+                             "checkin_interval_s=600"])
+    assert first.exit_code == 0, first.output
+    assert "group harbour: configuration version 1 stored" in first.output
+    # merged key by key into what is stored: dimming.dim_level stays beside dusk_lux
+    second = run.invoke(cli, ["config", "set", "--group", "harbour", "dimming.dusk_lux=25"])
+    assert second.exit_code == 0, second.output
+    assert "configuration version 2 stored" in second.output
+    assert _row(second.output, "dimming.dim_level") == ["dimming.dim_level", "40"]
     with live_server.client(headers=live_server.operator_headers) as api:
         audit = api.get("/api/v1/audit", params={"action": "config.set"}).json()["records"]
-    assert audit[0]["detail"] == {"keys": ["dim_pct", "label", "mode", "night", "window"]}
+    assert audit[0]["detail"] == {"keys": ["checkin_interval_s", "dimming.dim_level",
+                                           "dimming.dusk_lux"]}
 
     body = tmp_path / "override.json"
-    body.write_text(json.dumps({"dim_pct": 10, "lamp_min_pct": 5}))
+    body.write_text(json.dumps({"dimming": {"dusk_lux": 10.0, "dim_level": 20}}))
     override = run.invoke(cli, ["config", "set", "--device", uid, "--replace", "--file",
-                                str(body), "dim_pct=15"])
+                                str(body), "dimming.dim_level=30"])
     assert override.exit_code == 0, override.output
     assert f"device {uid}: configuration version 1 stored" in override.output
-    assert "15" in override.output and "lamp_min_pct" in override.output
-    # the node receives the merge at its next check-in
+    assert _row(override.output, "dimming.dim_level") == ["dimming.dim_level", "30"]
+    # the node receives the deep merge at its next check-in
     reply = _check_in(live_server, node, {"fw_version": "1.0.0"})
-    assert reply["config_version"] == 2
-    assert reply["config"] == {"dim_pct": 15, "mode": "auto", "window": [22, 6], "night": True,
-                               "label": "42", "lamp_min_pct": 5}
+    assert reply["config_version"] == 3
+    assert reply["config"] == {"checkin_interval_s": 600,
+                               "dimming": {"dim_level": 30, "dusk_lux": 10.0}}
 
     got = run.invoke(cli, ["config", "get", "--device", uid])
-    assert got.exit_code == 1  # it could not show the stored configuration itself
-    assert "no route to read a stored configuration" in got.output
-    assert f"{uid} (group harbour) has applied configuration version" in got.output
+    assert got.exit_code == 0, got.output
+    assert f"device {uid} (group harbour): its overrides are version 1; desired " \
+           "configuration version 3, applied 0 (not yet)" in got.output
+    assert _row(got.output, "dimming.dusk_lux") == ["dimming.dusk_lux", "10.0", "node"]
+    assert _row(got.output, "dimming.dim_level") == ["dimming.dim_level", "30", "node"]
+    assert _row(got.output, "checkin_interval_s") == ["checkin_interval_s", "600", "group"]
+    assert "log_level" not in got.output and "key(s) at their defaults (--all" in got.output
+    everything = run.invoke(cli, ["config", "get", "--device", uid, "--all"])
+    assert _row(everything.output, "log_level") == ["log_level", '"info"', "default"]
     group = run.invoke(cli, ["config", "get", "--group", "harbour"])
-    assert group.exit_code == 1 and f"{uid} (CFG-1): applied configuration version" in \
-        group.output
-    assert "--action config.set --target group:harbour" in group.output
+    assert group.exit_code == 0 and "group harbour: configuration version 2" in group.output
+    assert _row(group.output, "dimming.dusk_lux") == ["dimming.dusk_lux", "25", "group"]
+    as_json = json.loads(run.invoke(cli, ["config", "get", "--group", "harbour",
+                                          "--json"]).output)
+    assert as_json["config"] == {"checkin_interval_s": 600,
+                                 "dimming": {"dim_level": 40, "dusk_lux": 25}}
+
+    refused = run.invoke(cli, ["config", "set", "--group", "harbour", "dimming.dim_level=500"])
+    assert refused.exit_code == 1
+    assert "the server refused this configuration (422): config.dimming.dim_level: must be " \
+           "an integer 0–100 (%), got 500" in " ".join(refused.output.split())
 
     for argv, reason in (
-            (["config", "set", "dim_pct=1"], "exactly one of --group G and --device ID"),
+            (["config", "set", "log_level=debug"], "exactly one of --group G and --device ID"),
             (["config", "set", "--group", "g", "--device", uid, "a=1"], "exactly one of"),
-            (["config", "set", "--group", "g", "--replace", "dim_pct"], "is not KEY=VALUE"),
+            (["config", "set", "--group", "g", "--replace", "dim_level"], "is not KEY=VALUE"),
+            (["config", "set", "--group", "g", "dimming.=1"], "is not KEY=VALUE"),
             (["config", "set", "--group", "g"], "give KEY=VALUE arguments or --file F")):
         refused = run.invoke(cli, argv)
         assert refused.exit_code == 2 and reason in refused.output, refused.output
@@ -136,6 +155,45 @@ def test_config_get_and_set(live_server, tmp_path):
     forbidden = _runner(live_server, reader).invoke(
         cli, ["config", "set", "--group", "harbour", "--replace", "a=1"])
     assert forbidden.exit_code == 1 and "refused (403)" in forbidden.output
+
+
+def _mock_server(monkeypatch, answer) -> None:
+    real = httpx.Client
+    monkeypatch.setattr(api_client.httpx, "Client",
+                        lambda **kw: real(**{**kw, "transport": httpx.MockTransport(answer)}))
+
+
+def test_config_get_and_set_on_a_server_without_a_read_route(monkeypatch):
+    """An older server answers GET …/config with 405: set refuses to merge blindly, get shows
+    the versions the nodes applied."""
+    uid = "ll-00000000abcd"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/config") and request.method == "GET":
+            return httpx.Response(405, json={"detail": "Method Not Allowed"})
+        if path == f"/api/v1/devices/{uid}":
+            return httpx.Response(200, json={"device_id": uid, "group": "harbour",
+                                             "applied_config_version": 2, "last_seen": None})
+        if path == "/api/v1/devices":
+            return httpx.Response(200, json=[{"device_id": uid, "pole_id": "CFG-1",
+                                              "applied_config_version": 2}])
+        return httpx.Response(500)
+
+    _mock_server(monkeypatch, answer)
+    opts = ["--server", "https://fleet.invalid", "--token", "t"]
+    merged = CliRunner().invoke(cli, ["config", "set", "--group", "harbour",
+                                      "dimming.dim_level=40", *opts])
+    assert merged.exit_code == 1
+    assert "no route to read a stored configuration" in merged.output
+    assert "--replace" in merged.output and '{"dimming": {"dim_level": 40}}' in merged.output
+    got = CliRunner().invoke(cli, ["config", "get", "--device", uid, *opts])
+    assert got.exit_code == 1 and "no route to read a stored configuration" in got.output
+    assert f"{uid} (group harbour) has applied configuration version 2" in got.output
+    group = CliRunner().invoke(cli, ["config", "get", "--group", "harbour", *opts])
+    assert group.exit_code == 1 and f"{uid} (CFG-1): applied configuration version" in \
+        group.output
+    assert "--action config.set --target group:harbour" in group.output
 
 
 def _token(server, role: str) -> str:
@@ -156,20 +214,22 @@ def test_config_set_shows_the_servers_422_reason(monkeypatch):
     def answer(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             return httpx.Response(200, json={"scope": "group", "target": "harbour",
-                                             "version": 3, "config": {"mode": "auto"}})
+                                             "version": 3,
+                                             "config": {"dimming": {"dusk_lux": 20.0}}})
         sent = json.loads(request.content)
-        assert sent == {"config": {"mode": "auto", "dim_pct": 400}}  # merged into the stored
+        # merged into the stored document key by key
+        assert sent == {"config": {"dimming": {"dusk_lux": 20.0, "dim_level": 400}}}
         return httpx.Response(422, json={"detail": [
-            {"loc": ["body", "config", "dim_pct"], "msg": "must be 0..100", "type": "x"}]})
+            {"loc": ["body", "config", "dimming", "dim_level"],
+             "msg": "must be an integer 0–100 (%), got 400", "type": "config"}]})
 
-    real = httpx.Client
-    monkeypatch.setattr(api_client.httpx, "Client",
-                        lambda **kw: real(**{**kw, "transport": httpx.MockTransport(answer)}))
-    result = CliRunner().invoke(cli, ["config", "set", "--group", "harbour", "dim_pct=400",
+    _mock_server(monkeypatch, answer)
+    result = CliRunner().invoke(cli, ["config", "set", "--group", "harbour",
+                                      "dimming.dim_level=400",
                                       "--server", "https://fleet.invalid", "--token", "t"])
     assert result.exit_code == 1
-    assert "the server refused this configuration (422): config.dim_pct: must be 0..100" in \
-        result.output
+    assert "the server refused this configuration (422): config.dimming.dim_level: must be an " \
+           "integer 0–100 (%), got 400" in " ".join(result.output.split())
 
 
 def test_values_parse_as_json_else_strings():
@@ -180,6 +240,9 @@ def test_values_parse_as_json_else_strings():
     assert parse_value("") == ""
     assert parse_assignments(["a=1", "b=x=y", " c =on"], "--arg") == {
         "a": 1, "b": "x=y", "c": "on"}
+    assert parse_assignments(["a.b=1", "a.c=2", "d=3"], "KEY=VALUE", dotted=True) == {
+        "a": {"b": 1, "c": 2}, "d": 3}
+    assert parse_assignments(["a.b=1"], "--arg") == {"a.b": 1}
 
 
 def test_command_send_and_list(live_server):
@@ -247,8 +310,10 @@ def test_command_send_and_list(live_server):
     (["device", "list"], ["--group", "--district", "--tag", "--online", "--offline", "--json",
                           "--server", "--token", "--ca"]),
     (["device", "show"], ["last check-in", "key", "--json"]),
-    (["config", "get"], ["--group", "--device", "no GET route"]),
-    (["config", "set"], ["KEY=VALUE", "--file", "--replace", "JSON where it parses", "422"]),
+    (["config", "get"], ["--group", "--device", "default, group or node", "--all",
+                         "no GET route"]),
+    (["config", "set"], ["KEY=VALUE", "--file", "--replace", "JSON where it parses",
+                         "dimming.dim_level=40", "key by key", "422"]),
     (["command", "send"], ["reboot, identify or lamp_override", "--arg", "KEY=VALUE"]),
     (["command", "list"], ["newest first", "acknowledged"]),
     (["server", "tokens", "list"], ["--all", "--role", "Never a token"]),

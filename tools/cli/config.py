@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleet.config_schema import deep_merge, leaves
 from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption
 
 config_app = typer.Typer(
@@ -35,17 +36,23 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
-    """{"key": value} from KEY=VALUE items (value as parse_value); a bad item is a usage error
-    naming it."""
+def parse_assignments(items: list[str], what: str, dotted: bool = False) -> dict[str, Any]:
+    """{"key": value} from KEY=VALUE items (value as parse_value); with `dotted`, a dotted KEY
+    names a nested key (dimming.dim_level=40 -> {"dimming": {"dim_level": 40}}). A bad item is
+    a usage error naming it."""
     parsed: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or not key:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE (e.g. dim_pct=40, "
-                                     "mode=auto, schedule='[1,2]')", param_hint=what)
-        parsed[key] = parse_value(value)
+        parts = key.split(".") if dotted else [key]
+        if not sep or not all(parts):
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE (e.g. dimming.dim_level=40, "
+                                     "log_level=debug, dimming.schedule='[[0,360,20]]')",
+                                     param_hint=what)
+        nested: Any = parse_value(value)
+        for part in reversed(parts):
+            nested = {part: nested}
+        parsed = deep_merge(parsed, nested)
     return parsed
 
 
@@ -72,6 +79,42 @@ def _print_config(config: dict[str, Any]) -> None:
     out.print(table)
 
 
+SOURCE_STYLE = {"node": "bold magenta", "group": "bold cyan", "default": "dim"}
+
+
+def _print_view(view: dict[str, Any], everything: bool) -> None:
+    """The desired configuration, key by key with its source (default keys only with
+    `everything`), then what a node would refuse of it."""
+    scope, target = view["scope"], view["target"]
+    if scope == "device":
+        applied = view.get("applied_version")
+        out.print(f"device {escape(target)} (group {escape(str(view.get('group')))}): its "
+                  f"overrides are version {view['version']}; desired configuration version "
+                  f"{view['desired_version']}, applied {applied}"
+                  + ("" if applied == view["desired_version"] else " (not yet)"))
+    else:
+        out.print(f"group {escape(target)}: configuration version {view['version']}")
+    keys = view.get("keys") or []
+    shown = [k for k in keys if everything or k["source"] != "default"]
+    table = Table(box=None, pad_edge=False)
+    table.add_column("  key", style="bold")
+    table.add_column("value")
+    table.add_column("from")
+    for k in shown:
+        style = SOURCE_STYLE.get(k["source"], "")
+        table.add_row(f"  {escape(k['key'])}", escape(json.dumps(k["value"])),
+                      f"[{style}]{k['source']}[/{style}]" if style else escape(k["source"]))
+    if shown:
+        out.print(table)
+    hidden = len(keys) - len(shown)
+    if not shown:
+        out.print("  (nothing set: every key has its default)")
+    if hidden:
+        out.print(f"  … and {hidden} key(s) at their defaults (--all shows them)")
+    for reason in view.get("refused") or []:
+        err.print(f"[red]a node would refuse:[/red] {escape(reason)}", highlight=False)
+
+
 NO_READ_ROUTE = ("this fleet server has no route to read a stored configuration (GET {path} "
                  "answers 405)")
 
@@ -79,13 +122,17 @@ NO_READ_ROUTE = ("this fleet server has no route to read a stored configuration 
 @config_app.command("get")
 def get_cmd(
     group: GroupOption = None, device: DeviceOption = None,
+    everything: Annotated[bool, typer.Option(
+        "--all", help="Also list the keys at their defaults.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
     server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
 ) -> None:
-    """The stored configuration of a group, or a node's overrides, with its version.
+    """The desired configuration of a group or a node: each key set, with where its value
+    comes from (default, group or node; merged key by key), and the versions.
 
-    Where the server cannot show a stored configuration (no GET route for it), says so and
-    shows what it does know: the configuration version each node has applied.
+    Where the server cannot show a stored configuration (an older server with no GET route
+    for it), says so and shows what it does know: the configuration version each node has
+    applied.
     """
     scope, target, path = _scope(group, device)
     api = ApiClient(server, token, ca)
@@ -94,8 +141,11 @@ def get_cmd(
         if as_json:
             out.print_json(data=body)
             return
-        out.print(f"{scope} {escape(target)}: configuration version {body.get('version')}")
-        _print_config(body.get("config") or {})
+        if "keys" in body:
+            _print_view(body, everything)
+        else:
+            out.print(f"{scope} {escape(target)}: configuration version {body.get('version')}")
+            _print_config(body.get("config") or {})
         return
     err.print(f"[yellow]{NO_READ_ROUTE.format(path=path)}[/yellow]; what it does know:")
     if scope == "device":
@@ -130,8 +180,9 @@ def get_cmd(
 @config_app.command("set")
 def set_cmd(
     assignments: Annotated[list[str] | None, typer.Argument(
-        metavar="KEY=VALUE...", help="Keys to set; a VALUE is JSON where it parses (40, "
-        "true, null, [1,2], {\"a\":1}), else a string.", show_default=False)] = None,
+        metavar="KEY=VALUE...", help="Keys to set; a dotted KEY names a nested one "
+        "(dimming.dim_level=40); a VALUE is JSON where it parses (40, true, null, [1,2], "
+        "{\"a\":1}), else a string.", show_default=False)] = None,
     group: GroupOption = None, device: DeviceOption = None,
     file: Annotated[Path | None, typer.Option(
         "--file", "-f", exists=True, dir_okay=False, readable=True,
@@ -144,9 +195,10 @@ def set_cmd(
 ) -> None:
     """Set configuration keys of a group (--group) or one node's overrides (--device).
 
-    The given keys are merged into the stored configuration (other keys stay), or with
-    --replace become the whole of it. Nodes receive the merged result at their next check-in.
-    The server's reason is printed when it refuses a key or a value (422).
+    The given keys are merged key by key into the stored configuration (other keys stay, also
+    beside a nested one), or with --replace become the whole of it. Nodes receive the merged
+    result at their next check-in. The server checks every key against the node's
+    configuration schema; its reason is printed when it refuses a key or a value (422).
     """
     scope, target, path = _scope(group, device)
     keys: dict[str, Any] = {}
@@ -159,7 +211,7 @@ def set_cmd(
             raise typer.BadParameter(f"{file} must hold a JSON object of keys",
                                      param_hint="--file")
         keys.update(loaded)
-    keys.update(parse_assignments(assignments or [], "KEY=VALUE"))
+    keys = deep_merge(keys, parse_assignments(assignments or [], "KEY=VALUE", dotted=True))
     if not keys and not replace:
         raise typer.BadParameter("give KEY=VALUE arguments or --file F (or --replace with "
                                  "neither to clear every key)", param_hint="KEY=VALUE")
@@ -176,7 +228,7 @@ def set_cmd(
         if status == 404 and scope == "device":
             api.call("GET", f"/api/v1/devices/{target}")  # no such node: its reason, exit 1
         current = stored.get("config") if status == 200 and isinstance(stored, dict) else None
-        body = {**(current or {}), **keys}
+        body = deep_merge(current or {}, keys)
     status, saved = api.call_or_status("PUT", path, (422,), json={"config": body})
     if status == 422:
         from tools.cli.api_client import refusal_reason
@@ -186,4 +238,4 @@ def set_cmd(
         raise typer.Exit(1)
     out.print(f"{scope} {escape(target)}: configuration version {saved['version']} stored; "
               "nodes receive it at their next check-in")
-    _print_config(saved["config"])
+    _print_config(leaves(saved["config"]))
