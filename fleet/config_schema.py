@@ -4,7 +4,7 @@ meaning, and the server's validation of a configuration document against it.
 This table is the one description of the configuration. The node carries a compact rendering
 of it in firmware/lib/core/config.py (`DEFAULTS` and `_RULES`, no units or meanings: the node's
 heap), which the fleet server does not import (the server is installed without firmware/).
-tests/fleet/test_config_schema.py proves the two agree: `node_defaults()` and `node_rules()`
+tests/firmware/test_config_schema_agreement.py proves the two agree: `node_defaults()` and `node_rules()`
 equal what config.py holds on the MicroPython unix port, and the same documents get the same
 verdict (the same keys refused) from `validate` here and from the node's `validate`.
 

@@ -9,7 +9,10 @@ def metric(window, k, alpha, deadband, heartbeat_s, min_mad, deadband_rel=0.0):
             "deadband_rel": deadband_rel, "heartbeat_s": heartbeat_s, "min_mad": min_mad}
 
 
-# Every key the node reads. Times are in the unit their name says.
+# Every key the node reads. Times are in the unit their name says. DEFAULTS and _RULES are the
+# node's compact rendering of the fleet's configuration schema (fleet/config_schema.py: each
+# key's type, range, unit, default and meaning); a change here is a change there, and
+# tests/firmware/test_config_schema_agreement.py fails until both agree.
 DEFAULTS = {
     "version": 0,
     "checkin_interval_s": 300,  # how often the node talks to the fleet server
