@@ -4,9 +4,10 @@ meaning, and the server's validation of a configuration document against it.
 This table is the one description of the configuration. The node carries a compact rendering
 of it in firmware/lib/core/config.py (`DEFAULTS` and `_RULES`, no units or meanings: the node's
 heap), which the fleet server does not import (the server is installed without firmware/).
-tests/firmware/test_config_schema_agreement.py proves the two agree: `node_defaults()` and `node_rules()`
-equal what config.py holds on the MicroPython unix port, and the same documents get the same
-verdict (the same keys refused) from `validate` here and from the node's `validate`.
+tests/firmware/test_config_schema_agreement.py proves the two agree: `node_defaults()` and
+`node_rules()` equal what config.py holds on the MicroPython unix port, and the same documents
+get the same verdict (the same keys refused, the same merge) from `validate` here and from the
+node's `validate`. `python -m fleet.config_schema` prints the README's table of it.
 
 A document is partial: it is merged deeply, key by key, over a base (the defaults, or the
 defaults merged with a group's document); a refused key keeps the base's value, as on the node.
@@ -64,9 +65,9 @@ METRIC_DEFAULTS: dict[str, tuple[int, float, float, float, float, int, float]] =
 }
 # (field, kind, low, high, unit, meaning) of each metric's filter settings
 METRIC_FIELDS: tuple[tuple[str, str, float, float, str, str], ...] = (
-    ("window", INT, 3, 15, "samples", "median window of the outlier filter"),
-    ("k", NUMBER, 1.0, 10.0, "MADs", "a sample further than k median absolute deviations "
-                                     "from the window's median is an outlier"),
+    ("window", INT, 3, 15, "samples", "the spike filter's median window"),
+    ("k", NUMBER, 1.0, 10.0, "σ", "a sample further than k robust standard deviations "
+                                  "(1.4826 × MAD) from the window's median is a spike"),
     ("alpha", NUMBER, 0.01, 1.0, "", "smoothing factor of the exponential filter (1: none)"),
     ("deadband", NUMBER, 0.0, 10000.0, "metric's unit",
      "a change smaller than this is not reported"),
@@ -74,7 +75,7 @@ METRIC_FIELDS: tuple[tuple[str, str, float, float, str, str], ...] = (
      "a change smaller than this fraction of the last reported value is not reported"),
     ("heartbeat_s", INT, 10, 86400, "s", "a reading is reported at least this often"),
     ("min_mad", NUMBER, 0.0, 1000.0, "metric's unit",
-     "floor of the median absolute deviation (a flat signal's outliers)"),
+     "floor of the median absolute deviation (a flat or quantised signal)"),
 )
 
 
@@ -107,26 +108,29 @@ def _settings() -> tuple[Setting, ...]:
             out.append(s(f"metrics.{metric}.{field}", kind, default,
                          f"{metric}: {meaning}", unit, low, high))
     out += [
-        s("dimming.dusk_lux", NUMBER, 30.0, "ambient light below which the lamp comes on "
-          "(not above dimming.dawn_lux)", "lx", 0.0, 1000.0),
-        s("dimming.dawn_lux", NUMBER, 60.0, "ambient light above which the lamp goes off",
-          "lx", 0.0, 1000.0),
+        s("dimming.dusk_lux", NUMBER, 30.0, "night starts once ambient light stays below this "
+          "for dimming.confirm_ms (not above dimming.dawn_lux)", "lx", 0.0, 1000.0),
+        s("dimming.dawn_lux", NUMBER, 60.0, "night ends once ambient light stays above this "
+          "for dimming.confirm_ms", "lx", 0.0, 1000.0),
         s("dimming.confirm_ms", INT, 30000, "how long the light must stay past a threshold "
           "before the lamp follows", "ms", 0, 600000),
-        s("dimming.dim_level", INT, 30, "the lamp's level at night with nobody about (not "
-          "above dimming.full_level)", "%", 0, 100),
-        s("dimming.full_level", INT, 100, "the lamp's level at night when someone is near",
-          "%", 1, 100),
+        s("dimming.dim_level", INT, 30, "the lamp's level at night with nobody about, where no "
+          "dimming.schedule entry covers the minute (not above dimming.full_level)", "%", 0, 100),
+        s("dimming.full_level", INT, 100, "the lamp's level at night when someone is near, "
+          "and on a sensor fault or before the first light reading (fail lit)", "%", 1, 100),
         s("dimming.ramp_up_ms", INT, 1000, "time to ramp the lamp up", "ms", 0, 60000),
         s("dimming.ramp_down_ms", INT, 10000, "time to ramp the lamp down", "ms", 0, 600000),
-        s("dimming.schedule", SCHEDULE, [], "night-time level windows: [[start_minute, "
-          "end_minute, level], ...], minutes of the local day"),
+        s("dimming.schedule", SCHEDULE, [], "night levels with nobody about by minute of the "
+          "local day, [[start_minute, end_minute, level], ...]: start inclusive, end exclusive, "
+          "start > end wraps past midnight; the first entry covering the minute wins over "
+          "dimming.dim_level"),
         s("dimming.override_level", LEVEL_OR_NULL, None, "a fixed lamp level set by "
-          "configuration (null: no override)", "%", 0, 100),
-        s("occupancy.debounce_ms", INT, 200, "how long a detection must last to count", "ms",
-          0, 10000),
-        s("occupancy.hold_ms", INT, 30000, "how long the lamp stays up after the last "
-          "detection", "ms", 0, 3600000),
+          "configuration, day and night (null: none; 0 still gives full_level on a fault)",
+          "%", 0, 100),
+        s("occupancy.debounce_ms", INT, 200, "how long a change of the PIR's level must last "
+          "to count", "ms", 0, 10000),
+        s("occupancy.hold_ms", INT, 30000, "how long the place counts as occupied after the "
+          "last evidence (PIR or radar)", "ms", 0, 3600000),
     ]
     return tuple(out)
 
@@ -308,3 +312,47 @@ def leaves(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[prefix + str(key)] = value
     return out
+
+
+def _cell(value: Any) -> str:
+    return "`" + json.dumps(value) + "`"
+
+
+def markdown_table() -> str:
+    """The schema as the README's table: one row per key, a metric's settings once as
+    metrics.*.<field> (their defaults per metric where they differ)."""
+    rows = ["| key | type and range | unit | default | meaning |",
+            "| --- | --- | --- | --- | --- |"]
+    done: set[str] = set()
+    for setting in SETTINGS:
+        parts = setting.path.split(".")
+        if parts[0] == "metrics":
+            field = parts[2]
+            if field in done:
+                continue
+            done.add(field)
+            path = "metrics.*." + field
+            values = {m: lookup(defaults(), f"metrics.{m}.{field}") for m in METRIC_DEFAULTS}
+            default = (_cell(next(iter(values.values()))) if len(set(values.values())) == 1
+                       else ", ".join(f"{m} {_cell(v)}" for m, v in values.items()))
+            meaning = setting.meaning.split(": ", 1)[1] + " (per metric: " + ", ".join(
+                METRIC_DEFAULTS) + ")" if field == "window" else setting.meaning.split(": ", 1)[1]
+        else:
+            path, default, meaning = setting.path, _cell(setting.default), setting.meaning
+        rule = setting.rule().removeprefix("must be ")
+        if setting.unit:
+            rule = rule.replace(f" ({setting.unit})", "")
+        rows.append(f"| `{path}` | {rule} | {setting.unit} | {default} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def schema_document() -> list[dict[str, Any]]:
+    """Every key of the schema as the API shows it (GET /api/v1/config/schema)."""
+    return [{"key": s.path, "type": s.kind, "min": s.low, "max": s.high,
+             "choices": list(s.choices) or None, "unit": s.unit or None, "default": s.default,
+             "meaning": s.meaning, "rule": s.rule(), "set_by_server": s.server_set}
+            for s in SETTINGS]
+
+
+if __name__ == "__main__":  # python -m fleet.config_schema: the README's table
+    print(markdown_table(), end="")

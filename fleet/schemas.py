@@ -105,6 +105,28 @@ class ConfigOut(BaseModel):
                                                "or this node overrides")
 
 
+class ConfigSetting(BaseModel):
+    """One key of the node's configuration schema (fleet.config_schema)."""
+
+    model_config = example({
+        "key": "dimming.dim_level", "type": "int", "min": 0, "max": 100, "choices": None,
+        "unit": "%", "default": 30, "rule": "must be an integer 0–100 (%)",
+        "meaning": "the lamp's level at night with nobody about, where no dimming.schedule "
+                   "entry covers the minute (not above dimming.full_level)",
+        "set_by_server": False})
+
+    key: str = Field(description="The key's dotted path")
+    type: Literal["int", "number", "str", "schedule", "level_or_null"]
+    min: int | float | None = None
+    max: int | float | None = None
+    choices: list[str] | None = Field(None, description="The values a str key takes")
+    unit: str | None = None
+    default: Any = Field(description="The node's value when nothing sets the key")
+    rule: str = Field(description="The rule as a refusal states it")
+    meaning: str
+    set_by_server: bool = Field(description="Set by the server, refused in a document")
+
+
 class ConfigKey(BaseModel):
     key: str = Field(description="The key's dotted path, e.g. dimming.dim_level")
     value: Any = Field(description="Its desired value")

@@ -1,4 +1,5 @@
-"""Groups: the desired configuration of a group of nodes."""
+"""Configuration: the node's configuration schema, and the desired configuration of a group of
+nodes (a node's own overrides are in fleet.api.devices)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from fastapi import APIRouter
 from fleet.api.deps import OPERATOR, ReaderDep, SessionDep, audited
 from fleet.audit import AuditEntry
 from fleet.config_profiles import config_view, set_group_config
-from fleet.config_schema import leaves
-from fleet.schemas import ConfigBody, ConfigOut, ConfigView, Name
+from fleet.config_schema import leaves, schema_document
+from fleet.schemas import ConfigBody, ConfigOut, ConfigSetting, ConfigView, Name
 
 router = APIRouter(tags=["devices"])
 
@@ -35,3 +36,10 @@ def get_group_config(group: Name, _: ReaderDep, session: SessionDep) -> ConfigVi
     (defaults < group, merged deeply), each key with its source. A group with nothing stored
     answers version 0 and the defaults."""
     return ConfigView.model_validate(config_view(session, "group", group))
+
+
+@router.get("/config/schema", response_model=list[ConfigSetting])
+def get_config_schema(_: ReaderDep) -> list[ConfigSetting]:
+    """Every key of a node's configuration: its type, range, unit, default and meaning. A
+    document given to PUT …/config is checked against it, as the node checks it."""
+    return [ConfigSetting.model_validate(entry) for entry in schema_document()]

@@ -124,3 +124,22 @@ def test_get_shows_what_a_node_would_refuse_of_a_document_stored_before_validati
                {"dimming": {"full_level": 15}}).status_code == 422
     assert put(client, tokens, f"/api/v1/devices/{uid}/config",
                {"dimming": {"full_level": 25}}).status_code == 200
+
+
+def test_the_schema_is_served_and_the_readme_shows_it(client, tokens):
+    from pathlib import Path
+
+    from fleet.config_schema import SETTINGS, markdown_table
+
+    served = client.get("/api/v1/config/schema", headers=tokens["reader"])
+    assert served.status_code == 200, served.text
+    by_key = {s["key"]: s for s in served.json()}
+    assert list(by_key) == [s.path for s in SETTINGS]
+    assert by_key["dimming.dim_level"] | {"meaning": None} == {
+        "key": "dimming.dim_level", "type": "int", "min": 0, "max": 100, "choices": None,
+        "unit": "%", "default": 30, "rule": "must be an integer 0–100 (%)", "meaning": None,
+        "set_by_server": False}
+    assert by_key["log_level"]["choices"] == ["debug", "info", "warn", "error"]
+    assert by_key["version"]["set_by_server"] is True
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, "README's table: python -m fleet.config_schema"
