@@ -482,8 +482,8 @@ def record_report(session: Session, device: DeviceRow, rollout_id: int, state: s
     status = session.execute(select(UpdateStatus).where(
         UpdateStatus.rollout_id == rollout_id, UpdateStatus.device_id == device.id)
     ).scalar_one_or_none()
-    if status is None or status.reported == state:
-        return  # not offered this rollout, or nothing new
+    if status is None or status.state == "planned" or status.reported == state:
+        return  # not offered this rollout (yet), or nothing new
     now = utcnow()
     status.reported = state
     detail = detail[:200]
@@ -495,7 +495,7 @@ def record_report(session: Session, device: DeviceRow, rollout_id: int, state: s
             state = "failed"
             detail = (f"version_mismatch: reported committed but runs "
                       f"{device.fw_version or 'no version'}, release {version}")
-    if status.state in ("planned", "skipped", "superseded") or (
+    if status.state in ("skipped", "superseded") or (
             status.state == "timeout" and state not in FAILED + DONE):
         session.add(status)  # heard, but kept out of the counts it left (or never entered)
         _event(session, status, state, f"after {status.state}: {detail}")
