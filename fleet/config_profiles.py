@@ -3,6 +3,7 @@ and the validation of each against the node's configuration schema (fleet.config
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -37,12 +38,20 @@ def _profile(session: Session, scope: str, target: str) -> ConfigProfile | None:
         ConfigProfile.scope == scope, ConfigProfile.target == target)).scalar_one_or_none()
 
 
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:  # NaN or Infinity (Python's JSON parser takes them)
+        return False
+    return True
+
+
 def _refuse(refusals: list[tuple[str, Refusal]]) -> None:
     """Raise the 422 of refused keys: one entry per key, `loc` its path in the body."""
     if refusals:
         raise Invalid([{"type": "config", "loc": ["body", "config", *r.path.split(".")],
                         "msg": prefix + r.message,
-                        **({"input": r.value} if r.has_value else {})}
+                        **({"input": r.value} if r.has_value and _json_safe(r.value) else {})}
                        for prefix, r in refusals])
 
 

@@ -143,3 +143,13 @@ def test_the_schema_is_served_and_the_readme_shows_it(client, tokens):
     assert by_key["version"]["set_by_server"] is True
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert markdown_table() in readme, "README's table: python -m fleet.config_schema"
+
+
+def test_nan_and_infinity_are_refused_like_any_value_out_of_range(client, tokens):
+    for raw, msg in ((b'{"config": {"lamp_rated_w": NaN}}', "must be a number 1–2000 (W), got NaN"),
+                     (b'{"config": {"dimming": {"dusk_lux": Infinity}}}',
+                      "must be a number 0–1000 (lx), got Infinity")):
+        resp = client.put("/api/v1/groups/g/config", content=raw,
+                          headers={**tokens["operator"], "Content-Type": "application/json"})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["detail"][0]["msg"] == msg
