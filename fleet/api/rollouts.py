@@ -63,6 +63,7 @@ def start_rollout(body: RolloutIn, audit: Annotated[AuditEntry, audited(
     audit.target = f"release:{body.release_id}"  # the rollout's own id once it exists
     audit.detail.update(release_id=body.release_id, waves=body.waves,
                         target=body.target.model_dump(exclude_none=True))
+    audit.detail["deadlines"] = body.deadlines.model_dump()
     if body.precedence:
         audit.detail["precedence"] = body.precedence
     release = get_release(session, body.release_id)
