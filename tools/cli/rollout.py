@@ -106,7 +106,8 @@ def print_rollout(r: dict[str, Any]) -> None:
         window = r.get("window")
         console.print("deadlines: " + ", ".join(
             f"{k} {_human_s(deadlines[k])}" for k in DEADLINE_STATES if k in deadlines)
-            + (" (window time only)" if window else "")
+            + (f" (window time only: {window['start_hour']}-{window['end_hour']} "
+               f"{window.get('tz', 'UTC')}, which nodes also keep to)" if window else "")
             + (f"; precedence {r['priority']:+d}" if r.get("priority") else ""))
     table = Table("wave", "percent", "planned", "members", "offered", "committed", "failed",
                   "timed out", "in progress")
