@@ -363,19 +363,23 @@ def sweep(session: Session, rollout_id: int, now: datetime | None = None, *,
             .execution_options(synchronize_session=False))
         if not won.rowcount:  # type: ignore[attr-defined]
             return 0
+    def overdue(rollout: Rollout) -> Any:
+        shortest = min(deadline_s(rollout, s) for s in IN_PROGRESS)
+        return select(UpdateStatus, Device.status).join(
+            Device, Device.id == UpdateStatus.device_id).where(
+            UpdateStatus.rollout_id == rollout_id, UpdateStatus.state.in_(WAITING),
+            UpdateStatus.wave <= rollout.wave,
+            UpdateStatus.since < now - timedelta(seconds=shortest))
+
+    if not throttle:  # a read: take no lock and write nothing unless a node may be overdue
+        rollout = session.get(Rollout, rollout_id)
+        if rollout is None or session.execute(overdue(rollout).limit(1)).first() is None:
+            return 0
     rollout = session.execute(select(Rollout).where(Rollout.id == rollout_id).with_for_update()
                               .execution_options(populate_existing=True)).scalar_one()
     if rollout.state not in ("active", "completed"):
         return 0  # a paused rollout's clocks stand still (resume restarts them)
-    if not throttle:
-        rollout.swept_at = now
-        session.add(rollout)
-    shortest = min(deadline_s(rollout, s) for s in IN_PROGRESS)
-    rows = session.execute(select(UpdateStatus, Device.status).join(
-        Device, Device.id == UpdateStatus.device_id).where(
-        UpdateStatus.rollout_id == rollout_id, UpdateStatus.state.in_(WAITING),
-        UpdateStatus.wave <= rollout.wave,
-        UpdateStatus.since < now - timedelta(seconds=shortest))).all()
+    rows = session.execute(overdue(rollout)).all()
     changed = 0
     for status, device_status in rows:
         if status.state == "planned" and device_status != "active":
