@@ -54,16 +54,8 @@ def test_a_capture_of_enrollment_checkin_and_telemetry_shows_no_secret_and_no_re
     (every byte the loopback carried, both ways): the enrollment code, the device secret the
     server hands out, the device id and the readings never appear in it."""
     assert live_server.tls is not None, "the fleet server speaks TLS by default"
-    port = int(live_server.url.rsplit(":", 1)[1])
-    tap = FaultProxy("127.0.0.1", port, scheme="https")
-    issued = httpx.post(f"{live_server.url}/api/v1/devices/batch",
-                        json={"devices": [{"pole_id": "CAP-1", "board": "emulated"}],
-                              "enrollment": True}, headers=live_server.operator_headers,
-                        verify=live_server.ssl_context).json()[0]
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    (flash / "enrollment.json").write_text(json.dumps(
-        {"code": issued["enrollment_code"], "server": tap.url, "pole_id": "CAP-1"}))
+    tap = _path_to(live_server)
+    issued, flash = _factory_imaged(live_server, tmp_path, "CAP-1", tap.url)
     launcher = Launcher(flash, Scenario(start_epoch=int(time.time()) - 3600), speed=20,
                         config={"checkin_interval_s": 30}, ca_der=live_server.tls.ca_der())
     readings: list = []
@@ -100,17 +92,9 @@ def test_a_node_that_cannot_reach_the_server_at_first_boot_enrolls_later_without
     (the path is down): it runs on with its lamp, tries its code again at each check-in, and
     once the path is back it enrolls, resets itself once and reports with its identity."""
     assert live_server.tls is not None
-    port = int(live_server.url.rsplit(":", 1)[1])
-    path = FaultProxy("127.0.0.1", port, scheme="https")
+    path = _path_to(live_server)
     path.outage(True)
-    issued = httpx.post(f"{live_server.url}/api/v1/devices/batch",
-                        json={"devices": [{"pole_id": "LATE-1", "board": "emulated"}],
-                              "enrollment": True}, headers=live_server.operator_headers,
-                        verify=live_server.ssl_context).json()[0]
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    (flash / "enrollment.json").write_text(json.dumps(
-        {"code": issued["enrollment_code"], "server": path.url, "pole_id": "LATE-1"}))
+    issued, flash = _factory_imaged(live_server, tmp_path, "LATE-1", path.url)
     launcher = Launcher(flash, Scenario(start_epoch=int(time.time()) - 3600), speed=20,
                         config={"checkin_interval_s": 30}, ca_der=live_server.tls.ca_der(),
                         wifi={"ssid": "depot", "password": "depot passphrase"})
@@ -138,3 +122,21 @@ def test_a_node_that_cannot_reach_the_server_at_first_boot_enrolls_later_without
     assert boots == ["power_on", "soft"]  # one reset, to boot with the identity
     assert json.loads((flash / "identity.json").read_text())["device_id"] == issued["device_id"]
     assert not (flash / "enrollment.json").exists()
+
+
+def _path_to(live_server) -> FaultProxy:
+    """A TCP path to the server that a test can cut (TLS passes through it)."""
+    return FaultProxy("127.0.0.1", int(live_server.url.rsplit(":", 1)[1]), scheme="https")
+
+
+def _factory_imaged(live_server, tmp_path, pole_id: str, server_url: str):
+    """(the issued enrollment, a flash directory holding it as a factory image would)."""
+    issued = httpx.post(f"{live_server.url}/api/v1/devices/batch",
+                        json={"devices": [{"pole_id": pole_id, "board": "emulated"}],
+                              "enrollment": True}, headers=live_server.operator_headers,
+                        verify=live_server.ssl_context).json()[0]
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "enrollment.json").write_text(json.dumps(
+        {"code": issued["enrollment_code"], "server": server_url, "pole_id": pole_id}))
+    return issued, flash
