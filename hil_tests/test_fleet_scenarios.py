@@ -513,9 +513,10 @@ def _downloading(line: str) -> bool:
     return " update " in line and "phase=downloading" in line and "bytes" in line
 
 
+@BOTH_DATABASES
 @pytest.mark.timeout(600)
 def test_11_rollouts_never_hang_a_node_cut_mid_download_times_out_a_window_holds_an_offer(
-        rig, hil_record):
+        rig, hil_record, database):
     """Issue 14 on emulated lampposts. (a) Four nodes, waves 50/100: one of the canary wave's
     two nodes is switched off in the middle of its download. The other canary commits, but the
     wave (success threshold 100 %) waits on the silent one until the server (no scheduler)
