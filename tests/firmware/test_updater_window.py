@@ -36,7 +36,7 @@ def test_an_offer_before_the_window_downloads_and_installs_only_once_it_opens(tm
     waiting = [r for r in reports if r["detail"].startswith("waiting for the window")]
     # rounds 0-2 are before the window: offered, held, reported as waiting for it
     assert len(waiting) == 3, reports
-    assert waiting[0]["detail"] == "waiting for the window: opens at %d" % window["start"]
+    assert waiting[0]["detail"] == f"waiting for the window: opens at {window['start']}"
     assert reports[:3] == waiting  # nothing happened before it opened
     assert srv.states()[-1] == "committed", reports
     assert [e["event"] for e in evs] == ["boot", "reset", "boot", "end"]
@@ -49,8 +49,8 @@ def test_a_window_that_closes_mid_update_holds_the_install_and_the_reboot(tmp_pa
     srv, evs, _ = run(tmp_path, window, rounds=6)
     reports = srv.reports["node-test"]
     assert reports[-1]["state"] in ("downloading", "installing"), reports
-    assert reports[-1]["detail"] == ("waiting for the window: opens at %d"
-                                     % (window["start"] + 86400))
+    assert reports[-1]["detail"] == (
+        f"waiting for the window: opens at {window['start'] + 86400}")
     assert "installed" not in srv.states() and "committed" not in srv.states()
     assert [e["event"] for e in evs] == ["boot", "end"]  # never rebooted
     pointer = json.loads((tmp_path / "flash" / "slot.json").read_text())
