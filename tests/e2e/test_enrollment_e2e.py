@@ -32,15 +32,7 @@ def test_factory_node_redeems_its_code_at_boot_and_checks_in(live_server, tmp_pa
                         config={"checkin_interval_s": 30},
                         ca_der=live_server.tls.ca_der() if live_server.tls else None)
     with launcher:
-        deadline = time.monotonic() + 60
-        shown: dict = {}
-        while time.monotonic() < deadline:
-            shown = httpx.get(f"{live_server.url}/api/v1/devices/{issued['device_id']}",
-                              headers=live_server.operator_headers,
-                              verify=live_server.ssl_context).json()
-            if shown["online"]:
-                break
-            time.sleep(0.5)
+        shown = _wait_online(live_server, issued["device_id"], 60)
     assert shown["online"] is True and shown["key_version"] == 2
     identity = json.loads((flash / "identity.json").read_text())
     assert identity["device_id"] == issued["device_id"]
@@ -98,7 +90,6 @@ def test_a_node_that_cannot_reach_the_server_at_first_boot_enrolls_later_without
     launcher = Launcher(flash, Scenario(start_epoch=int(time.time()) - 3600), speed=20,
                         config={"checkin_interval_s": 30}, ca_der=live_server.tls.ca_der(),
                         wifi={"ssid": "depot", "password": "depot passphrase"})
-    shown: dict = {}
     try:
         with launcher:
             deadline = time.monotonic() + 60
@@ -107,14 +98,7 @@ def test_a_node_that_cannot_reach_the_server_at_first_boot_enrolls_later_without
             assert [f["result"] for _ms, f in launcher.events("enroll")][:2] == ["retry", "retry"]
             assert len(launcher.world.records.boots) == 1  # no reboot to retry
             path.outage(False)
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                shown = httpx.get(f"{live_server.url}/api/v1/devices/{issued['device_id']}",
-                                  headers=live_server.operator_headers,
-                                  verify=live_server.ssl_context).json()
-                if shown["online"]:
-                    break
-                time.sleep(0.5)
+            shown = _wait_online(live_server, issued["device_id"], 90)
             boots = [cause for _ms, cause in launcher.world.records.boots]
     finally:
         path.stop()
@@ -140,3 +124,15 @@ def _factory_imaged(live_server, tmp_path, pole_id: str, server_url: str):
     (flash / "enrollment.json").write_text(json.dumps(
         {"code": issued["enrollment_code"], "server": server_url, "pole_id": pole_id}))
     return issued, flash
+
+
+def _wait_online(live_server, device_id: str, timeout_s: float) -> dict:
+    """The device as the API shows it, once online (or as it is when `timeout_s` runs out)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = httpx.get(f"{live_server.url}/api/v1/devices/{device_id}",
+                          headers=live_server.operator_headers,
+                          verify=live_server.ssl_context).json()
+        if shown["online"] or time.monotonic() >= deadline:
+            return shown
+        time.sleep(0.5)

@@ -171,3 +171,25 @@ def upload(client: TestClient, tokens: dict[str, dict[str, str]]) -> Callable[..
                                         **{"Content-Type": "application/octet-stream"}))
 
     return send
+
+
+@pytest.fixture
+def checked_in_nodes(register, device_call) -> Callable[[int], list[dict]]:
+    """`count` nodes of group harbour running 1.0.0, each checked in once."""
+
+    def make(count: int) -> list[dict]:
+        nodes = [register(group="harbour") for _ in range(count)]
+        for n in nodes:
+            assert device_call(n, "/device/v1/checkin", {
+                "fw_version": "1.0.0", "uptime_s": 60, "config_version": 0}).status_code == 200
+        return nodes
+
+    return make
+
+
+@pytest.fixture
+def release(trusted, make_bundle, upload) -> dict:
+    """Release 1.1.0 (sequence 11), signed by a trusted key and uploaded."""
+    resp = upload(make_bundle("1.1.0", 11))
+    assert resp.status_code == 201
+    return resp.json()

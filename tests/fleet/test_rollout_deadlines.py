@@ -16,18 +16,8 @@ BASE = {"fw_version": "1.0.0", "uptime_s": 60, "config_version": 0}
 
 
 @pytest.fixture
-def fleet(register, device_call):
-    nodes = [register(group="harbour") for _ in range(4)]
-    for n in nodes:
-        assert device_call(n, "/device/v1/checkin", BASE).status_code == 200
-    return nodes
-
-
-@pytest.fixture
-def release(trusted, make_bundle, upload):
-    resp = upload(make_bundle("1.1.0", 11))
-    assert resp.status_code == 201
-    return resp.json()
+def fleet(checked_in_nodes):
+    return checked_in_nodes(4)
 
 
 def start(client, tokens, release, expect=201, **body):
