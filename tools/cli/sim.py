@@ -85,6 +85,9 @@ def run_sim(server: str, token: str, nodes: int, root: Path, speed: float, prefi
     except (httpx.HTTPError, RuntimeError) as exc:
         err.print(f"[red]cannot start the fleet:[/red] {exc}")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # stopped while booting: start_fleet powered off what it started
+        console.print("emulated lampposts powered off")
+        return
     poles = [n.pole_id for n in fleet.nodes]
     started = time.monotonic()
     try:
