@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import Session
 from typer.testing import CliRunner
 
 from fleet.core.db import make_engine
 from fleet.tokens import create_token
 from tools.cli.main import app as cli
+
+pytestmark = pytest.mark.usefixtures("wide_console")
 
 
 def test_audit_list_shows_and_filters_operator_actions(live_server):

@@ -14,6 +14,8 @@ from tools.cli import api_client
 from tools.cli.config import parse_assignments, parse_value
 from tools.cli.main import app as cli
 
+pytestmark = pytest.mark.usefixtures("wide_console")
+
 
 def _runner(server, token: str | None = None) -> CliRunner:
     return CliRunner(env={"LAMPLIGHTER_SERVER": server.url,
