@@ -49,6 +49,8 @@ class DeviceRow:
     fw_version: str
     keyset_serial: int | None
     keyset_error: str | None
+    config_error: str | None
+    config_behind_checkins: int
     key_version: int
     next_secret_enc: bytes | None
 

@@ -40,6 +40,20 @@ def keyset_values(report: CheckIn) -> dict[str, Any]:
     return values
 
 
+def config_refusal_values(report: CheckIn) -> dict[str, Any]:
+    """The Device columns a check-in's configuration refusal sets (both None: none stands)."""
+    refused = report.config_refused
+    if refused is None:
+        return {"config_refused_version": None, "config_error": None}
+    return {"config_refused_version": refused.version, "config_error": refused.reason}
+
+
+def checkin_interval_s(desired: dict[str, Any]) -> int:
+    """The check-in interval a reply gives: the node's desired one, else the server's default."""
+    value = desired.get("checkin_interval_s")
+    return value if isinstance(value, int) else get_settings().checkin_interval_s
+
+
 def next_key_for(device: DeviceRow, current: bytes) -> NextKey | None:
     """The pending next key, hidden under the current one, while a rotation awaits proof."""
     if device.next_secret_enc is None:
@@ -56,15 +70,22 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     now = utcnow()
     device.fw_version = report.fw_version
     keyset = keyset_values(report)
+    refusal = config_refusal_values(report)
+    version, body = desired_config(session, device)
+    behind = report.config_version < version
     session.execute(update(Device).where(Device.id == device.id).values(
         last_seen=now, fw_version=report.fw_version,
         applied_config_version=report.config_version,
         last_status=report.model_dump(exclude={"acks"}, exclude_none=True, mode="json"),
-        **keyset))
+        config_behind_checkins=device.config_behind_checkins + 1 if behind else 0,
+        **keyset, **refusal))
     if "keyset_error" in keyset and keyset["keyset_error"] != device.keyset_error:
         session.add(DeviceEvent(device_id=device.id, at=now, kind="keyset_error", detail={
             "error": keyset["keyset_error"] or "", "previous": device.keyset_error or "",
             "keyset": report.keyset}))
+    if refusal["config_error"] is not None and refusal["config_error"] != device.config_error:
+        session.add(DeviceEvent(device_id=device.id, at=now, kind="config_refused", detail={
+            "version": refusal["config_refused_version"], "reason": refusal["config_error"]}))
     for ack in report.acks:  # an answer counts even after the expiry: the node did receive it
         session.execute(
             update(Command)
@@ -87,17 +108,18 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     if undelivered:
         session.execute(update(Command).where(Command.id.in_(undelivered))
                         .values(delivered_at=now))
-    version, body = desired_config(session, device)
     reply = CheckInReply(
         server_time=int(time.time()),
-        next_checkin_s=get_settings().checkin_interval_s,
+        next_checkin_s=checkin_interval_s(body),
         commands=[PendingCommand(id=row.id, type=row.type, args=row.args) for row in pending],
         update=assignment_for(session, device, now),
     )
     reply.next_key = next_key_for(device, ident.secret)
     if report.keyset is not None:
         reply.key_statements = statements_after(session, report.keyset)
-    if version > report.config_version:
+    # a version the node refused is not resent: it would refuse it again (a new PUT makes a
+    # new version)
+    if behind and refusal["config_refused_version"] != version:
         reply.config_version, reply.config = version, body
     session.commit()
     return reply

@@ -67,6 +67,7 @@ WITH input AS (
 ), settled AS (
     SELECT i.* FROM input i JOIN device d ON d.id = i.id
     WHERE d.status = 'active' AND d.key_version = i.key_version AND d.next_secret_enc IS NULL
+      AND d.config_error IS NULL
       AND NOT EXISTS (SELECT 1 FROM command c WHERE c.device_id = d.id AND c.acked_at IS NULL
                       AND c.expires_at > %(now)s)
       AND NOT EXISTS (SELECT 1 FROM rollout r WHERE r.state = 'active')
@@ -84,6 +85,7 @@ WITH input AS (
 )
 UPDATE device d SET last_seen = %(now)s, fw_version = s.fw_version,
     applied_config_version = s.config_version, last_status = s.status::json,
+    config_behind_checkins = 0,
     keyset_serial = coalesce(s.keyset, d.keyset_serial)
 FROM settled s JOIN nonce n ON n.device_id = s.id AND n.nonce = s.nonce
 WHERE d.id = s.id
@@ -169,7 +171,8 @@ class QuickCheckin:
                       report: CheckIn) -> tuple[CheckInReply, bytes] | None:
         """Settle a plain check-in: its reply and the key that signed it (which signs the
         reply), or None having written nothing for it."""
-        if report.acks or report.update is not None or signed.stale:
+        if (report.acks or report.update is not None or report.config_refused is not None
+                or signed.stale):
             return None
         pool = await self._connections()
         if pool is None:

@@ -72,6 +72,11 @@ class Device(SQLModel, table=True):
     # its last refusal of a key statement ("<reason>: <detail>"; None: none pending).
     keyset_serial: int | None = None
     keyset_error: str | None = Field(default=None, max_length=200)
+    # The configuration version the node last refused and its reason (None: none stands), and
+    # the check-ins in a row at which it reported a version below its desired one (drift).
+    config_refused_version: int | None = None
+    config_error: str | None = Field(default=None, max_length=200)
+    config_behind_checkins: int = 0
 
 
 class Enrollment(SQLModel, table=True):

@@ -229,12 +229,22 @@ class UpdateReport(Strict):
     detail: Annotated[str, Field(max_length=200)] = ""
 
 
+class ConfigRefusal(Strict):
+    """The configuration version a node refused, and the first rule it broke."""
+
+    version: Count
+    reason: Annotated[str, Field(max_length=200)] = Field(
+        description="the node's own words: 'dimming.dim_level: above 100'")
+
+
 class CheckIn(Strict):
     model_config = example({
         "fw_version": "1.4.2", "uptime_s": 86400, "mem_free": 61440, "rssi": -67,
         "wifi_reconnects": 1, "boot_reason": "power_on", "sensor_faults": {},
         "config_version": 3, "update_state": "idle", "queue_len": 12, "queue_dropped": 0,
-        "lamp_level_pct": 30.0, "acks": [{"id": 17, "ok": True, "result": "blinking 10 s"},
+        "lamp_level_pct": 30.0,
+        "config_refused": {"version": 4, "reason": "dimming.dim_level: above full_level"},
+        "acks": [{"id": 17, "ok": True, "result": "blinking 10 s"},
                                           {"id": 18, "ok": False, "reason": "bad minutes"}],
         "keyset": 2})
 
@@ -248,6 +258,9 @@ class CheckIn(Strict):
     sensor_faults: Annotated[dict[Annotated[str, Field(max_length=24)], Count],
                              Field(max_length=16)] = {}
     config_version: Count = 0
+    config_refused: ConfigRefusal | None = Field(
+        None, description="The last configuration version the node refused and why; absent "
+                          "once it applied a later one (or never refused one)")
     update_state: Annotated[str, Field(max_length=32)] = "idle"
     queue_len: Count | None = None
     queue_dropped: Count | None = None
