@@ -40,8 +40,11 @@ services:  ## make sure the local PostgreSQL the tests use is running (starts it
 run: install  ## start the fleet server on 127.0.0.1:8000 (SQLite under ./var) with emulated lampposts
 	$(BIN)/lamplighter demo
 
-test: install system-deps services lint  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL)
-	$(BIN)/pytest -q -rs -p no:cacheprovider
+test: install system-deps services lint  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL): the quick cases two files at a time, then the slow ones (real-time HIL scenarios) alone
+	@status=0; \
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow" -n 2 --dist loadfile || status=$$?; \
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m slow || status=$$?; \
+	exit $$status
 
 test-fast: install services lint  ## the suite without the cases marked slow, three test files at a time
 	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow" -n 3 --dist loadfile
