@@ -1,7 +1,11 @@
 """A node's check-in: record its state, acknowledge its commands, answer with what it should do.
 
 This is the hottest path of the server (every node, every few minutes), so it speaks SQL
-through Core statements rather than loading ORM entities.
+through Core statements rather than loading ORM entities. What a check-in decides (the desired
+configuration version and interval, whether a command, an update, a key statement or the
+configuration is to be sent, the drift counter, the events to record) is one select of the
+shared rules (fleet.checkin_rules), which the quick path on PostgreSQL
+(fleet.checkin_quick) evaluates too: the two paths cannot disagree on them.
 """
 
 from __future__ import annotations
@@ -9,16 +13,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Boolean, Integer, String, literal, select, update
 from sqlmodel import Session
 
 from fleet.auth import DeviceIdentity, DeviceRow
+from fleet.checkin_rules import CheckinInputs, after_keyset, checkin_facts
 from fleet.commands import deliverable
 from fleet.config_profiles import desired_config
 from fleet.core.crypto import decrypt_secret, rotation_pad, xor32
 from fleet.core.settings import get_settings
-from fleet.key_statements import statements_after
-from fleet.models import Command, Device, DeviceEvent, utcnow
+from fleet.key_statements import MAX_STATEMENTS_PER_REPLY
+from fleet.models import Command, Device, DeviceEvent, KeyStatement, utcnow
 from fleet.rollouts import assignment_for, record_report
 from fleet.schemas import CheckIn, CheckInReply, NextKey, PendingCommand
 
@@ -48,10 +53,21 @@ def config_refusal_values(report: CheckIn) -> dict[str, Any]:
     return {"config_refused_version": refused.version, "config_error": refused.reason}
 
 
-def checkin_interval_s(desired: dict[str, Any]) -> int:
-    """The check-in interval a reply gives: the node's desired one, else the server's default."""
-    value = desired.get("checkin_interval_s")
-    return value if isinstance(value, int) else get_settings().checkin_interval_s
+def checkin_inputs(device: DeviceRow, report: CheckIn) -> CheckinInputs:
+    """The rules' inputs for one node: its stored columns and its report, as parameters."""
+    keyset, refusal = keyset_values(report), config_refusal_values(report)
+    return CheckinInputs(
+        device_id=literal(device.id, BigInteger), uid=literal(device.uid, String),
+        group_name=literal(device.group_name, String),
+        config_behind_checkins=literal(device.config_behind_checkins, Integer),
+        stored_keyset_error=literal(device.keyset_error, String),
+        stored_config_error=literal(device.config_error, String),
+        config_version=literal(report.config_version, BigInteger),
+        config_refused_version=literal(refusal["config_refused_version"], BigInteger),
+        config_error=literal(refusal["config_error"], String),
+        keyset=literal(report.keyset, BigInteger),
+        sets_keyset_error=literal("keyset_error" in keyset, Boolean),
+        keyset_error=literal(keyset.get("keyset_error"), String))
 
 
 def next_key_for(device: DeviceRow, current: bytes) -> NextKey | None:
@@ -71,19 +87,19 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     device.fw_version = report.fw_version
     keyset = keyset_values(report)
     refusal = config_refusal_values(report)
-    version, body = desired_config(session, device)
-    behind = report.config_version < version
+    rules = checkin_facts(checkin_inputs(device, report), now, get_settings().checkin_interval_s)
+    facts = session.execute(select(*(expr.label(name) for name, expr in rules.items()))).one()
     session.execute(update(Device).where(Device.id == device.id).values(
         last_seen=now, fw_version=report.fw_version,
         applied_config_version=report.config_version,
         last_status=report.model_dump(exclude={"acks"}, exclude_none=True, mode="json"),
-        config_behind_checkins=device.config_behind_checkins + 1 if behind else 0,
+        config_behind_checkins=facts.behind_checkins,
         **keyset, **refusal))
-    if "keyset_error" in keyset and keyset["keyset_error"] != device.keyset_error:
+    if facts.keyset_event:
         session.add(DeviceEvent(device_id=device.id, at=now, kind="keyset_error", detail={
             "error": keyset["keyset_error"] or "", "previous": device.keyset_error or "",
             "keyset": report.keyset}))
-    if refusal["config_error"] is not None and refusal["config_error"] != device.config_error:
+    if facts.config_event:
         session.add(DeviceEvent(device_id=device.id, at=now, kind="config_refused", detail={
             "version": refusal["config_refused_version"], "reason": refusal["config_error"]}))
     for ack in report.acks:  # an answer counts even after the expiry: the node did receive it
@@ -96,7 +112,28 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     if report.update is not None:
         record_report(session, device, report.update.rollout_id, report.update.state,
                       report.update.detail)
-    acked = {a.id for a in report.acks}
+    pending = _pending_commands(session, device, now, {a.id for a in report.acks}) \
+        if facts.has_command else []
+    reply = CheckInReply(
+        server_time=int(time.time()),
+        next_checkin_s=facts.interval_s,
+        commands=[PendingCommand(id=row.id, type=row.type, args=row.args) for row in pending],
+        update=assignment_for(session, device, now) if facts.rollout_active else None,
+    )
+    reply.next_key = next_key_for(device, ident.secret)
+    if facts.statement_after:
+        reply.key_statements = list(session.execute(
+            select(KeyStatement.envelope).where(after_keyset(literal(report.keyset)))
+            .order_by(KeyStatement.serial).limit(MAX_STATEMENTS_PER_REPLY)).scalars())
+    if facts.sends_config:
+        reply.config_version, reply.config = desired_config(session, device)
+    session.commit()
+    return reply
+
+
+def _pending_commands(session: Session, device: DeviceRow, now: Any, acked: set[int]) -> list:
+    """The commands the reply carries (marked delivered): the first deliverable ones, less
+    those the check-in answers."""
     pending = [
         row for row in session.execute(
             select(Command.id, Command.type, Command.args, Command.delivered_at)
@@ -108,18 +145,4 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     if undelivered:
         session.execute(update(Command).where(Command.id.in_(undelivered))
                         .values(delivered_at=now))
-    reply = CheckInReply(
-        server_time=int(time.time()),
-        next_checkin_s=checkin_interval_s(body),
-        commands=[PendingCommand(id=row.id, type=row.type, args=row.args) for row in pending],
-        update=assignment_for(session, device, now),
-    )
-    reply.next_key = next_key_for(device, ident.secret)
-    if report.keyset is not None:
-        reply.key_statements = statements_after(session, report.keyset)
-    # a version the node refused is not resent: it would refuse it again (a new PUT makes a
-    # new version)
-    if behind and refusal["config_refused_version"] != version:
-        reply.config_version, reply.config = version, body
-    session.commit()
-    return reply
+    return pending

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from fleet.checkin_rules import desired_config_version, profile_body
 from fleet.config_schema import Refusal, deep_merge, defaults, find, leaves, validate
 from fleet.errors import Invalid
 from fleet.models import ConfigProfile, Device, utcnow
@@ -117,21 +118,10 @@ def config_view(session: Session, scope: str, target: str) -> dict[str, Any]:
 
 def desired_config(session: Session, device: DeviceRow | Device) -> tuple[int, dict[str, Any]]:
     """The node's desired configuration: its group's, overridden key by key by its own
-    (deeply: a node's dimming.dusk_lux keeps the group's dimming.dim_level).
-
-    The version is the sum of the two profiles' versions: both only grow, so any change to
-    either gives the node a higher number than it has applied.
+    (deeply: a node's dimming.dusk_lux keeps the group's dimming.dim_level), and its version
+    (fleet.checkin_rules.desired_config_version, the rule the check-in paths apply too).
     """
-    rows = session.execute(
-        select(ConfigProfile.scope, ConfigProfile.version, ConfigProfile.body).where(
-            ((ConfigProfile.scope == "group") & (ConfigProfile.target == device.group_name))
-            | ((ConfigProfile.scope == "device") & (ConfigProfile.target == device.uid))
-        )
-    ).all()
-    by_scope = {scope: (version, body) for scope, version, body in rows}
-    version, merged = 0, {}
-    for scope in ("group", "device"):
-        if scope in by_scope:
-            version += by_scope[scope][0]
-            merged = deep_merge(merged, by_scope[scope][1])
-    return version, merged
+    version, group_body, device_body = session.execute(select(
+        desired_config_version(device.group_name, device.uid),
+        profile_body("group", device.group_name), profile_body("device", device.uid))).one()
+    return version, deep_merge(group_body or {}, device_body or {})

@@ -1,0 +1,156 @@
+"""The rules of a check-in, written once as SQL expressions that both check-in paths evaluate."""
+
+# The full path (fleet/checkin.py) selects `checkin_facts` for one node, its stored columns and
+# its report bound as parameters, and acts on each fact; the quick path (fleet/checkin_quick.py)
+# selects the same facts for a batch of nodes joined to their device rows and settles only the
+# rows where `nothing_else_to_deliver` holds: check-ins that write the node's state and nonce
+# and nothing else, answered with the interval alone. Every expression here compiles for
+# PostgreSQL and for SQLite (the full path runs on both).
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, exists, func, not_, select
+
+from fleet.commands import deliverable
+from fleet.models import Command, ConfigProfile, KeyStatement, Rollout
+
+
+def _profile(scope: str, target: ColumnElement[Any] | Any) -> Any:
+    return and_(ConfigProfile.scope == scope, ConfigProfile.target == target)
+
+
+def node_profiles(group_name: ColumnElement[str] | str,
+                  uid: ColumnElement[str] | str) -> ColumnElement[bool]:
+    """The ConfigProfile rows that make a node's desired configuration: its group's, its own."""
+    return _profile("group", group_name) | _profile("device", uid)
+
+
+def desired_config_version(group_name: ColumnElement[str] | str,
+                           uid: ColumnElement[str] | str) -> ColumnElement[int]:
+    """The node's desired configuration version: the sum of its group's and its own profile
+    versions (0 without either); both only grow, so any change to either raises it."""
+    return select(func.coalesce(func.sum(ConfigProfile.version), 0)) \
+        .where(node_profiles(group_name, uid)).scalar_subquery()
+
+
+def profile_body(scope: str, target: ColumnElement[str] | str) -> ColumnElement[Any]:
+    """The stored document of one profile (NULL without one)."""
+    return select(ConfigProfile.body).where(_profile(scope, target)).scalar_subquery()
+
+
+def _interval_of(scope: str, target: ColumnElement[str] | str) -> ColumnElement[int]:
+    return select(ConfigProfile.body["checkin_interval_s"].as_integer()) \
+        .where(_profile(scope, target)).scalar_subquery()
+
+
+def desired_checkin_interval_s(group_name: ColumnElement[str] | str,
+                               uid: ColumnElement[str] | str,
+                               default: ColumnElement[int] | int) -> ColumnElement[int]:
+    """The interval a reply gives: the top-level `checkin_interval_s` of the node's desired
+    configuration (its own profile's over its group's, as the deep merge takes it), else the
+    server's `default`. Profiles are validated when stored (fleet.config_schema: an integer)."""
+    return func.coalesce(_interval_of("device", uid), _interval_of("group", group_name), default)
+
+
+def config_behind_checkins(stored: ColumnElement[int], reported_version: ColumnElement[int],
+                           desired_version: ColumnElement[int]) -> ColumnElement[int]:
+    """The drift counter after a check-in: one more while the node reports a version below its
+    desired one, else 0."""
+    return case((reported_version < desired_version, stored + 1), else_=0)
+
+
+def sends_config(reported_version: ColumnElement[int], refused_version: ColumnElement[Any],
+                 desired_version: ColumnElement[int]) -> ColumnElement[bool]:
+    """Whether the reply carries the desired configuration: the node is behind it and has not
+    refused that very version (it would refuse it again; a new PUT makes a new version)."""
+    return and_(reported_version < desired_version,
+                refused_version.is_distinct_from(desired_version))
+
+
+def has_deliverable_command(device_id: ColumnElement[int] | int,
+                            now: ColumnElement[datetime] | datetime) -> ColumnElement[bool]:
+    """Whether a command waits for the node (fleet.commands.deliverable)."""
+    return exists().where(Command.device_id == device_id, deliverable(now))
+
+
+def rollout_needs_full_path() -> ColumnElement[bool]:
+    """Whether a rollout is active: the check-in may join, offer or sweep it
+    (fleet.rollouts.assignment_for), which only the full path does."""
+    return exists().where(Rollout.state == "active")
+
+
+def after_keyset(keyset: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The key statements a node that reported key set `keyset` lacks."""
+    return KeyStatement.serial > keyset
+
+
+def statement_after(keyset: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Whether a key statement follows the key set the node reported (none when it reported
+    none: older firmware is not held back by the chain)."""
+    return and_(keyset.is_not(None), exists().where(after_keyset(keyset)))
+
+
+def keyset_refusal_changes(sets_error: ColumnElement[bool], reported: ColumnElement[Any],
+                           stored: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Whether the check-in changes the node's key-set refusal (an event is recorded)."""
+    return and_(sets_error, reported.is_distinct_from(stored))
+
+
+def config_refusal_changes(reported: ColumnElement[Any],
+                           stored: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Whether the check-in reports a configuration refusal other than the stored one (an
+    event is recorded; a refusal that no longer stands is cleared without one)."""
+    return and_(reported.is_not(None), reported.is_distinct_from(stored))
+
+
+@dataclass(frozen=True)
+class CheckinInputs:
+    """What the rules read, as SQL expressions: the node's stored columns and its report."""
+
+    device_id: ColumnElement[int]
+    uid: ColumnElement[str]
+    group_name: ColumnElement[str]
+    config_behind_checkins: ColumnElement[int]
+    stored_keyset_error: ColumnElement[Any]
+    stored_config_error: ColumnElement[Any]
+    config_version: ColumnElement[int]  # reported
+    config_refused_version: ColumnElement[Any]  # reported (NULL: none stands)
+    config_error: ColumnElement[Any]  # reported
+    keyset: ColumnElement[Any]  # reported (NULL: not reported)
+    sets_keyset_error: ColumnElement[bool]  # the report states the key-set refusal
+    keyset_error: ColumnElement[Any]  # reported (NULL: none stands)
+
+
+def checkin_facts(node: CheckinInputs, now: ColumnElement[datetime] | datetime,
+                  default_interval: ColumnElement[int] | int) -> dict[str, ColumnElement[Any]]:
+    """Everything a check-in decides, by name, for one node (selected as labelled columns)."""
+    desired = desired_config_version(node.group_name, node.uid)
+    return {
+        "desired_version": desired,
+        "interval_s": desired_checkin_interval_s(node.group_name, node.uid, default_interval),
+        "behind_checkins": config_behind_checkins(node.config_behind_checkins,
+                                                  node.config_version, desired),
+        "sends_config": sends_config(node.config_version, node.config_refused_version,
+                                     desired),
+        "has_command": has_deliverable_command(node.device_id, now),
+        "rollout_active": rollout_needs_full_path(),
+        "statement_after": statement_after(node.keyset),
+        "keyset_event": keyset_refusal_changes(node.sets_keyset_error, node.keyset_error,
+                                               node.stored_keyset_error),
+        "config_event": config_refusal_changes(node.config_error, node.stored_config_error),
+    }
+
+
+# The facts that give a check-in more to do than record the node's state and its nonce.
+NEEDS_FULL_PATH = ("sends_config", "has_command", "rollout_active", "statement_after",
+                   "keyset_event", "config_event")
+
+
+def nothing_else_to_deliver(facts: dict[str, ColumnElement[Any]]) -> ColumnElement[bool]:
+    """Whether the check-in only records the node's state: no configuration, command, update
+    or key statement to send, no event to record (the quick path settles exactly these)."""
+    return and_(*(not_(facts[name]) for name in NEEDS_FULL_PATH))
