@@ -185,3 +185,53 @@ def test_a_reply_with_nothing_newer_changes_nothing_and_logs_no_error(tmp_path):
         [out] = run_on_board(world, UP_TO_DATE_RUN, tmp_path, heap_kb=NODE_HEAP_KB)
     assert out["checkins"] >= 5  # every 60 s, as the reply said
     assert out["errors"] == 0 and out["version"] == 0
+
+
+REFUSING_RUN = """
+from core.node import Node
+
+LONG = "k" * 300  # an unknown key whose reason is longer than a check-in may carry
+
+class Refusing:
+    # Configurations a server stored before it validated them: refused, replaced by another
+    # refused one, then a good one (which clears the refusal).
+    def __init__(self):
+        self.statuses = []
+        self.replies = [{"config": {LONG: 1}, "config_version": 3},
+                        {"config": None, "config_version": None},
+                        {"config": {"dimming": {"dim_level": 500}}, "config_version": 4},
+                        {"config": {"dimming": {"dim_level": 20}}, "config_version": 6}]
+
+    def checkin(self, status):
+        self.statuses.append(status)
+        reply = self.replies.pop(0) if self.replies else {}
+        reply["next_checkin_s"] = 60
+        return reply
+
+    def post_telemetry(self, records):
+        return records[-1][0]
+
+up = Refusing()
+node = Node(board, cfg={"checkin_interval_s": 60}, uplink=up)
+node.run(until_ms=300000)  # check-ins at about 5, 65, 125, 185 and 245 s
+for status in up.statuses:
+    print(json.dumps([status.get("config_refused")]))  # one line each: "[null]" or "[{…}]"
+print(json.dumps({"version": node.cfg["version"], "errors": node.log.counts["error"],
+                  "versions": [s["config_version"] for s in up.statuses]}))
+"""
+
+
+def test_a_refused_configuration_is_reported_until_a_later_one_is_applied(tmp_path):
+    with running_world(Scenario(start_epoch=NIGHT_START)) as world:
+        *lines, out = run_on_board(world, REFUSING_RUN, tmp_path, heap_kb=NODE_HEAP_KB)
+    assert len(lines) == 5, lines
+    first, second, third, fourth, fifth = (line[0] for line in lines)
+    assert first is None  # never refused one: nothing reported
+    assert second["version"] == 3 and second["reason"].startswith("k" * 100)
+    assert len(second["reason"]) == 200  # the first error, cut to what a check-in may carry
+    assert third == second  # reported at each check-in while it stands
+    assert fourth == {"version": 4,
+                      "reason": "dimming.dim_level: must be between 0 and 100"}
+    assert fifth is None  # version 6 applied: the refusal no longer stands
+    assert out["version"] == 6 and out["versions"] == [0, 0, 0, 0, 6]
+    assert out["errors"] == 2  # one config_refused line per refusal

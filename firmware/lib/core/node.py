@@ -98,6 +98,9 @@ class Node:
         # answers to commands owed from before a reboot
         self._done_cmds = ondemand.call("core.commands", "load_done", self.state_path)
         self._next_checkin_s = None
+        # the last configuration a check-in brought that the node refused, reported at each
+        # check-in until a later one is applied: {"version", "reason"} (None: none stands)
+        self.config_refused = None
         # the RTC (2000-01-01 after a power cut) is set by NTP or the fleet server before any
         # signed request; readings stamped before that are corrected (core/clock_sync.py)
         self.clock_ok = board.epoch_s() >= _CLOCK_VALID_FROM
@@ -154,8 +157,11 @@ class Node:
         ok, errors = ondemand.call("core.config", "apply", self.config_path, new_cfg, version)
         cfg = ondemand.call("core.config", "load", self.config_path, self.log) if ok else None
         if not ok:
-            self.log.error("config_refused", version=version, reason=errors[0])
+            reason = errors[0][:200]  # the first rule it broke (the check-in's limit)
+            self.config_refused = {"version": version, "reason": reason}
+            self.log.error("config_refused", version=version, reason=reason)
             return
+        self.config_refused = None
         self.apply_config(cfg)
         self.log.info("config_applied", version=version)
 
@@ -274,7 +280,7 @@ class Node:
     def status(self):
         """What the node reports at each check-in."""
         board = self.board
-        return {
+        report = {
             "fw_version": self.fw_version,
             "uptime_s": (board.ticks_ms() - self._boot_ms) // 1000,
             "mem_free": board.mem_free(),
@@ -288,6 +294,9 @@ class Node:
             "lamp_level_pct": round(self.lamp.level, 1),
             "acks": self._done_cmds,  # answers to commands (core/commands.py makes them)
         }
+        if self.config_refused is not None:
+            report["config_refused"] = self.config_refused
+        return report
 
     def checkin(self, now):
         """Report the status (and the update client's report); act on what the server replies.
