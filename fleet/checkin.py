@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, Boolean, Integer, String, literal, select, up
 from sqlmodel import Session
 
 from fleet.auth import DeviceIdentity, DeviceRow
-from fleet.checkin_rules import CheckinInputs, after_keyset, checkin_facts
+from fleet.checkin_rules import CheckinInputs, after_keyset, checkin_facts, desired_facts
 from fleet.commands import deliverable
 from fleet.config_profiles import desired_config
 from fleet.core.crypto import decrypt_secret, rotation_pad, xor32
@@ -57,8 +57,7 @@ def checkin_inputs(device: DeviceRow, report: CheckIn) -> CheckinInputs:
     """The rules' inputs for one node: its stored columns and its report, as parameters."""
     keyset, refusal = keyset_values(report), config_refusal_values(report)
     return CheckinInputs(
-        device_id=literal(device.id, BigInteger), uid=literal(device.uid, String),
-        group_name=literal(device.group_name, String),
+        device_id=literal(device.id, BigInteger),
         config_behind_checkins=literal(device.config_behind_checkins, Integer),
         stored_keyset_error=literal(device.keyset_error, String),
         stored_config_error=literal(device.config_error, String),
@@ -87,8 +86,11 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     device.fw_version = report.fw_version
     keyset = keyset_values(report)
     refusal = config_refusal_values(report)
-    rules = checkin_facts(checkin_inputs(device, report), now, get_settings().checkin_interval_s)
-    facts = session.execute(select(*(expr.label(name) for name, expr in rules.items()))).one()
+    desired = select(*(expr.label(name) for name, expr in desired_facts(
+        device.group_name, device.uid, get_settings().checkin_interval_s).items())).subquery()
+    facts = session.execute(select(desired, *(
+        expr.label(name) for name, expr in checkin_facts(
+            checkin_inputs(device, report), now, desired.c.desired_version).items()))).one()
     session.execute(update(Device).where(Device.id == device.id).values(
         last_seen=now, fw_version=report.fw_version,
         applied_config_version=report.config_version,

@@ -30,12 +30,37 @@ import time
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    Text,
+    Update,
+    bindparam,
+    case,
+    cast,
+    column,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.engine import make_url
 
 from fleet.auth import SignedHeaders
-from fleet.checkin import keyset_values
+from fleet.checkin import config_refusal_values, keyset_values
+from fleet.checkin_rules import (
+    CheckinInputs,
+    checkin_facts,
+    desired_facts,
+    nothing_else_to_deliver,
+)
 from fleet.core.crypto import decrypt_secret, signature_matches
-from fleet.models import utcnow
+from fleet.models import Device, DeviceNonce, utcnow
 from fleet.schemas import CheckIn, CheckInReply
 
 log = logging.getLogger("fleet.checkin")
@@ -50,47 +75,76 @@ _CONNECTION_OPTIONS = {"autocommit": True, "options": "-c synchronous_commit=off
 
 _LOOKUP = "SELECT id, key_version, status, secret_enc FROM device WHERE uid = %s"
 
-# For each (node, nonce, state) row: writes the nonce and the state only for an active node with
-# that key version that has nothing pending (a command to deliver: unanswered and unexpired, as
-# fleet.commands.deliverable says); returns the ids of the nodes it settled. keyset is
-# the node's reported key-set serial (NULL: not reported; then no statement may follow it);
-# sets_error says the check-in states the node's key-set refusal, keyset_error (NULL: none
-# stands), which must then be the stored one: a change is an event the full path records.
-_CHECKIN = """
-WITH input AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(key_versions)s::int[], %(nonces)s::text[],
-                         %(ts)s::bigint[], %(fw_versions)s::text[], %(config_versions)s::bigint[],
-                         %(statuses)s::text[], %(keysets)s::bigint[], %(sets_errors)s::bool[],
-                         %(keyset_errors)s::text[])
-        AS t(id, key_version, nonce, ts, fw_version, config_version, status, keyset, sets_error,
-             keyset_error)
-), settled AS (
-    SELECT i.* FROM input i JOIN device d ON d.id = i.id
-    WHERE d.status = 'active' AND d.key_version = i.key_version AND d.next_secret_enc IS NULL
-      AND d.config_error IS NULL
-      AND NOT EXISTS (SELECT 1 FROM command c WHERE c.device_id = d.id AND c.acked_at IS NULL
-                      AND c.expires_at > %(now)s)
-      AND NOT EXISTS (SELECT 1 FROM rollout r WHERE r.state = 'active')
-      AND (SELECT coalesce(sum(p.version), 0) FROM configprofile p
-           WHERE (p.scope = 'group' AND p.target = d.group_name)
-              OR (p.scope = 'device' AND p.target = d.uid)) <= i.config_version
-      AND (i.keyset IS NULL
-           OR NOT EXISTS (SELECT 1 FROM keystatement k WHERE k.serial > i.keyset))
-      AND (NOT i.sets_error OR d.keyset_error IS NOT DISTINCT FROM i.keyset_error)
-), nonce AS (
-    INSERT INTO devicenonce (device_id, nonce, ts)
-    SELECT id, nonce, ts FROM settled
-    ON CONFLICT (device_id, nonce) DO NOTHING
-    RETURNING device_id, nonce
-)
-UPDATE device d SET last_seen = %(now)s, fw_version = s.fw_version,
-    applied_config_version = s.config_version, last_status = s.status::json,
-    config_behind_checkins = 0,
-    keyset_serial = coalesce(s.keyset, d.keyset_serial)
-FROM settled s JOIN nonce n ON n.device_id = s.id AND n.nonce = s.nonce
-WHERE d.id = s.id
-RETURNING d.id
-"""
+# The statement's input, one array per column, one element per check-in: the node's id and the
+# key version its cached secret has, the request's nonce and timestamp, and the report.
+_INPUT = (("id", BigInteger), ("key_version", Integer), ("nonce", Text), ("ts", BigInteger),
+          ("fw_version", Text), ("config_version", BigInteger), ("status", Text),
+          ("keyset", BigInteger), ("sets_keyset_error", Boolean), ("keyset_error", Text),
+          ("config_refused_version", BigInteger), ("config_error", Text))
+
+
+def checkin_statement() -> Update:
+    """The statement that settles a batch of check-ins (parameters: one array `in_<column>`
+    per _INPUT column, `now`, `default_interval`); it returns (device id, the interval its
+    reply gives) for each check-in it settled.
+
+    For each row it writes the nonce and the state only for an active node with that key
+    version and no rotation awaiting proof, of which the shared rules
+    (fleet.checkin_rules.nothing_else_to_deliver) say the check-in does nothing else; a
+    replayed nonce writes nothing either. The rest is left to the full path.
+    """
+    now = bindparam("now", type_=DateTime(timezone=True))
+    given = func.unnest(*(bindparam(f"in_{name}", type_=ARRAY(kind)) for name, kind in _INPUT)) \
+        .table_valued(*(column(name, kind) for name, kind in _INPUT)).render_derived(name="input")
+    joined = (
+        select(given, Device.config_behind_checkins,
+               Device.keyset_error.label("stored_keyset_error"),
+               Device.config_error.label("stored_config_error"),
+               *(expr.label(name) for name, expr in desired_facts(
+                   Device.group_name, Device.uid, bindparam("default_interval", type_=Integer)
+               ).items()))
+        .join_from(given, Device, Device.id == given.c.id)
+        .where(Device.status == "active", Device.key_version == given.c.key_version,
+               Device.next_secret_enc.is_(None))
+        .cte("node"))
+    n = joined.c
+    facts = checkin_facts(CheckinInputs(
+        device_id=n.id,
+        config_behind_checkins=n.config_behind_checkins,
+        stored_keyset_error=n.stored_keyset_error, stored_config_error=n.stored_config_error,
+        config_version=n.config_version, config_refused_version=n.config_refused_version,
+        config_error=n.config_error, keyset=n.keyset, sets_keyset_error=n.sets_keyset_error,
+        keyset_error=n.keyset_error), now, n.desired_version)
+    settled = select(joined, facts["behind_checkins"].label("behind_checkins")) \
+        .where(nothing_else_to_deliver(facts)).cte("settled")
+    s = settled.c
+    nonce = (pg_insert(DeviceNonce).from_select(["device_id", "nonce", "ts"],
+                                                select(s.id, s.nonce, s.ts))
+             .on_conflict_do_nothing(index_elements=["device_id", "nonce"])
+             .returning(DeviceNonce.device_id, DeviceNonce.nonce).cte("nonce"))
+    return (
+        update(Device)
+        .where(Device.id == s.id, nonce.c.device_id == s.id, nonce.c.nonce == s.nonce)
+        .values(last_seen=now, fw_version=s.fw_version, applied_config_version=s.config_version,
+                last_status=cast(s.status, JSON), config_behind_checkins=s.behind_checkins,
+                keyset_serial=func.coalesce(s.keyset, Device.keyset_serial),
+                keyset_error=case((s.sets_keyset_error, s.keyset_error),
+                                  else_=Device.keyset_error),
+                config_refused_version=s.config_refused_version, config_error=s.config_error)
+        .returning(Device.id, s.interval_s))
+
+
+def _compiled() -> tuple[str, dict[str, object]]:
+    """The statement's SQL for psycopg, and the values of its constant parameters (strings and
+    numbers of the shared rules, which psycopg adapts as SQLAlchemy would)."""
+    compiled = checkin_statement().compile(dialect=pg_psycopg.dialect())
+    runtime = {"now", "default_interval", *(f"in_{name}" for name, _ in _INPUT)}
+    constants = {k: v for k, v in compiled.params.items() if k not in runtime}
+    assert all(type(v) in (str, int) for v in constants.values()), constants
+    return str(compiled), constants
+
+
+_CHECKIN, _CONSTANTS = _compiled()
 _PRUNE = "DELETE FROM devicenonce WHERE ts < %s"
 
 
@@ -114,7 +168,7 @@ class QuickCheckin:
         self._writer_conn: psycopg.AsyncConnection | None = None  # the check-in statements
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
         self._opening = asyncio.Lock()
-        self._waiting: list[tuple[tuple, asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[tuple, asyncio.Future[int | None]]] = []
         self._writer: asyncio.Task[None] | None = None  # the task writing queued check-ins
         self.settled = 0  # check-ins this process answered here (the rest took the full path)
         self.statements = 0  # statements that wrote them
@@ -171,8 +225,7 @@ class QuickCheckin:
                       report: CheckIn) -> tuple[CheckInReply, bytes] | None:
         """Settle a plain check-in: its reply and the key that signed it (which signs the
         reply), or None having written nothing for it."""
-        if (report.acks or report.update is not None or report.config_refused is not None
-                or signed.stale):
+        if report.acks or report.update is not None or signed.stale:
             return None
         pool = await self._connections()
         if pool is None:
@@ -186,18 +239,21 @@ class QuickCheckin:
             self._secrets.pop(signed.uid, None)  # perhaps rotated: the full path rereads it
             return None
         status = report.model_dump_json(exclude={"acks"}, exclude_none=True)
-        keyset = keyset_values(report)
+        keyset, refusal = keyset_values(report), config_refusal_values(report)
         row = (device_id, key_version, signed.nonce, signed.ts, report.fw_version,
                report.config_version, status, report.keyset, "keyset_error" in keyset,
-               keyset.get("keyset_error"))
-        if not await self._settle(row):
+               keyset.get("keyset_error"), refusal["config_refused_version"],
+               refusal["config_error"])  # in _INPUT's order
+        interval = await self._settle(row)
+        if interval is None:
             return None
         self.settled += 1
-        return CheckInReply(server_time=int(time.time()), next_checkin_s=self._interval), secret
+        return CheckInReply(server_time=int(time.time()), next_checkin_s=interval), secret
 
-    async def _settle(self, row: tuple) -> bool:
-        """Queue the row for the next statement; True once that statement settled it."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def _settle(self, row: tuple) -> int | None:
+        """Queue the row for the next statement; once that statement settled it, the interval
+        the reply gives (None: not settled)."""
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((row, done))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_waiting())
@@ -220,15 +276,17 @@ class QuickCheckin:
                     settled = await self._write(batch)
                 except Exception as exc:  # noqa: BLE001 - each waiting request takes the full path
                     log.warning("quick check-in write failed: %r", exc)
-                    settled = set()
+                    settled: dict[int, int] = {}
                 for row, done in batch:
                     if not done.done():
-                        done.set_result(row[0] in settled)
+                        done.set_result(settled.get(row[0]))
         finally:
             self._writer = None
 
-    async def _write(self, batch: list[tuple[tuple, asyncio.Future[bool]]]) -> set[int]:
-        """One statement for the batch, on the writer's own connection; the ids it settled."""
+    async def _write(self, batch: list[tuple[tuple, asyncio.Future[int | None]]]
+                     ) -> dict[int, int]:
+        """One statement for the batch, on the writer's own connection; the ids it settled,
+        each with the interval of its reply."""
         columns = list(zip(*(row for row, _ in batch), strict=True))
         conn = self._writer_conn
         if conn is None or conn.closed:
@@ -237,15 +295,11 @@ class QuickCheckin:
         try:
             if random.random() < _PRUNE_PROBABILITY:
                 await conn.execute(_PRUNE, (time.time() - self._prune_age,))
-            cur = await conn.execute(_CHECKIN, {
-                "ids": list(columns[0]), "key_versions": list(columns[1]),
-                "nonces": list(columns[2]), "ts": list(columns[3]),
-                "fw_versions": list(columns[4]), "config_versions": list(columns[5]),
-                "statuses": list(columns[6]), "keysets": list(columns[7]),
-                "sets_errors": list(columns[8]), "keyset_errors": list(columns[9]),
-                "now": utcnow(),
-            })
-            settled = {device_id for (device_id,) in await cur.fetchall()}
+            params = dict(_CONSTANTS, now=utcnow(), default_interval=self._interval)
+            params.update((f"in_{name}", list(values))
+                          for (name, _), values in zip(_INPUT, columns, strict=True))
+            cur = await conn.execute(_CHECKIN, params)
+            settled = {device_id: interval for device_id, interval in await cur.fetchall()}
         except psycopg.Error:
             self._writer_conn = None  # reconnect for the next statement
             await conn.close()

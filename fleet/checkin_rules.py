@@ -1,11 +1,11 @@
 """The rules of a check-in, written once as SQL expressions that both check-in paths evaluate."""
 
-# The full path (fleet/checkin.py) selects `checkin_facts` for one node, its stored columns and
-# its report bound as parameters, and acts on each fact; the quick path (fleet/checkin_quick.py)
-# selects the same facts for a batch of nodes joined to their device rows and settles only the
-# rows where `nothing_else_to_deliver` holds: check-ins that write the node's state and nonce
-# and nothing else, answered with the interval alone. Every expression here compiles for
-# PostgreSQL and for SQLite (the full path runs on both).
+# The full path (fleet/checkin.py) selects `desired_facts` and `checkin_facts` for one node,
+# its stored columns and its report bound as parameters, and acts on each fact; the quick path
+# (fleet/checkin_quick.py) selects the same facts for a batch of nodes joined to their device
+# rows and settles only the rows where `nothing_else_to_deliver` holds: check-ins that write
+# the node's state and nonce and nothing else, answered with the interval alone. Every
+# expression here compiles for PostgreSQL and for SQLite (the full path runs on both).
 
 from __future__ import annotations
 
@@ -112,8 +112,6 @@ class CheckinInputs:
     """What the rules read, as SQL expressions: the node's stored columns and its report."""
 
     device_id: ColumnElement[int]
-    uid: ColumnElement[str]
-    group_name: ColumnElement[str]
     config_behind_checkins: ColumnElement[int]
     stored_keyset_error: ColumnElement[Any]
     stored_config_error: ColumnElement[Any]
@@ -125,17 +123,22 @@ class CheckinInputs:
     keyset_error: ColumnElement[Any]  # reported (NULL: none stands)
 
 
-def checkin_facts(node: CheckinInputs, now: ColumnElement[datetime] | datetime,
+def desired_facts(group_name: ColumnElement[str] | str, uid: ColumnElement[str] | str,
                   default_interval: ColumnElement[int] | int) -> dict[str, ColumnElement[Any]]:
-    """Everything a check-in decides, by name, for one node (selected as labelled columns)."""
-    desired = desired_config_version(node.group_name, node.uid)
+    """The node's desired configuration version and check-in interval, by name."""
+    return {"desired_version": desired_config_version(group_name, uid),
+            "interval_s": desired_checkin_interval_s(group_name, uid, default_interval)}
+
+
+def checkin_facts(node: CheckinInputs, now: ColumnElement[datetime] | datetime,
+                  desired_version: ColumnElement[int]) -> dict[str, ColumnElement[Any]]:
+    """Everything else a check-in decides, by name, for one node whose desired version is
+    `desired_version` (a column of a select of `desired_facts`, so it is computed once)."""
     return {
-        "desired_version": desired,
-        "interval_s": desired_checkin_interval_s(node.group_name, node.uid, default_interval),
         "behind_checkins": config_behind_checkins(node.config_behind_checkins,
-                                                  node.config_version, desired),
+                                                  node.config_version, desired_version),
         "sends_config": sends_config(node.config_version, node.config_refused_version,
-                                     desired),
+                                     desired_version),
         "has_command": has_deliverable_command(node.device_id, now),
         "rollout_active": rollout_needs_full_path(),
         "statement_after": statement_after(node.keyset),
