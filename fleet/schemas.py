@@ -142,20 +142,33 @@ class ConfigView(ConfigOut):
     model_config = example({
         "scope": "device", "target": "ll-3f9a0c21d4e5", "version": 1,
         "config": {"dimming": {"dusk_lux": 20.0}},
-        "group": "harbour-east", "desired_version": 4, "applied_version": 4,
+        "group": "harbour-east", "desired_version": 5, "applied_version": 4,
         "desired": {"checkin_interval_s": 600,  # every key; shortened here
                     "dimming": {"dusk_lux": 20.0, "dim_level": 40, "full_level": 100}},
         "keys": [{"key": "checkin_interval_s", "value": 600, "source": "group"},
                  {"key": "dimming.dusk_lux", "value": 20.0, "source": "node"},
                  {"key": "dimming.dim_level", "value": 40, "source": "group"},
                  {"key": "dimming.full_level", "value": 100, "source": "default"}],
-        "refused": []})
+        "refused": [], "refused_version": 5,
+        "refused_reason": "dimming.dim_level: must be between 0 and 100",
+        "drifting": True, "behind_checkins": 3})
 
     group: str | None = Field(None, description="The node's group (a node's view only)")
     desired_version: int = Field(description="The version nodes are offered: the sum of the "
                                              "group's and the node's profile versions")
     applied_version: int | None = Field(None, description="The version the node last "
                                                           "reported applied (a node's view only)")
+    refused_version: int | None = Field(
+        None, description="The version the node last refused and still reports refusing (a "
+                          "node's view only; null: none stands)")
+    refused_reason: str | None = Field(
+        None, description="Why, in the node's own words: the first rule the version broke")
+    drifting: bool | None = Field(
+        None, description="The node has reported a version below its desired one at more than "
+                          "two check-ins in a row (a node's view only)")
+    behind_checkins: int | None = Field(
+        None, description="Check-ins in a row at which the node reported a version below its "
+                          "desired one (0: up to date; a node's view only)")
     desired: dict[str, Any] = Field(description="The whole desired configuration, merged")
     keys: list[ConfigKey] = Field(description="Every key of `desired` with its source "
                                               "(the example is shortened)")
@@ -604,5 +617,94 @@ class AuditRecordOut(BaseModel):
 
 class AuditPage(BaseModel):
     records: list[AuditRecordOut] = Field(description="newest first")
+    next_cursor: int | None = Field(description="pass as ?cursor= for the next (older) page; "
+                                                "null when this is the last")
+
+
+class DriftQuery(Strict):
+    """Filters of GET /api/v1/config/drift; an unknown query parameter is a 422 that names it."""
+
+    group: Name | None = Field(None, description="Only the nodes of this group")
+    cursor: Annotated[int | None, Field(ge=1, le=2**63 - 1, description=(
+        "next_cursor of the previous page: the nodes after it"))] = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+_DRIFT_EXAMPLE = {
+    "device_id": "ll-3f9a0c21d4e5", "pole_id": "HB-0042", "group": "harbour-east",
+    "desired_version": 5, "applied_version": 3, "behind_checkins": 4,
+    "refused_version": 5, "refused_reason": "dimming.dim_level: must be between 0 and 100",
+    "last_seen": "2026-11-30T09:12:44Z", "online": True}
+
+
+class DriftNodeOut(BaseModel):
+    """A node whose applied configuration has stayed behind its desired one."""
+
+    model_config = example(_DRIFT_EXAMPLE)
+
+    device_id: str
+    pole_id: str
+    group: str
+    desired_version: int = Field(description="The version the server offers the node")
+    applied_version: int = Field(description="The version the node last reported applied")
+    behind_checkins: int = Field(description="Check-ins in a row at which the node reported a "
+                                             "version below its desired one (listed past 2)")
+    refused_version: int | None = Field(description="The version the node refused, if a "
+                                                    "refusal stands (null: none)")
+    refused_reason: str | None = Field(description="The node's reason: the first rule the "
+                                                   "version broke")
+    last_seen: datetime | None = Field(description="The node's last check-in")
+    online: bool
+
+
+class DriftPage(BaseModel):
+    model_config = example({"nodes": [_DRIFT_EXAMPLE], "next_cursor": None})
+
+    nodes: list[DriftNodeOut] = Field(description="Drifting nodes, by registration order")
+    next_cursor: int | None = Field(description="pass as ?cursor= for the next page; null when "
+                                                "this is the last")
+
+
+EventKind = Literal["registered", "enrollment_issued", "key_rotation_started", "key_rotated",
+                    "key_retired", "decommissioned", "keyset_error", "config_refused",
+                    "telemetry_conflict"]
+
+
+class EventQuery(Strict):
+    """Filters of GET /api/v1/devices/{id}/events; an unknown query parameter is a 422."""
+
+    kind: EventKind | None = Field(None, description="Only events of this kind")
+    since: datetime | None = Field(None, description="ISO 8601; from this time (inclusive); "
+                                                     "no time zone means UTC")
+    until: datetime | None = Field(None, description="ISO 8601; before this time (exclusive)")
+    cursor: Annotated[int | None, Field(ge=1, le=2**63 - 1, description=(
+        "next_cursor of the previous page: events older than it"))] = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+_EVENT_EXAMPLE = {
+    "id": 812, "at": "2026-11-30T09:12:44Z", "kind": "config_refused",
+    "detail": {"version": 5, "reason": "dimming.dim_level: must be between 0 and 100"}}
+
+
+class DeviceEventOut(BaseModel):
+    """Something that happened to a node, as the server recorded it."""
+
+    model_config = example(_EVENT_EXAMPLE)
+
+    id: int
+    at: datetime
+    kind: str = Field(description="registered, enrollment_issued, key_rotation_started, "
+                                  "key_rotated, key_retired, decommissioned, keyset_error, "
+                                  "config_refused, telemetry_conflict")
+    detail: dict[str, Any] = Field(description="What the event records: by whom (registered, "
+                                               "decommissioned, keys), the node's reason "
+                                               "(keyset_error, config_refused), …")
+
+
+class EventPage(BaseModel):
+    model_config = example({"events": [_EVENT_EXAMPLE], "next_cursor": 790})
+
+    events: list[DeviceEventOut] = Field(description="newest first")
     next_cursor: int | None = Field(description="pass as ?cursor= for the next (older) page; "
                                                 "null when this is the last")

@@ -1,4 +1,5 @@
-"""Nodes: register, list, inspect, override configuration, decommission."""
+"""Nodes: register, list, inspect, override configuration (and read what the node reports of
+it), read their events, decommission."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from fleet.api.deps import OPERATOR, TECHNICIAN, ReaderDep, SessionDep, audited
 from fleet.audit import AuditEntry, Created
 from fleet.config_profiles import config_view, set_device_config
 from fleet.config_schema import leaves
+from fleet.config_state import reported_state
 from fleet.core.settings import get_settings
+from fleet.device_events import EventFilter, read_events
 from fleet.models import Device, aware, utcnow
 from fleet.registry import decommission, get_device, register_devices
 from fleet.schemas import (
@@ -21,8 +24,11 @@ from fleet.schemas import (
     ConfigView,
     DeviceBatch,
     DeviceCredentials,
+    DeviceEventOut,
     DeviceOut,
     DeviceRegistration,
+    EventPage,
+    EventQuery,
 )
 
 router = APIRouter(tags=["devices"])
@@ -129,5 +135,23 @@ def put_device_config(device_id: str, body: ConfigBody, audit: Annotated[AuditEn
             responses={404: {"description": "no such device"}})
 def get_device_config(device_id: str, _: ReaderDep, session: SessionDep) -> ConfigView:
     """A node's stored overrides and its desired configuration (defaults < group < node,
-    merged deeply), each key with its source, and the version it last applied."""
-    return ConfigView.model_validate(config_view(session, "device", device_id))
+    merged deeply), each key with its source; and what the node reports: the version it last
+    applied, the version it refused and why (while that refusal stands), and whether it is
+    drifting (behind its desired version for more than two check-ins in a row)."""
+    view = config_view(session, "device", device_id)
+    view.update(reported_state(get_device(session, device_id)))
+    return ConfigView.model_validate(view)
+
+
+@router.get("/devices/{device_id}/events", response_model=EventPage,
+            responses={404: {"description": "no such device"}})
+def list_device_events(device_id: str, _: ReaderDep, session: SessionDep,
+                       q: Annotated[EventQuery, Query()]) -> EventPage:
+    """What happened to the node, newest first: registered, enrollment_issued, key rotations,
+    key_retired, keyset_error and config_refused (the node's reason), telemetry_conflict,
+    decommissioned. Filter by kind and time; page with `cursor`."""
+    rows, cursor = read_events(session, device_id, EventFilter(
+        kind=q.kind, since=q.since, until=q.until, before=q.cursor, limit=q.limit))
+    return EventPage(events=[DeviceEventOut(id=e.id or 0, at=aware(e.at), kind=e.kind,
+                                            detail=e.detail) for e in rows],
+                     next_cursor=cursor)

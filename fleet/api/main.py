@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from fleet.api import (
     audit,
     commands,
+    config_drift,
     device_keys,
     devices,
     fleet,
@@ -26,6 +27,6 @@ for module in (enrollment, checkin, clock, bundles, telemetry_ingest):
     device_router.include_router(module.router)
 
 api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(no_unknown_query)])
-for module in (devices, device_keys, groups, commands, fleet, release_keys, releases, rollouts,
-               telemetry, audit):
+for module in (devices, device_keys, groups, config_drift, commands, fleet, release_keys,
+               releases, rollouts, telemetry, audit):
     api_router.include_router(module.router)
