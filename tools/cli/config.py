@@ -91,7 +91,8 @@ def _print_view(view: dict[str, Any], everything: bool) -> None:
         out.print(f"device {escape(target)} (group {escape(str(view.get('group')))}): its "
                   f"overrides are version {view['version']}; desired configuration version "
                   f"{view['desired_version']}, applied {applied}"
-                  + ("" if applied == view["desired_version"] else " (not yet)"))
+                  + _lag(view), highlight=False)
+        _print_reported(view)
     else:
         out.print(f"group {escape(target)}: configuration version {view['version']}")
     keys = view.get("keys") or []
@@ -115,6 +116,29 @@ def _print_view(view: dict[str, Any], everything: bool) -> None:
         err.print(f"[red]a node would refuse:[/red] {escape(reason)}", highlight=False)
 
 
+def _lag(view: dict[str, Any]) -> str:
+    """What the header says after "applied N": nothing when it is the desired version."""
+    if view.get("applied_version") == view["desired_version"]:
+        return ""
+    if view.get("refused_version") == view["desired_version"]:
+        return " (refused by the node)"
+    if view.get("drifting"):
+        return " (drifting)"
+    return " (not yet)"
+
+
+def _print_reported(view: dict[str, Any]) -> None:
+    """The node's own word on its configuration: the version it refused and why, and drift
+    (a server that does not report them prints nothing here)."""
+    if view.get("refused_version") is not None:
+        out.print(f"  [red]the node refused version {view['refused_version']}:[/red] "
+                  f"{escape(str(view.get('refused_reason')))}", highlight=False)
+    if view.get("drifting"):
+        out.print(f"  [yellow]drifting:[/yellow] it reported a version below the desired one "
+                  f"at {view.get('behind_checkins')} check-ins in a row "
+                  "(`lamplighter config drift` lists every such node)", highlight=False)
+
+
 NO_READ_ROUTE = ("this fleet server has no route to read a stored configuration (GET {path} "
                  "answers 405)")
 
@@ -128,7 +152,9 @@ def get_cmd(
     server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
 ) -> None:
     """The desired configuration of a group or a node: each key set, with where its value
-    comes from (default, group or node; merged key by key), and the versions.
+    comes from (default, group or node; merged key by key), and the versions. For a node, also
+    what it reports: the version it applied, a version it refused and its reason, and whether
+    it is drifting (behind its desired version for more than two check-ins in a row).
 
     Where the server cannot show a stored configuration (an older server with no GET route
     for it), says so and shows what it does know: the configuration version each node has
@@ -239,3 +265,41 @@ def set_cmd(
     out.print(f"{scope} {escape(target)}: configuration version {saved['version']} stored; "
               "nodes receive it at their next check-in")
     _print_config(leaves(saved["config"]))
+
+
+@config_app.command("drift")
+def drift_cmd(
+    group: Annotated[str | None, typer.Option(
+        "--group", "-g", help="Only the nodes of this group.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    cursor: Annotated[int | None, typer.Option(
+        min=1, help="The next page: the cursor the previous page printed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
+) -> None:
+    """Nodes whose applied configuration has stayed below their desired one for more than two
+    check-ins in a row: both versions, the version a node refused and its reason, and its
+    last check-in (GET /api/v1/config/drift; a reader token is enough)."""
+    from tools.cli.device import _ago
+
+    params: dict[str, Any] = {"group": group, "limit": limit, "cursor": cursor}
+    page = ApiClient(server, token, ca).call(
+        "GET", "/api/v1/config/drift", params={k: v for k, v in params.items() if v is not None})
+    if as_json:
+        out.print_json(data=page)
+        return
+    if not page["nodes"]:
+        out.print("no node is drifting" + (f" in group {escape(group)}" if group else ""))
+        return
+    table = Table("device", "pole", "group", "desired", "applied", "behind", "last check-in",
+                  "refused")
+    for n in page["nodes"]:
+        refused = "" if n["refused_version"] is None else \
+            f"[red]v{n['refused_version']}:[/red] {escape(n['refused_reason'] or '')}"
+        table.add_row(n["device_id"], escape(n["pole_id"]), escape(n["group"]),
+                      str(n["desired_version"]), str(n["applied_version"]),
+                      f"{n['behind_checkins']} check-ins", _ago(n["last_seen"]), refused)
+    out.print(table)
+    out.print(f"{len(page['nodes'])} drifting node(s)")
+    if page["next_cursor"] is not None:
+        out.print(f"more: add --cursor {page['next_cursor']}")

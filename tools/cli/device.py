@@ -720,3 +720,48 @@ def show_cmd(device_id: DeviceIdArgument,
     else:
         out.print("last reported: nothing yet")
     out.print(f"commands: `lamplighter command list {n['device_id']}`")
+
+
+@device_app.command("events")
+def events_cmd(
+    device_id: DeviceIdArgument,
+    kind: Annotated[str | None, typer.Option(
+        help="Only this kind: registered, enrollment_issued, key_rotation_started, "
+             "key_rotated, key_retired, decommissioned, keyset_error, config_refused, "
+             "telemetry_conflict.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="ISO 8601 time: from then on (no time zone: UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 time: before then.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 50,
+    cursor: Annotated[int | None, typer.Option(
+        min=1, help="Older events: the cursor the previous page printed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    server: ServerOption = None, token: TokenOption = None, ca: CaOption = None,
+) -> None:
+    """What happened to a node, newest first: registered, key rotations, a key statement or
+    configuration it refused (with its reason), telemetry conflicts, decommissioned
+    (GET /api/v1/devices/ID/events; a reader token is enough)."""
+    from tools.cli.audit import _when
+
+    params: dict[str, Any] = {"kind": kind, "since": _when(since, "--since"),
+                              "until": _when(until, "--until"), "limit": limit,
+                              "cursor": cursor}
+    page = ApiClient(server, token, ca).call(
+        "GET", f"/api/v1/devices/{device_id}/events",
+        params={k: v for k, v in params.items() if v is not None})
+    if as_json:
+        out.print_json(data=page)
+        return
+    if not page["events"]:
+        out.print("no events match")
+        return
+    table = Table("time (UTC)", "kind", "detail")
+    for e in page["events"]:
+        detail = json.dumps(e["detail"], separators=(",", ":")) if e["detail"] else ""
+        style = "red" if e["kind"] in ("config_refused", "keyset_error",
+                                       "telemetry_conflict") else ""
+        kind_text = f"[{style}]{e['kind']}[/{style}]" if style else e["kind"]
+        table.add_row(e["at"][:19].replace("T", " "), kind_text, escape(detail))
+    out.print(table)
+    if page["next_cursor"] is not None:
+        out.print(f"older events: add --cursor {page['next_cursor']}")
