@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from fleet.config_profiles import desired_config
+from fleet.checkin_rules import desired_config_version
 from fleet.core.settings import get_settings
 from fleet.models import Device, aware, utcnow
 
@@ -42,27 +42,27 @@ def drifting_nodes(session: Session, group: str | None = None, after: int | None
     """Active nodes behind their desired configuration for more than DRIFT_AFTER_CHECKINS
     check-ins (by registration order, from after the cursor `after`), and the next cursor
     (None: no more). Each with its desired and applied versions and its refusal, if any."""
-    query = select(Device).where(Device.status == "active",
-                                 Device.config_behind_checkins > DRIFT_AFTER_CHECKINS)
+    query = select(Device, desired_config_version(Device.group_name, Device.uid)).where(
+        Device.status == "active", Device.config_behind_checkins > DRIFT_AFTER_CHECKINS)
     if group:
         query = query.where(Device.group_name == group)
     if after is not None:
         query = query.where(Device.id > after)
     limit = max(1, min(limit, MAX_LIMIT))
-    rows = list(session.execute(query.order_by(Device.id).limit(limit + 1)).scalars())
+    rows = list(session.execute(query.order_by(Device.id).limit(limit + 1)).all())
     more = len(rows) > limit
     rows = rows[:limit]
     cutoff = utcnow() - timedelta(seconds=get_settings().offline_after_s)
     nodes = []
-    for device in rows:
+    for device, desired_version in rows:
         last_seen = aware(device.last_seen)
         state = reported_state(device)
         nodes.append({
             "device_id": device.uid, "pole_id": device.pole_id, "group": device.group_name,
-            "desired_version": desired_config(session, device)[0],
+            "desired_version": int(desired_version),
             "applied_version": state["applied_version"],
             "behind_checkins": state["behind_checkins"],
             "refused_version": state["refused_version"],
             "refused_reason": state["refused_reason"],
             "last_seen": last_seen, "online": last_seen is not None and last_seen >= cutoff})
-    return nodes, (rows[-1].id if more and rows else None)
+    return nodes, (rows[-1][0].id if more and rows else None)
