@@ -11,9 +11,22 @@ shared rules (fleet.checkin_rules), which the quick path on PostgreSQL
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Integer, String, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    literal,
+    select,
+    update,
+)
 from sqlmodel import Session
 
 from fleet.auth import DeviceIdentity, DeviceRow
@@ -53,20 +66,41 @@ def config_refusal_values(report: CheckIn) -> dict[str, Any]:
     return {"config_refused_version": refused.version, "config_error": refused.reason}
 
 
-def checkin_inputs(device: DeviceRow, report: CheckIn) -> CheckinInputs:
-    """The rules' inputs for one node: its stored columns and its report, as parameters."""
+@cache
+def facts_query() -> Select:
+    """The select of everything a check-in decides (fleet.checkin_rules), built once; its
+    parameters are `checkin_params`."""
+    def param(name: str, kind: Any) -> Any:
+        return bindparam(name, type_=kind)
+
+    inputs = CheckinInputs(
+        device_id=param("device_id", BigInteger),
+        config_behind_checkins=param("config_behind_checkins", Integer),
+        stored_keyset_error=param("stored_keyset_error", String),
+        stored_config_error=param("stored_config_error", String),
+        config_version=param("config_version", BigInteger),
+        config_refused_version=param("config_refused_version", BigInteger),
+        config_error=param("config_error", String), keyset=param("keyset", BigInteger),
+        sets_keyset_error=param("sets_keyset_error", Boolean),
+        keyset_error=param("keyset_error", String))
+    desired = select(*(expr.label(name) for name, expr in desired_facts(
+        param("group_name", String), param("uid", String),
+        param("default_interval", Integer)).items())).subquery()
+    return select(desired, *(expr.label(name) for name, expr in checkin_facts(
+        inputs, param("now", DateTime(timezone=True)), desired.c.desired_version).items()))
+
+
+def checkin_params(device: DeviceRow, report: CheckIn, now: datetime) -> dict[str, Any]:
+    """The parameters of `facts_query` for one node: its stored columns and its report."""
     keyset, refusal = keyset_values(report), config_refusal_values(report)
-    return CheckinInputs(
-        device_id=literal(device.id, BigInteger),
-        config_behind_checkins=literal(device.config_behind_checkins, Integer),
-        stored_keyset_error=literal(device.keyset_error, String),
-        stored_config_error=literal(device.config_error, String),
-        config_version=literal(report.config_version, BigInteger),
-        config_refused_version=literal(refusal["config_refused_version"], BigInteger),
-        config_error=literal(refusal["config_error"], String),
-        keyset=literal(report.keyset, BigInteger),
-        sets_keyset_error=literal("keyset_error" in keyset, Boolean),
-        keyset_error=literal(keyset.get("keyset_error"), String))
+    return {"device_id": device.id, "group_name": device.group_name, "uid": device.uid,
+            "config_behind_checkins": device.config_behind_checkins,
+            "stored_keyset_error": device.keyset_error,
+            "stored_config_error": device.config_error,
+            "config_version": report.config_version, **refusal, "keyset": report.keyset,
+            "sets_keyset_error": "keyset_error" in keyset,
+            "keyset_error": keyset.get("keyset_error"), "now": now,
+            "default_interval": get_settings().checkin_interval_s}
 
 
 def next_key_for(device: DeviceRow, current: bytes) -> NextKey | None:
@@ -86,11 +120,7 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     device.fw_version = report.fw_version
     keyset = keyset_values(report)
     refusal = config_refusal_values(report)
-    desired = select(*(expr.label(name) for name, expr in desired_facts(
-        device.group_name, device.uid, get_settings().checkin_interval_s).items())).subquery()
-    facts = session.execute(select(desired, *(
-        expr.label(name) for name, expr in checkin_facts(
-            checkin_inputs(device, report), now, desired.c.desired_version).items()))).one()
+    facts = session.execute(facts_query(), checkin_params(device, report, now)).one()
     session.execute(update(Device).where(Device.id == device.id).values(
         last_seen=now, fw_version=report.fw_version,
         applied_config_version=report.config_version,
@@ -133,7 +163,8 @@ def handle_checkin(session: Session, ident: DeviceIdentity, report: CheckIn) -> 
     return reply
 
 
-def _pending_commands(session: Session, device: DeviceRow, now: Any, acked: set[int]) -> list:
+def _pending_commands(session: Session, device: DeviceRow, now: datetime,
+                      acked: set[int]) -> list:
     """The commands the reply carries (marked delivered): the first deliverable ones, less
     those the check-in answers."""
     pending = [
