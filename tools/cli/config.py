@@ -16,7 +16,8 @@ from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption
 
 config_app = typer.Typer(
     help="Nodes' configuration: a group's desired configuration, and one node's overrides "
-         "merged over it. Nodes receive the merged result at their next check-in.",
+         "merged over it. Nodes receive the merged result at their next check-in; `get` and "
+         "`drift` show what they report of it (applied, refused and why, drifting).",
     no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
