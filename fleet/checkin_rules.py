@@ -9,11 +9,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, not_, select
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    FunctionElement,
+    Integer,
+    and_,
+    case,
+    exists,
+    func,
+    literal_column,
+    not_,
+    select,
+)
+from sqlalchemy.ext.compiler import compiles
 
 from fleet.commands import deliverable
 from fleet.models import Command, ConfigProfile, KeyStatement, Rollout
@@ -42,18 +56,75 @@ def profile_body(scope: str, target: ColumnElement[str] | str) -> ColumnElement[
     return select(ConfigProfile.body).where(_profile(scope, target)).scalar_subquery()
 
 
-def _interval_of(scope: str, target: ColumnElement[str] | str) -> ColumnElement[int]:
-    return select(ConfigProfile.body["checkin_interval_s"].as_integer()) \
-        .where(_profile(scope, target)).scalar_subquery()
+class _TopLevelKey(FunctionElement[Any]):
+    """A top-level key of a JSON document, compiled for PostgreSQL (`json`) and SQLite."""
+
+    inherit_cache = True
+
+    def __init__(self, document: ColumnElement[Any], key: str) -> None:
+        if not re.fullmatch(r"[a-z_]+", key):
+            raise ValueError(f"not a plain key: {key!r}")
+        super().__init__(document, literal_column(f"'{key}'"), literal_column(f"'$.\"{key}\"'"))
+
+
+class json_has_key(_TopLevelKey):  # noqa: N801 - an SQL function
+    """Whether the document holds the key (whatever its value, null included)."""
+
+    type = Boolean()
+    name = "json_has_key"
+    inherit_cache = True
+
+
+class json_whole_number(_TopLevelKey):  # noqa: N801 - an SQL function
+    """The key's value when it is a whole number of 1 to 9 digits (not a boolean, not a
+    fraction, not a string), else NULL."""
+
+    type = Integer()
+    name = "json_whole_number"
+    inherit_cache = True
+
+
+@compiles(json_has_key, "postgresql")
+def _pg_has_key(element: json_has_key, compiler: Any, **kw: Any) -> str:
+    document, key, _ = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({document} -> {key}) IS NOT NULL"
+
+
+@compiles(json_has_key, "sqlite")
+def _sqlite_has_key(element: json_has_key, compiler: Any, **kw: Any) -> str:
+    document, _, path = (compiler.process(c, **kw) for c in element.clauses)
+    return f"json_type({document}, {path}) IS NOT NULL"
+
+
+@compiles(json_whole_number, "postgresql")
+def _pg_whole_number(element: json_whole_number, compiler: Any, **kw: Any) -> str:
+    document, key, _ = (compiler.process(c, **kw) for c in element.clauses)
+    return (f"CASE WHEN json_typeof({document} -> {key}) = 'number' AND "
+            f"({document} ->> {key}) ~ '^[1-9][0-9]{{0,8}}$' "
+            f"THEN CAST({document} ->> {key} AS INTEGER) END")
+
+
+@compiles(json_whole_number, "sqlite")
+def _sqlite_whole_number(element: json_whole_number, compiler: Any, **kw: Any) -> str:
+    document, _, path = (compiler.process(c, **kw) for c in element.clauses)
+    return (f"CASE WHEN json_type({document}, {path}) = 'integer' AND "
+            f"json_extract({document}, {path}) BETWEEN 1 AND 999999999 "
+            f"THEN json_extract({document}, {path}) END")
 
 
 def desired_checkin_interval_s(group_name: ColumnElement[str] | str,
                                uid: ColumnElement[str] | str,
                                default: ColumnElement[int] | int) -> ColumnElement[int]:
     """The interval a reply gives: the top-level `checkin_interval_s` of the node's desired
-    configuration (its own profile's over its group's, as the deep merge takes it), else the
-    server's `default`. Profiles are validated when stored (fleet.config_schema: an integer)."""
-    return func.coalesce(_interval_of("device", uid), _interval_of("group", group_name), default)
+    configuration, taken as the deep merge takes it (from the node's own profile if it holds
+    the key, else from its group's), when that is a whole number of seconds; else the server's
+    `default`. (Profiles are validated when stored, but one stored before the checks may hold
+    anything.)"""
+    key = "checkin_interval_s"
+    holder = select(json_whole_number(ConfigProfile.body, key)) \
+        .where(node_profiles(group_name, uid), json_has_key(ConfigProfile.body, key)) \
+        .order_by(case((ConfigProfile.scope == "device", 0), else_=1)).limit(1)
+    return func.coalesce(holder.scalar_subquery(), default)
 
 
 def config_behind_checkins(stored: ColumnElement[int], reported_version: ColumnElement[int],

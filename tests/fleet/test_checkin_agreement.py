@@ -48,8 +48,6 @@ from fleet.rollouts import DEFAULT_DEADLINES
 from tests.rigs.device_signing import signed_headers
 from tests.rigs.scratch_postgres import scratch_postgres
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
 PATH = "/device/v1/checkin"
 EXAMPLES = 300
 REASONS = ["dimming.dim_level: above full_level", "schedule: not a list", ""]
@@ -173,11 +171,14 @@ def rig() -> Iterator[Rig]:
 
 # --- fleet states and check-ins ---------------------------------------------------------------
 
+# Stored before validation, a document may hold anything (fleet.config_schema checks new ones).
+ODD_INTERVALS = ["600", 600.5, 600.0, True, None, {"s": 600}, -5, 0, 10**12]
 profiles = st.none() | st.fixed_dictionaries({
     "version": st.integers(1, 3),
     "body": st.sampled_from([{}, {"dimming": {"dim_level": 20}}]) | st.builds(
         lambda interval, extra: {"checkin_interval_s": interval, **extra},
-        st.sampled_from([10, 60, 900, 86400]), st.sampled_from([{}, {"telemetry_batch": 50}])),
+        st.sampled_from([10, 60, 900, 86400] * 2 + ODD_INTERVALS),
+        st.sampled_from([{}, {"telemetry_batch": 50}])),
 })
 
 checkins = st.fixed_dictionaries({
@@ -325,6 +326,8 @@ def build_request(checkin: dict[str, Any], node: dict[str, Any], sent: list,
     return raw, headers
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(fleet=fleets)
@@ -348,9 +351,31 @@ def test_quick_and_full_paths_agree(rig: Rig, monkeypatch: pytest.MonkeyPatch,
         assert rows_of(rig.engines["a"]) == rows_of(rig.engines["b"]), f"{path} path"
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_the_agreement_covers_both_outcomes(rig: Rig) -> None:
     """Run after the property (same module, in order): both outcomes were exercised."""
     if rig.settled + rig.deferred == 0:
         pytest.skip("the property did not run in this process")
     print(f"agreement: {rig.settled} settled quickly, {rig.deferred} deferred")
     assert rig.settled >= 50 and rig.deferred >= 50, (rig.settled, rig.deferred)
+
+
+@pytest.mark.parametrize("group", [None, {}, {"checkin_interval_s": 60},
+                                   {"checkin_interval_s": "60"}])
+@pytest.mark.parametrize("own", [None, {}, *({"checkin_interval_s": v}
+                                             for v in [900, *ODD_INTERVALS])])
+def test_the_interval_rule_on_both_databases(session, group, own) -> None:
+    """desired_checkin_interval_s (SQL, both dialects) takes the key as the deep merge does and
+    only a whole number of seconds."""
+    from fleet.checkin_rules import desired_checkin_interval_s
+    from fleet.config_schema import deep_merge
+
+    for scope, target, body in (("group", "g", group), ("device", "u", own)):
+        if body is not None:
+            session.add(ConfigProfile(scope=scope, target=target, version=1, body=body))
+    session.commit()
+    value = deep_merge(group or {}, own or {}).get("checkin_interval_s")
+    whole = type(value) is int and 1 <= value <= 999_999_999
+    assert session.execute(select(desired_checkin_interval_s("g", "u", 300))).scalar_one() \
+        == (value if whole else 300)
