@@ -1,14 +1,19 @@
 """The common check-in on PostgreSQL: settled from the event loop, many per statement.
 
 Almost every check-in only reports the node's state: nothing pending, its configuration
-current, no rollout running, no key statement it lacks. Those check-ins are settled here. The
-statement records the nonce and the state only for nodes that need nothing else, so for each
-node it either does the whole check-in or writes nothing; anything it cannot settle (a command
-to deliver, a newer configuration, an active rollout, a key statement after the node's reported
-key set, a change of its key-set refusal (an event to record), acknowledgements, an update
-report, an unknown, rotated or decommissioned node, a key rotation awaiting the node's proof,
-a stale timestamp, a replay, a bad signature) goes to the full
-path (fleet/checkin.py), which decides it alone.
+current (or a standing refusal of it), no rollout running, no key statement it lacks. Those
+check-ins are settled here. The statement records the nonce and the state only for nodes that
+need nothing else, so for each node it either does the whole check-in or writes nothing. What
+"nothing else" means is not stated here: the statement is built with SQLAlchemy Core from the
+rules the full path (fleet/checkin.py) evaluates too (fleet/checkin_rules.py: the desired
+configuration version and interval, a deliverable command, an active rollout, a key statement
+after the node's reported key set, the configuration sent unless the node refused that very
+version, the drift counter, a change of the key-set or configuration refusal, which is an
+event to record), and compiled once for psycopg. Anything it cannot settle (those, and
+acknowledgements, an update report, an unknown, rotated or decommissioned node, a key rotation
+awaiting the node's proof, a stale timestamp, a replay, a bad signature) goes to the full path,
+which decides it alone. tests/fleet/test_checkin_agreement.py holds the two paths to the same
+replies and rows.
 
 Check-ins that arrive while a statement is in flight wait for the next one, which then takes
 them all (at most one per node): under load one statement and one round trip serve many
