@@ -204,3 +204,49 @@ def test_quick_path_leaves_a_changed_keyset_refusal_to_the_full_path(quick, regi
     kinds = session.execute(select(DeviceEvent.detail).where(
         DeviceEvent.device_id == device.id, DeviceEvent.kind == "keyset_error")).scalars().all()
     assert [d["error"] for d in kinds] == [refusal, ""]
+
+
+def test_quick_replies_give_the_nodes_desired_interval(quick, register, device_call, client,
+                                                       tokens):
+    """The interval comes from the node's desired configuration (its own profile over its
+    group's), not from the server's setting alone."""
+    creds, other = register(group="quay"), register(group="quay")
+    op = tokens["operator"]
+    assert client.put("/api/v1/groups/quay/config", json={"config": {"checkin_interval_s": 600}},
+                      headers=op).status_code == 200
+    assert client.put(f"/api/v1/devices/{creds['device_id']}/config",
+                      json={"config": {"checkin_interval_s": 900}}, headers=op).status_code == 200
+    current = dict(REPORT, config_version=2)
+    assert device_call(creds, "/device/v1/checkin", current).json()["next_checkin_s"] == 900
+    assert device_call(other, "/device/v1/checkin", dict(REPORT, config_version=1)).json()[
+        "next_checkin_s"] == 600
+    assert quick.settled == 2
+
+
+def test_a_standing_configuration_refusal_is_settled_quickly(quick, register, device_call,
+                                                             client, tokens, session):
+    """A node that keeps refusing its desired version is not sent it again, quickly; a new
+    refusal is an event, which the full path records."""
+    from sqlalchemy import select
+
+    from fleet.models import Device, DeviceEvent
+
+    creds = register(group="quay")
+    assert client.put("/api/v1/groups/quay/config", json={"config": {"checkin_interval_s": 600}},
+                      headers=tokens["operator"]).status_code == 200
+    refusing = dict(REPORT, config_version=0,
+                    config_refused={"version": 1, "reason": "checkin_interval_s: too long"})
+    for n in range(3):
+        reply = device_call(creds, "/device/v1/checkin", refusing).json()
+        assert reply["config"] is None and reply["next_checkin_s"] == 600
+        assert quick.settled == n  # the first one records the refusal (an event)
+    device = session.execute(select(Device).where(Device.uid == creds["device_id"])).scalar_one()
+    assert (device.config_refused_version, device.config_behind_checkins) == (1, 3)
+    events = session.execute(select(DeviceEvent.detail).where(
+        DeviceEvent.device_id == device.id, DeviceEvent.kind == "config_refused")).scalars()
+    assert list(events) == [{"version": 1, "reason": "checkin_interval_s: too long"}]
+    applied = device_call(creds, "/device/v1/checkin", dict(REPORT, config_version=1)).json()
+    assert applied["config"] is None and quick.settled == 3  # cleared without an event
+    session.expire_all()
+    device = session.execute(select(Device).where(Device.uid == creds["device_id"])).scalar_one()
+    assert (device.config_error, device.config_behind_checkins) == (None, 0)
