@@ -106,7 +106,10 @@ def config_view(session: Session, scope: str, target: str) -> dict[str, Any]:
     view: dict[str, Any] = {
         "scope": scope, "target": target, "version": own.version if own else 0,
         "config": own.body if own else {},
-        "desired_version": sum(row.version for _, row in layers if row is not None),
+        # a node's: the check-in's rule (fleet.checkin_rules); a group's: its own version
+        "desired_version": session.execute(select(desired_config_version(
+            device.group_name, target))).scalar_one() if scope == "device" else
+        (own.version if own else 0),
         "desired": desired, "keys": keys,
         "refused": [str(r) for r in validate(desired, allow_server_set=True)[1]],
     }
