@@ -21,17 +21,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('device', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('config_refused_version', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('config_error',
+    # plain ADD/DROP COLUMN, not a batch: on SQLite a batch copies the table and drops the old
+    # one, which the other tables' foreign keys to device refuse
+    op.add_column('device', sa.Column('config_refused_version', sa.Integer(), nullable=True))
+    op.add_column('device', sa.Column('config_error',
                                       sqlmodel.sql.sqltypes.AutoString(length=200),
                                       nullable=True))
-        batch_op.add_column(sa.Column('config_behind_checkins', sa.Integer(), nullable=False,
+    op.add_column('device', sa.Column('config_behind_checkins', sa.Integer(), nullable=False,
                                       server_default='0'))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('device', schema=None) as batch_op:
-        batch_op.drop_column('config_behind_checkins')
-        batch_op.drop_column('config_error')
-        batch_op.drop_column('config_refused_version')
+    for name in ('config_behind_checkins', 'config_error', 'config_refused_version'):
+        op.drop_column('device', name)
