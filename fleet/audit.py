@@ -14,17 +14,17 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, select
 from sqlmodel import Session
 
 from fleet.models import AuditRecord
+from fleet.paging import newest_first
 
 MAX_REASON = 500
 MAX_DETAIL = 1000  # characters of JSON; a larger detail keeps only its keys
-MAX_LIMIT = 1000
 
 
 def local_actor() -> str:
@@ -168,10 +168,6 @@ class AuditFilter:
     limit: int = 100
 
 
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def _prefix_or_exact(column: Any, value: str) -> Any:
     """`value` matches exactly, or as a prefix when it ends with '*' (e.g. device:*)."""
     if value.endswith("*"):
@@ -191,15 +187,5 @@ def read_audit(session: Session, flt: AuditFilter) -> tuple[list[AuditRecord], i
         query = query.where(_prefix_or_exact(AuditRecord.action, flt.action))
     if flt.outcome:
         query = query.where(AuditRecord.outcome == flt.outcome)
-    if flt.since is not None:
-        query = query.where(AuditRecord.at >= _utc(flt.since))
-    if flt.until is not None:
-        query = query.where(AuditRecord.at < _utc(flt.until))
-    if flt.before is not None:
-        query = query.where(AuditRecord.id < flt.before)
-    limit = max(1, min(flt.limit, MAX_LIMIT))
-    rows = list(session.execute(query.order_by(AuditRecord.id.desc())
-                                .limit(limit + 1)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more and rows else None)
+    return newest_first(session, query, AuditRecord.id, AuditRecord.at, since=flt.since,
+                        until=flt.until, before=flt.before, limit=flt.limit)

@@ -20,9 +20,9 @@ from sqlmodel import Session
 from fleet.checkin_rules import desired_config_version
 from fleet.core.settings import get_settings
 from fleet.models import Device, aware, utcnow
+from fleet.paging import MAX_LIMIT
 
 DRIFT_AFTER_CHECKINS = 2
-MAX_LIMIT = 1000
 
 
 def reported_state(device: Device) -> dict[str, Any]:

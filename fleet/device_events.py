@@ -8,15 +8,14 @@ fleet.telemetry.ingest); this module only reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import Session
 
 from fleet.models import DeviceEvent
+from fleet.paging import newest_first
 from fleet.registry import get_device
-
-MAX_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -30,10 +29,6 @@ class EventFilter:
     limit: int = 100
 
 
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def read_events(session: Session, uid: str,
                 flt: EventFilter) -> tuple[list[DeviceEvent], int | None]:
     """The node's matching events, newest first, and the cursor of the next page (None: no
@@ -42,15 +37,5 @@ def read_events(session: Session, uid: str,
     query = select(DeviceEvent).where(DeviceEvent.device_id == device.id)
     if flt.kind:
         query = query.where(DeviceEvent.kind == flt.kind)
-    if flt.since is not None:
-        query = query.where(DeviceEvent.at >= _utc(flt.since))
-    if flt.until is not None:
-        query = query.where(DeviceEvent.at < _utc(flt.until))
-    if flt.before is not None:
-        query = query.where(DeviceEvent.id < flt.before)
-    limit = max(1, min(flt.limit, MAX_LIMIT))
-    rows = list(session.execute(query.order_by(DeviceEvent.id.desc())
-                                .limit(limit + 1)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1].id if more and rows else None)
+    return newest_first(session, query, DeviceEvent.id, DeviceEvent.at, since=flt.since,
+                        until=flt.until, before=flt.before, limit=flt.limit)
