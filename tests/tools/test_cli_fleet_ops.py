@@ -319,6 +319,11 @@ def test_command_send_and_list(live_server):
     (["command", "send"], ["reboot, identify or lamp_override", "--arg", "KEY=VALUE"]),
     (["command", "list"], ["newest first", "acknowledged"]),
     (["server", "tokens", "list"], ["--all", "--role", "Never a token"]),
+    (["config", "get"], ["refused", "drifting", "two check-ins"]),
+    (["config", "drift"], ["--group", "more than two check-ins", "reason", "last check-in",
+                           "--cursor", "--json"]),
+    (["device", "events"], ["newest first", "--kind", "config_refused", "--since", "--until",
+                            "--limit", "--cursor", "--json"]),
 ])
 def test_help_texts(argv, phrases):
     result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, [*argv, "--help"])
