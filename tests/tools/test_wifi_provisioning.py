@@ -161,6 +161,20 @@ def test_without_a_terminal_or_a_file_a_factory_image_is_refused(
     assert both.exit_code == 1 and "give one of them" in both.output
 
 
+def test_an_unsupported_firmware_is_refused_before_the_wifi_is_asked_for(
+        server_env: FleetServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wifi, "stdin_is_terminal", lambda: True)
+    fw = write_firmware(tmp_path / "ESP32_GENERIC-v1.21.0.bin", "esp32", "v1.21.0")
+    result = CliRunner().invoke(app, [
+        "device", "factory-image", "--firmware", str(fw), "--server", server_env.url,
+        "--token", server_env.operator_token, "--pole", "U-1", "--out", str(tmp_path / "u.bin")],
+        input="Kade-Noord\n" + PASSWORD + "\n" + PASSWORD + "\n")
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "v1.21.0" in said and "Wi-Fi" not in said  # refused without a question asked
+    assert devices(server_env) == [] and not (tmp_path / "u.bin").exists()
+
+
 def test_the_prompt_asks_the_passphrase_twice_hidden_and_images_hold_it(
         server_env: FleetServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:

@@ -402,10 +402,11 @@ def factory_image_cmd(
     and the fleet CA (--ca, default DATA_DIR/tls/ca.pem) it checks the server against; the
     node redeems the code over https on first boot. Every image of a batch holds the same
     Wi-Fi network as /wifi.json: from --wifi FILE, else asked on the terminal (with no
-    terminal it is refused: give --wifi FILE, or --no-wifi). The firmware is checked first, before
-    anything is registered: its MicroPython version, read from the image's ESP-IDF app
-    descriptor, must be a supported release (v1.23.0, v1.24.0, v1.24.1; v1.25.0 as a ROMFS
-    build only) and, with a pins file, the file itself must be pinned. A firmware with a
+    terminal it is refused: give --wifi FILE, or --no-wifi). The firmware is checked first,
+    before the Wi-Fi is asked for or anything is registered: its MicroPython version, read
+    from the image's ESP-IDF app descriptor, must be a supported release (v1.23.0, v1.24.0,
+    v1.24.1; v1.25.0 as a ROMFS build only) and, with a pins file, the file itself must be
+    pinned. A firmware with a
     `romfs` partition, built with ROMFS, also gets the app's code image there, so the node
     runs its code from flash from its first boot; without one the node runs it from its
     files (the tool says which).
@@ -413,13 +414,24 @@ def factory_image_cmd(
     import csv
 
     from ota.errors import OtaError
-    from tools.technician.factory_image import FactoryImageError, build_images, write_depot_csv
+    from tools.technician.factory_image import (
+        FactoryImageError,
+        build_images,
+        check_firmware,
+        write_depot_csv,
+    )
     from tools.technician.firmware import code_on_flash, describe
     from tools.technician.provisioning import ProvisionError, Site, load_key_ring
 
     if wifi is not None and no_wifi:
         raise _fail("--wifi and --no-wifi: give one of them")
     pins_path = _pins_file(pins)
+    try:  # a firmware that cannot be used is said before the Wi-Fi is asked for
+        check_firmware(firmware.read_bytes(), str(firmware), pins_path)
+    except OSError as exc:
+        raise _fail(f"cannot read {firmware}: {exc.strerror}") from None
+    except FactoryImageError as exc:
+        raise _fail(str(exc)) from None
 
     if batch:
         if csv_path is None:
