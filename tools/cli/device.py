@@ -406,10 +406,9 @@ def factory_image_cmd(
     before the Wi-Fi is asked for or anything is registered: its MicroPython version, read
     from the image's ESP-IDF app descriptor, must be a supported release (v1.23.0, v1.24.0,
     v1.24.1; v1.25.0 as a ROMFS build only) and, with a pins file, the file itself must be
-    pinned. A firmware with a
-    `romfs` partition, built with ROMFS, also gets the app's code image there, so the node
-    runs its code from flash from its first boot; without one the node runs it from its
-    files (the tool says which).
+    pinned. A firmware with a `romfs` partition, built with ROMFS, also gets the app's code
+    image there, so the node runs its code from flash from its first boot; without one the
+    node runs it from its files (the tool says which).
     """
     import csv
 
