@@ -17,6 +17,10 @@ _VALID_FROM = const(1735689600)  # 2025-01-01: an RTC earlier than this has not 
 _FILE = const("/clock.json")
 _MAX_RUNS = const(8)
 _KEPT_CAUSES = const(("soft", "watchdog", "deepsleep"))  # resets that keep the RTC counting
+# A set clock does not drift by minutes between syncs: an NTP time further from it than this
+# (a forged reply, or a clock set wrong before) is taken only if the fleet server's signed
+# time agrees with it.
+_MAX_STEP_S = const(600)
 
 
 def _load(node):
@@ -86,8 +90,28 @@ def sync(node):
     if t is None or t < _VALID_FROM:
         node.log.warn("clock_sync_failed", source=source, error=None)
         return False
+    if node.clock_ok and not _step_agreed(node, t, t - board.epoch_s()):
+        return False
     settle(node, t, source)
     return True
+
+
+def _step_agreed(node, t, step):
+    """Whether NTP's `t` may move a set clock by `step` s: a small step, or one the fleet
+    server's signed time confirms (unreachable: the running clock is kept)."""
+    if -_MAX_STEP_S <= step <= _MAX_STEP_S:
+        return True
+    fleet = None
+    ask = getattr(node.uplink, "server_time", None)
+    if ask is not None:
+        try:
+            fleet = ask()
+        except Exception:  # the running clock is kept; NTP is asked again later
+            pass
+    if fleet is not None and -_MAX_STEP_S <= fleet - t <= _MAX_STEP_S:
+        return True
+    node.log.warn("clock_refused", source="ntp", step_s=step, fleet=fleet is not None)
+    return False
 
 
 def settle(node, t, source):
