@@ -40,10 +40,11 @@ services:  ## make sure the local PostgreSQL the tests use is running (starts it
 run: install  ## start the fleet server on 127.0.0.1:8000 (SQLite under ./var) with emulated lampposts
 	$(BIN)/lamplighter demo
 
-test: install system-deps services lint  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL): the quick cases two files at a time, then the slow ones (real-time HIL scenarios) alone
+test: install system-deps services lint  ## run the whole suite (unit, API on SQLite and PostgreSQL, firmware on MicroPython, HIL): the quick cases and then the slow ones two files at a time, then the real-time HIL scenarios one by one
 	@status=0; \
 	$(BIN)/pytest -q -rs -p no:cacheprovider -m "not slow" -n 2 --dist loadfile || status=$$?; \
-	$(BIN)/pytest -q -rs -p no:cacheprovider -m slow || status=$$?; \
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m slow -n 2 --dist loadfile --durations=8 tests || status=$$?; \
+	$(BIN)/pytest -q -rs -p no:cacheprovider -m slow --durations=8 hil_tests || status=$$?; \
 	exit $$status
 
 test-fast: install services lint  ## the suite without the cases marked slow, three test files at a time
