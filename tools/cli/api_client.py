@@ -24,6 +24,10 @@ ServerOption = Annotated[str | None, typer.Option(
 TokenOption = Annotated[str | None, typer.Option(
     "--token", envvar="LAMPLIGHTER_TOKEN",
     help="API token; create one with `lamplighter server create-token`.")]
+# The time range of the newest-first lists (the audit trail, a node's events).
+SinceOption = Annotated[str | None, typer.Option(
+    help="ISO 8601 time: from then on (no time zone: UTC).")]
+UntilOption = Annotated[str | None, typer.Option(help="ISO 8601 time: before then.")]
 CaOption = Annotated[Path | None, typer.Option(
     "--ca", envvar="LAMPLIGHTER_CA", dir_okay=False,
     help="CA certificate (PEM or DER) the fleet server's certificate must chain to (default: "

@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption
+from tools.cli.api_client import (
+    ApiClient,
+    CaOption,
+    ServerOption,
+    SinceOption,
+    TokenOption,
+    UntilOption,
+)
 
 audit_app = typer.Typer(help="Who did which operator action to what, when, and the outcome.",
                         no_args_is_help=True)
@@ -50,9 +57,8 @@ def list_records(
         help="e.g. config.set, command.send, rollout.* (a trailing * matches a prefix).")] = None,
     refused: Annotated[bool, typer.Option(
         "--refused", help="Only the refused actions.")] = False,
-    since: Annotated[str | None, typer.Option(
-        help="ISO 8601 time: from then on (no time zone: UTC).")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO 8601 time: before then.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 50,
     cursor: Annotated[int | None, typer.Option(
         min=1, help="Older records: the cursor the previous page printed.")] = None,

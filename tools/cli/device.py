@@ -15,7 +15,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from tools.cli.api_client import ApiClient, CaOption, ServerOption, TokenOption
+from tools.cli.api_client import (
+    ApiClient,
+    CaOption,
+    ServerOption,
+    SinceOption,
+    TokenOption,
+    UntilOption,
+)
 
 device_app = typer.Typer(help="The fleet's nodes: list and show them (operators), and the "
                               "technician's tools for one node: flash, provision, emulate, "
@@ -740,9 +747,8 @@ def events_cmd(
         help="Only this kind: registered, enrollment_issued, key_rotation_started, "
              "key_rotated, key_retired, decommissioned, keyset_error, config_refused, "
              "telemetry_conflict.")] = None,
-    since: Annotated[str | None, typer.Option(
-        help="ISO 8601 time: from then on (no time zone: UTC).")] = None,
-    until: Annotated[str | None, typer.Option(help="ISO 8601 time: before then.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 50,
     cursor: Annotated[int | None, typer.Option(
         min=1, help="Older events: the cursor the previous page printed.")] = None,
