@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from fleet.checkin_rules import desired_config_version, profile_body
 from fleet.config_schema import Refusal, deep_merge, defaults, find, leaves, validate
+from fleet.config_state import reported_state
 from fleet.errors import Invalid
 from fleet.models import ConfigProfile, Device, utcnow
 from fleet.registry import get_device
@@ -87,7 +88,8 @@ def set_device_config(session: Session, uid: str, config: dict[str, Any]) -> Con
 def config_view(session: Session, scope: str, target: str) -> dict[str, Any]:
     """What GET …/config answers: the scope's own stored document and version (as the PUT
     answers them), and the desired configuration it leads to, merged deeply (defaults < group
-    < node), each key with its source, and what a node would refuse of it."""
+    < node), each key with its source, and what a node would refuse of it; for a node, also
+    what it reports (fleet.config_state.reported_state)."""
     layers: list[tuple[str, ConfigProfile | None]] = []
     if scope == "device":
         device = get_device(session, target)
@@ -115,7 +117,7 @@ def config_view(session: Session, scope: str, target: str) -> dict[str, Any]:
     }
     if scope == "device":
         view["group"] = device.group_name
-        view["applied_version"] = device.applied_config_version
+        view.update(reported_state(device))  # applied, refused and why, drifting
     return view
 
 

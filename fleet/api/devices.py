@@ -13,7 +13,6 @@ from fleet.api.deps import OPERATOR, TECHNICIAN, ReaderDep, SessionDep, audited
 from fleet.audit import AuditEntry, Created
 from fleet.config_profiles import config_view, set_device_config
 from fleet.config_schema import leaves
-from fleet.config_state import reported_state
 from fleet.core.settings import get_settings
 from fleet.device_events import EventFilter, read_events
 from fleet.models import Device, aware, utcnow
@@ -138,9 +137,7 @@ def get_device_config(device_id: str, _: ReaderDep, session: SessionDep) -> Conf
     merged deeply), each key with its source; and what the node reports: the version it last
     applied, the version it refused and why (while that refusal stands), and whether it is
     drifting (behind its desired version for more than two check-ins in a row)."""
-    view = config_view(session, "device", device_id)
-    view.update(reported_state(get_device(session, device_id)))
-    return ConfigView.model_validate(view)
+    return ConfigView.model_validate(config_view(session, "device", device_id))
 
 
 @router.get("/devices/{device_id}/events", response_model=EventPage,
